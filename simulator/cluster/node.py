@@ -1,0 +1,175 @@
+"""The Node API: the only way checkers, faults and the session touch a cluster.
+
+A node is a control-plane (or worker) machine as the learner sees it: exam paths
+(``/etc/kubernetes/...``, ``/var/lib/etcd``, ``/opt/...``), root, hostname
+``controlplane``. Every driver implements these protocols, so a checker or fault
+written against them works unchanged on every driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from simulator.errors import ClusterError
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+@dataclasses.dataclass(frozen=True)
+class Completed:
+    """The outcome of :meth:`Node.run`."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def out(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+    @property
+    def err(self) -> str:
+        return self.stderr.decode(errors="replace")
+
+    def check(self) -> "Completed":
+        """Return self when the command succeeded, else raise a ClusterError quoting it."""
+        if self.returncode != 0:
+            tail = (self.err or self.out).strip().splitlines()[-5:]
+            raise ClusterError(
+                f"command failed with exit code {self.returncode}: {shlex.join(self.argv)}",
+                hint="\n".join(tail) if tail else "the command printed nothing",
+            )
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node to create: its name (hostname) and role."""
+
+    name: str
+    role: str = "control-plane"  # or "worker"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec:
+    """What a scenario asks of a cluster."""
+
+    name: str
+    control_planes: int = 1
+    workers: int = 0
+    components: tuple[str, ...] = ("etcd",)
+
+    def node_specs(self) -> list[NodeSpec]:
+        """Nodes named as on the exam: controlplane, controlplane2, ..., node01, node02, ..."""
+        nodes = [
+            NodeSpec("controlplane" if i == 0 else f"controlplane{i + 1}")
+            for i in range(self.control_planes)
+        ]
+        nodes += [NodeSpec(f"node{i + 1:02d}", role="worker") for i in range(self.workers)]
+        return nodes
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """A progress report from a driver: ``done`` of ``total`` steps, the current one named."""
+
+    name: str
+    done: int
+    total: int
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterInfo:
+    """A cluster as listed by a driver (it may belong to no active session)."""
+
+    name: str
+    driver: str
+    nodes: tuple[str, ...]
+    state: str  # "running", "degraded", "stopped"
+
+
+Progress = Callable[[Step], None]
+
+
+@runtime_checkable
+class Node(Protocol):
+    name: str
+
+    def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 30,
+        env: dict[str, str] | None = None,
+    ) -> Completed:
+        """Run ``argv`` as root inside the node (login environment, cwd ``/root``).
+
+        ``env`` adds variables; scenario values travel this way, never inside a shell string.
+        Raises ClusterError if the node is gone or the command times out.
+        """
+        ...
+
+    def read_file(self, path: str) -> bytes:
+        """Bytes of ``path`` as seen inside the node; FileNotFoundError if absent."""
+        ...
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Create or replace ``path`` inside the node (parents created)."""
+        ...
+
+    def shell_argv(self) -> list[str]:
+        """argv that opens an interactive login shell as root on the node."""
+        ...
+
+
+@runtime_checkable
+class Cluster(Protocol):
+    name: str
+    driver: str
+    nodes: Sequence[Node]
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; ClusterError naming the known nodes otherwise."""
+        ...
+
+
+@runtime_checkable
+class Driver(Protocol):
+    name: str
+
+    def create(self, spec: ClusterSpec, progress: Progress) -> Cluster:
+        """Create and start a cluster; return once every component is healthy."""
+        ...
+
+    def attach(self, name: str) -> Cluster:
+        """Reconnect to a running cluster created earlier (possibly by another process)."""
+        ...
+
+    def delete(self, cluster: Cluster | str) -> None:
+        """Remove every process, mount and file of the cluster. Idempotent."""
+        ...
+
+    def list(self) -> list[ClusterInfo]:
+        """Clusters of this driver that exist on this machine."""
+        ...
+
+
+def find_node(nodes: Sequence[Node], name: str) -> Node:
+    """Shared implementation of :meth:`Cluster.node`."""
+    for node in nodes:
+        if node.name == name:
+            return node
+    known = ", ".join(n.name for n in nodes) or "none"
+    raise ClusterError(f"no node named {name!r} in this cluster", hint=f"nodes: {known}")
+
+
+def shell_script(node: Node, script: str, env: dict[str, str] | None = None,
+                 timeout: float = 120) -> Completed:
+    """Run a constant bash ``script`` on ``node``; variable values go in ``env``."""
+    return node.run(["bash", "-c", script], env=env, timeout=timeout)

@@ -1,0 +1,149 @@
+"""Checker and fault registries, filled through entry points.
+
+A checker is ``fn(ctx, **params) -> CheckResult`` registered under a dotted name
+(``snapshot.valid``); a fault is ``fn(ctx, **params) -> None``. Built-ins register through
+the same entry-point groups third-party packs use: ``cka_sim.checkers`` and
+``cka_sim.faults``. An entry point names a module (or callable); importing it runs the
+``@checker`` / ``@fault`` decorators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from simulator.cluster.node import Cluster, Completed, Node
+from simulator.errors import CheckError
+
+CHECKER_GROUP = "cka_sim.checkers"
+FAULT_GROUP = "cka_sim.faults"
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """What a checker found: ``passed`` and a ``detail`` a learner can act on."""
+
+    passed: bool
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class Context:
+    """What a checker or fault gets: the cluster, the target node, the attempt's values.
+
+    ``state`` is the attempt's scratch space, persisted with the session: a fault or
+    setup step records facts there (``state["setup_revision"]``) for checkers to use.
+    """
+
+    cluster: Cluster
+    node_name: str = "controlplane"
+    vars: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def node(self) -> Node:
+        return self.cluster.node(self.node_name)
+
+    def on(self, node_name: str | None) -> "Context":
+        """The same context aimed at another node (``None`` keeps this one)."""
+        if not node_name or node_name == self.node_name:
+            return self
+        return dataclasses.replace(self, node_name=node_name)
+
+    def run(self, argv: list[str], *, env: dict[str, str] | None = None,
+            timeout: float = 30, input: bytes | None = None) -> Completed:
+        return self.node.run(argv, env=env, timeout=timeout, input=input)
+
+
+Checker = Callable[..., CheckResult]
+Fault = Callable[..., None]
+
+_checkers: dict[str, Checker] = {}
+_faults: dict[str, Fault] = {}
+_loaded: set[str] = set()
+
+
+def checker(name: str) -> Callable[[Checker], Checker]:
+    """Register ``fn`` as the checker ``name``."""
+
+    def register(fn: Checker) -> Checker:
+        _checkers[name] = fn
+        return fn
+
+    return register
+
+
+def fault(name: str) -> Callable[[Fault], Fault]:
+    """Register ``fn`` as the fault ``name``."""
+
+    def register(fn: Fault) -> Fault:
+        _faults[name] = fn
+        return fn
+
+    return register
+
+
+def _load(group: str) -> None:
+    if group in _loaded:
+        return
+    _loaded.add(group)
+    for ep in entry_points(group=group):
+        ep.load()
+    if group == CHECKER_GROUP and not _checkers:
+        import checkers  # noqa: F401  (source checkout without an installed distribution)
+    if group == FAULT_GROUP and not _faults:
+        import simulator.faults  # noqa: F401
+
+
+def checkers() -> dict[str, Checker]:
+    """All registered checkers by name."""
+    _load(CHECKER_GROUP)
+    return dict(_checkers)
+
+
+def faults() -> dict[str, Fault]:
+    """All registered faults by name."""
+    _load(FAULT_GROUP)
+    return dict(_faults)
+
+
+def _lookup(table: dict[str, Callable[..., Any]], kind: str, name: str) -> Callable[..., Any]:
+    try:
+        return table[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, table, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known {kind}s: {', '.join(sorted(table))}"
+        raise CheckError(f"unknown {kind} {name!r}", hint=hint) from None
+
+
+def get_checker(name: str) -> Checker:
+    return _lookup(checkers(), "checker", name)
+
+
+def get_fault(name: str) -> Fault:
+    return _lookup(faults(), "fault", name)
+
+
+def check_params(fn: Callable[..., Any], kind: str, name: str, params: Mapping[str, Any]) -> None:
+    """Raise CheckError when ``params`` do not fit ``fn``'s keyword parameters."""
+    sig = inspect.signature(fn)
+    accepted = [p for p in list(sig.parameters.values())[1:]]
+    if any(p.kind is p.VAR_KEYWORD for p in accepted):
+        return
+    names = {p.name for p in accepted}
+    unknown = sorted(set(params) - names)
+    missing = sorted(p.name for p in accepted
+                     if p.default is p.empty and p.kind is not p.VAR_POSITIONAL and p.name not in params)
+    if unknown or missing:
+        parts = []
+        if unknown:
+            parts.append(f"unknown parameter(s) {', '.join(unknown)}")
+        if missing:
+            parts.append(f"missing parameter(s) {', '.join(missing)}")
+        raise CheckError(f"{kind} {name!r}: {'; '.join(parts)}",
+                         hint=f"{name} takes: {', '.join(sorted(names)) or 'no parameters'}")
