@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Build the Kubernetes control-plane binaries and etcd the simulator runs, from the Go
+# module proxy (no git clones), into the user cache that simulator.cluster.local.binaries
+# searches:
+#
+#   $CACHE_DIR/bin/kubernetes-<KUBE_VERSION>/{kube-apiserver,kube-controller-manager,
+#                                             kube-scheduler,kubectl,kubeadm}
+#   $CACHE_DIR/bin/etcd-<ETCD_VERSION>/{etcd,etcdctl,etcdutl}
+#
+# Usage: .ci/build-binaries.sh [CACHE_DIR]
+#   CACHE_DIR defaults to ${CKA_SIM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cka-sim}.
+#   KUBE_VERSION / ETCD_VERSION may be overridden from the environment.
+#
+# A binary that already reports the expected version is not rebuilt, so a warm run takes
+# seconds. Builds go to a temporary directory and are renamed into place, so an interrupted
+# build never leaves a partial binary. Builds run one at a time under `nice` because the
+# machine is shared.
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-v1.35.4}"
+# kubeadm v1.35.4 pins etcd 3.6.6-0 (cmd/kubeadm/app/constants/constants.go DefaultEtcdVersion).
+ETCD_VERSION="${ETCD_VERSION:-v3.6.6}"
+KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm)
+ETCD_BINARIES=(etcd etcdctl etcdutl)
+
+CACHE_DIR="${1:-${CKA_SIM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cka-sim}}"
+BIN_ROOT="$CACHE_DIR/bin"
+KUBE_DIR="$BIN_ROOT/kubernetes-$KUBE_VERSION"
+ETCD_DIR="$BIN_ROOT/etcd-$ETCD_VERSION"
+WORK_ROOT="$CACHE_DIR/build"
+
+started=$(date +%s)
+log() { printf '[build-binaries %3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+die() { printf 'build-binaries: %s\n' "$*" >&2; exit 1; }
+
+TMP_DIRS=()
+cleanup() { [[ ${#TMP_DIRS[@]} -eq 0 ]] || rm -rf "${TMP_DIRS[@]}"; }
+trap cleanup EXIT
+
+command -v go >/dev/null || die "go is not on PATH; install Go >= 1.25 (https://go.dev/dl/)"
+
+# What a binary prints about its version.
+version_output() {
+    local path=$1 name=$2
+    case "$name" in
+        kubectl) timeout 30 "$path" version --client ;;
+        kubeadm) timeout 30 "$path" version -o short ;;
+        etcdctl | etcdutl) timeout 30 "$path" version ;;
+        *) timeout 30 "$path" --version ;;
+    esac 2>/dev/null
+}
+
+# The line that output must contain.
+expected_line() {
+    case "$1" in
+        etcd) echo "etcd Version: ${ETCD_VERSION#v}" ;;
+        etcdctl) echo "etcdctl version: ${ETCD_VERSION#v}" ;;
+        etcdutl) echo "etcdutl version: ${ETCD_VERSION#v}" ;;
+        kubectl) echo "Client Version: $KUBE_VERSION" ;;
+        kubeadm) echo "$KUBE_VERSION" ;;
+        *) echo "Kubernetes $KUBE_VERSION" ;;
+    esac
+}
+
+is_current() {
+    local path=$1 name=$2
+    [[ -x "$path" ]] || return 1
+    version_output "$path" "$name" | grep -qxF -- "$(expected_line "$name")"
+}
+
+# go build of one main package into DEST_DIR/NAME through a temp file in the same directory.
+build_one() {
+    local module_dir=$1 pkg=$2 dest_dir=$3 name=$4 ldflags=$5
+    local tmp
+    tmp=$(mktemp -d "$dest_dir/.build-$name.XXXXXX")
+    TMP_DIRS+=("$tmp")
+    local t0
+    t0=$(date +%s)
+    log "building $name ($pkg)"
+    (
+        cd "$module_dir"
+        CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false" \
+            nice -n 19 go build -p 2 -trimpath -ldflags "$ldflags" -o "$tmp/$name" "$pkg"
+    )
+    is_current "$tmp/$name" "$name" ||
+        die "$name was built but does not report '$(expected_line "$name")'"
+    mv -f "$tmp/$name" "$dest_dir/$name"
+    rm -rf "$tmp"
+    log "built $name in $(( $(date +%s) - t0 ))s -> $dest_dir/$name"
+}
+
+# The release time the module proxy records, used as a reproducible build date.
+module_time() {
+    go mod download -json "$1" | sed -n 's/.*"Info": "\(.*\)".*/\1/p' |
+        xargs cat | sed -n 's/.*"Time":"\([^"]*\)".*/\1/p'
+}
+
+missing_of() {
+    local dir=$1; shift
+    local name
+    for name in "$@"; do
+        is_current "$dir/$name" "$name" || echo "$name"
+    done
+}
+
+write_kube_wrapper() {
+    local dir=$1 info gomod minor staging
+    info=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION")
+    gomod=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"$info")
+    [[ -f "$gomod" ]] || die "could not download k8s.io/kubernetes@$KUBE_VERSION from ${GOPROXY:-the Go proxy}"
+    minor=${KUBE_VERSION#v1.}
+    staging=$(sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/src/.*#\1#p' "$gomod")
+    [[ -n "$staging" ]] || die "no staging modules found in $gomod"
+    {
+        echo "module cka-sim.invalid/kubernetes-build"
+        echo
+        sed -n 's/^go \(.*\)/go \1/p' "$gomod"
+        echo
+        echo "require k8s.io/kubernetes $KUBE_VERSION"
+        echo
+        echo "replace ("
+        local mod
+        for mod in $staging; do
+            echo "	$mod => $mod v0.$minor"
+        done
+        echo ")"
+    } >"$dir/go.mod.new"
+    if ! cmp -s "$dir/go.mod.new" "$dir/go.mod.template" 2>/dev/null; then
+        cp "$dir/go.mod.new" "$dir/go.mod.template"
+        cp "$dir/go.mod.new" "$dir/go.mod"
+        rm -f "$dir/go.sum"
+    fi
+    rm -f "$dir/go.mod.new"
+}
+
+write_etcd_wrapper() {
+    local dir=$1
+    cat >"$dir/go.mod.new" <<EOF
+module cka-sim.invalid/etcd-build
+
+go 1.24
+
+require (
+	go.etcd.io/etcd/server/v3 $ETCD_VERSION
+	go.etcd.io/etcd/etcdctl/v3 $ETCD_VERSION
+	go.etcd.io/etcd/etcdutl/v3 $ETCD_VERSION
+)
+EOF
+    if ! cmp -s "$dir/go.mod.new" "$dir/go.mod.template" 2>/dev/null; then
+        cp "$dir/go.mod.new" "$dir/go.mod.template"
+        cp "$dir/go.mod.new" "$dir/go.mod"
+        rm -f "$dir/go.sum"
+    fi
+    rm -f "$dir/go.mod.new"
+}
+
+build_kubernetes() {
+    local missing
+    mapfile -t missing < <(missing_of "$KUBE_DIR" "${KUBE_BINARIES[@]}")
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "kubernetes $KUBE_VERSION: all binaries present in $KUBE_DIR"
+        return
+    fi
+    log "kubernetes $KUBE_VERSION: to build: ${missing[*]}"
+    local work="$WORK_ROOT/kubernetes-$KUBE_VERSION"
+    mkdir -p "$work" "$KUBE_DIR"
+    write_kube_wrapper "$work"
+    local major minor build_date ldflags="-s -w" key val
+    major=${KUBE_VERSION#v}; major=${major%%.*}
+    minor=${KUBE_VERSION#v*.}; minor=${minor%%.*}
+    build_date=$(module_time "k8s.io/kubernetes@$KUBE_VERSION")
+    # The same variables hack/lib/version.sh (kube::version::ldflags) stamps.
+    for pair in "gitVersion=$KUBE_VERSION" "gitMajor=$major" "gitMinor=$minor" \
+        "buildDate=$build_date"; do
+        key=${pair%%=*}; val=${pair#*=}
+        ldflags+=" -X k8s.io/client-go/pkg/version.$key=$val"
+        ldflags+=" -X k8s.io/component-base/version.$key=$val"
+    done
+    local name
+    for name in "${missing[@]}"; do
+        build_one "$work" "k8s.io/kubernetes/cmd/$name" "$KUBE_DIR" "$name" "$ldflags"
+    done
+}
+
+build_etcd() {
+    local missing
+    mapfile -t missing < <(missing_of "$ETCD_DIR" "${ETCD_BINARIES[@]}")
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "etcd $ETCD_VERSION: all binaries present in $ETCD_DIR"
+        return
+    fi
+    log "etcd $ETCD_VERSION: to build: ${missing[*]}"
+    local work="$WORK_ROOT/etcd-$ETCD_VERSION"
+    mkdir -p "$work" "$ETCD_DIR"
+    write_etcd_wrapper "$work"
+    local name pkg
+    for name in "${missing[@]}"; do
+        case "$name" in
+            etcd) pkg=go.etcd.io/etcd/server/v3 ;;
+            etcdctl) pkg=go.etcd.io/etcd/etcdctl/v3 ;;
+            etcdutl) pkg=go.etcd.io/etcd/etcdutl/v3 ;;
+        esac
+        build_one "$work" "$pkg" "$ETCD_DIR" "$name" "-s -w"
+    done
+}
+
+mkdir -p "$BIN_ROOT"
+exec 9>"$BIN_ROOT/.build.lock"
+if ! flock -n 9; then
+    log "another build holds $BIN_ROOT/.build.lock; waiting"
+    flock 9
+fi
+
+log "cache: $CACHE_DIR ($(go version))"
+build_etcd
+build_kubernetes
+log "done in $(( $(date +%s) - started ))s"
+for name in "${ETCD_BINARIES[@]}"; do echo "  $ETCD_DIR/$name"; done
+for name in "${KUBE_BINARIES[@]}"; do echo "  $KUBE_DIR/$name"; done
