@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.client
 import importlib.util
 import os
 import platform
@@ -176,44 +177,41 @@ def _report(progress: Progress | None, step: Step) -> None:
         progress(step)
 
 
-class _Download:
-    """One file fetched into a temporary file next to its destination, hashed on the way."""
-
-    def __init__(self, url: str, directory: Path, label: str,
-                 progress: Progress | None, done: int, total: int) -> None:
-        self.url, self.label = url, label
-        self.directory = directory
-        self.progress, self.done, self.total = progress, done, total
-
-    def fetch(self, names: list[str]) -> tuple[IO[bytes], str]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.NamedTemporaryFile(dir=self.directory, prefix=".download-", delete=False)
-        digest = hashlib.sha256()
-        try:
-            with _open(self.url, names) as response:
-                size = int(response.headers.get("Content-Length") or 0)
-                got = next_report = 0
+def _fetch(url: str, directory: Path, label: str, names: list[str],
+           progress: Progress | None, done: int, total: int) -> tuple[IO[bytes], str]:
+    """Stream ``url`` into a temporary file in ``directory``; return it rewound and its sha256."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=".download-", delete=False)
+    digest = hashlib.sha256()
+    try:
+        with _open(url, names) as response:
+            size = int(response.headers.get("Content-Length") or 0)
+            got = next_report = 0
+            try:
                 while chunk := response.read(_CHUNK):
                     tmp.write(chunk)
                     digest.update(chunk)
                     got += len(chunk)
                     if got >= next_report:
                         next_report = got + 8 * _CHUNK
-                        _report(self.progress, Step(
-                            f"downloading {self.label}", self.done, self.total,
+                        _report(progress, Step(
+                            f"downloading {label}", done, total,
                             f"{got / 1e6:.0f} of {size / 1e6:.0f} MB" if size
                             else f"{got / 1e6:.0f} MB"))
-            tmp.flush()
-            os.fsync(tmp.fileno())
-            tmp.seek(0)
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-        return tmp, digest.hexdigest()
+            except (OSError, http.client.HTTPException) as exc:
+                raise BinaryMissing(f"download of {url} broke off after {got} bytes: {exc}",
+                                    hint=_missing_hint(names)) from exc
+        tmp.flush()
+        os.fsync(tmp.fileno())
+        tmp.seek(0)
+    except BaseException:
+        tmp.close()
+        os.unlink(tmp.name)
+        raise
+    return tmp, digest.hexdigest()
 
 
-def _open(url: str, names: list[str]):
+def _open(url: str, names: list[str]) -> http.client.HTTPResponse:
     try:
         return urllib.request.urlopen(url, timeout=_TIMEOUT)  # noqa: S310 - https or override
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -226,7 +224,7 @@ def _read_text(url: str, names: list[str]) -> str:
     with _open(url, names) as response:
         try:
             return response.read(1 << 20).decode("utf-8", errors="replace")
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise BinaryMissing(f"could not download {url}: {exc}",
                                 hint=_missing_hint(names)) from exc
 
@@ -273,7 +271,7 @@ def _download_kubernetes(names: list[str], progress: Progress | None,
         expected = _expected_sum(_read_text(url + ".sha256", [name]), None,
                                  url + ".sha256", [name])
         dest = cache_bin_dir(name) / name
-        tmp, actual = _Download(url, dest.parent, name, progress, done, total).fetch([name])
+        tmp, actual = _fetch(url, dest.parent, name, [name], progress, done, total)
         with tmp:
             try:
                 _check_sum(actual, expected, url, [name])
@@ -293,7 +291,7 @@ def _download_etcd(names: list[str], progress: Progress | None,
     sums_url = f"{base}/{ETCD_VERSION}/SHA256SUMS"
     expected = _expected_sum(_read_text(sums_url, names), f"{stem}.tar.gz", sums_url, names)
     directory = cache_bin_dir("etcd")
-    tmp, actual = _Download(url, directory, f"{stem}.tar.gz", progress, done, total).fetch(names)
+    tmp, actual = _fetch(url, directory, f"{stem}.tar.gz", names, progress, done, total)
     with tmp:
         try:
             _check_sum(actual, expected, url, names)
