@@ -124,7 +124,11 @@ class Node(Protocol):
         ...
 
     def shell_argv(self) -> list[str]:
-        """argv that opens an interactive login shell as root on the node."""
+        """argv that opens an interactive login shell as root on the node.
+
+        It ends with the shell's own argv (``bash -l``), so appending ``["-c", COMMAND]``
+        runs COMMAND in a login shell and exits with its status.
+        """
         ...
 
 
