@@ -1,0 +1,122 @@
+"""The quality gate every scenario must pass (``cka-sim scenario test``).
+
+On fresh clusters: before any action every check the learner must earn fails (guards
+pass); the reference solution scores full marks; each wrong solution loses exactly the
+checks it names. A scenario that cannot be solved or can be fooled fails the gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from simulator.catalog import Catalog
+from simulator.cluster import get_driver
+from simulator.cluster.node import Cluster
+from simulator.errors import SimError
+from simulator.scenario import Scenario
+from simulator.session import CheckOutcome, grade, run_setup
+
+
+@dataclasses.dataclass
+class GateResult:
+    scenario: str
+    seed: int
+    problems: list[str] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "seed": self.seed, "passed": self.passed,
+                "problems": self.problems, "seconds": round(self.seconds, 1)}
+
+
+def _describe(outcomes: list[CheckOutcome]) -> str:
+    return ", ".join(f"{o.name!r} {'passed' if o.passed else 'failed'}" for o in outcomes)
+
+
+def _fresh(scenario: Scenario, driver: str, values: dict[str, Any],
+           state: dict[str, Any]) -> Cluster:
+    drv = get_driver(driver)
+    cluster = drv.create(scenario.cluster.to_spec(f"gate-{secrets.token_hex(3)}"), lambda s: None)
+    try:
+        run_setup(scenario, cluster, values, state)
+    except BaseException:
+        drv.delete(cluster)
+        raise
+    return cluster
+
+
+def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
+                  progress: Callable[[str], None] = lambda line: None) -> GateResult:
+    """Run the three gates for one scenario and collect every problem found."""
+    began = time.monotonic()
+    result = GateResult(scenario.id, seed)
+    rendered, values = scenario.instantiate(seed)
+    drv = get_driver(driver)
+
+    progress(f"{scenario.id}: fresh environment and reference solution")
+    state: dict[str, Any] = {}
+    try:
+        cluster = _fresh(rendered, driver, values, state)
+    except SimError as exc:
+        result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
+        result.seconds = time.monotonic() - began
+        return result
+    try:
+        fresh = grade(rendered, cluster, values, state)
+        earned = [o for o in fresh if o.passed and not o.guard]
+        lost_guards = [o for o in fresh if o.guard and not o.passed]
+        if earned:
+            result.problems.append(f"fresh environment already passes: {_describe(earned)}")
+        if lost_guards:
+            result.problems.append(f"guard checks fail on a fresh environment: {_describe(lost_guards)}")
+        done = cluster.nodes[0].run(["bash", "-c", rendered.solution], timeout=600)
+        if not done.ok:
+            tail = (done.err or done.out).strip().splitlines()[-3:]
+            result.problems.append(f"solution exited {done.returncode}: {' | '.join(tail)}")
+        solved = grade(rendered, cluster, values, state)
+        missed = [o for o in solved if not o.passed]
+        if missed:
+            result.problems.append("solution misses: " + "; ".join(
+                f"{o.name!r}: {o.detail}" for o in missed))
+    finally:
+        drv.delete(cluster)
+
+    for wrong in rendered.wrong_solutions:
+        progress(f"{scenario.id}: wrong solution {wrong.name!r}")
+        state = {}
+        try:
+            cluster = _fresh(rendered, driver, values, state)
+        except SimError as exc:
+            result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
+            continue
+        try:
+            cluster.nodes[0].run(["bash", "-c", wrong.script], timeout=600)
+            outcomes = grade(rendered, cluster, values, state)
+        finally:
+            drv.delete(cluster)
+        expected = set(wrong.fails)
+        should_fail = [o for o in outcomes if o.name in expected and o.passed]
+        should_pass = [o for o in outcomes if o.name not in expected and not o.passed]
+        if should_fail:
+            result.problems.append(f"wrong solution {wrong.name!r} is not caught by: "
+                                   + ", ".join(repr(o.name) for o in should_fail))
+        if should_pass:
+            result.problems.append(f"wrong solution {wrong.name!r} also fails: "
+                                   + "; ".join(f"{o.name!r}: {o.detail}" for o in should_pass))
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def run_gate(catalog: Catalog, ids: list[str], *, driver: str = "local", seed: int = 0,
+             progress: Callable[[str], None] = lambda line: None) -> list[GateResult]:
+    """The gate for each scenario id, in order."""
+    return [gate_scenario(catalog.get(i), driver=driver, seed=seed, progress=progress)
+            for i in ids]
