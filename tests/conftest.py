@@ -1,0 +1,47 @@
+"""Shared test setup: every test run keeps its user state in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
+    """CKA_SIM_HOME points at a fresh directory so tests never touch real user state."""
+    home = tmp_path_factory.mktemp("cka-sim-home")
+    old = os.environ.get("CKA_SIM_HOME")
+    os.environ["CKA_SIM_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("CKA_SIM_HOME", None)
+    else:
+        os.environ["CKA_SIM_HOME"] = old
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+            cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``cka-sim`` as a user would, in a child process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "simulator", *args], capture_output=True,
+                          text=True, env=full_env, input=input, cwd=cwd, timeout=timeout)
+
+
+def can_make_namespaces() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork",
+                           "--net", "--uts", "--ipc", "true"], capture_output=True)
+    return done.returncode == 0
+
+
+needs_namespaces = pytest.mark.skipif(
+    not can_make_namespaces(), reason="this machine does not allow Linux user namespaces "
+    "(see `cka-sim doctor`)")
