@@ -1,0 +1,494 @@
+"""The embedded driver: create, attach, list, delete and clean namespaced practice clusters.
+
+``create`` prepares each node's rootfs, writes the kubeadm PKI and etcd manifests into it
+(in a thread, while the namespaces start), starts the cluster's infra and node processes
+and returns once etcd answers ``etcdctl endpoint health`` over TLS inside the node. With
+several control planes the members join one by one as ``kubeadm join --control-plane``
+does: ``etcdctl member add`` on the first node, then the joiner's manifest with
+``--initial-cluster-state=existing``.
+
+State lives in ``clusters_dir()/<name>/cluster.json`` (see :mod:`simulator.cluster.local`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+from simulator.cluster.local import binaries as binaries_mod
+from simulator.cluster.local import nodes as nodes_mod
+from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
+from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
+from simulator.errors import BinaryMissing, ClusterError, NamespacesUnavailable, SimError
+from simulator.paths import cache_dir, clusters_dir
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+ETCD_TIMEOUT = 60.0
+NODE_TIMEOUT = 20.0
+STOP_GRACE = 4.0
+SPARE_KEYS = 24
+NODE_TOOLS = ("etcd", "etcdctl", "etcdutl", "kubectl", "kubeadm")
+
+_PKI = "/etc/kubernetes/pki/etcd"
+_ETCDCTL_TLS = [f"--cacert={_PKI}/ca.crt", f"--cert={_PKI}/server.crt",
+                f"--key={_PKI}/server.key"]
+_WAIT_HEALTHY = """
+end=$((SECONDS + WAIT))
+while :; do
+    if ETCDCTL_API=3 etcdctl endpoint health --endpoints="$ENDPOINTS" --cacert="$CACERT" \
+        --cert="$CERT" --key="$KEY" --dial-timeout=1s --command-timeout=2s >/dev/null 2>&1
+    then exit 0; fi
+    (( SECONDS >= end )) && break
+    sleep 0.05
+done
+ETCDCTL_API=3 etcdctl endpoint health --endpoints="$ENDPOINTS" --cacert="$CACERT" \
+    --cert="$CERT" --key="$KEY" --dial-timeout=1s --command-timeout=2s
+exit 1
+"""
+
+
+@dataclasses.dataclass
+class LocalCluster:
+    """A cluster of the embedded driver (implements the Cluster protocol)."""
+
+    name: str
+    nodes: list[LocalNode]
+    directory: Path
+    driver: str = "local"
+
+    def node(self, name: str) -> LocalNode:
+        """The node called ``name``; ClusterError naming the known nodes otherwise."""
+        return find_node(self.nodes, name)  # type: ignore[return-value]
+
+
+def _cluster_dir(name: str) -> Path:
+    if not NAME_RE.match(name):
+        raise ClusterError(f"invalid cluster name {name!r}",
+                           hint="use lower-case letters, digits and dashes (at most 40)")
+    return clusters_dir() / name
+
+
+def _read_state(directory: Path) -> dict | None:
+    try:
+        return json.loads((directory / "cluster.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(directory: Path, state: dict) -> None:
+    tmp = directory / "cluster.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, directory / "cluster.json")
+
+
+def _processes(state: dict) -> list[tuple[int, int | None]]:
+    procs = [(n.get("pid") or 0, n.get("start")) for n in state.get("nodes", [])]
+    infra = state.get("infra") or {}
+    procs.append((infra.get("pid") or 0, infra.get("start")))
+    return procs
+
+
+def _state_of(state: dict) -> str:
+    living = [alive(pid, start) for pid, start in _processes(state)]
+    if state.get("state") == "running" and all(living):
+        return "running"
+    return "degraded" if any(living) else "stopped"
+
+
+def _marked_processes() -> dict[int, Path]:
+    """Every process of this user carrying the cluster marker, with its cluster directory."""
+    found: dict[int, Path] = {}
+    key = nodes_mod.MARKER_ENV.encode() + b"="
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(key):
+                found[int(entry.name)] = Path(item[len(key):].decode(errors="replace"))
+                break
+    return found
+
+
+def _rmtree(path: Path) -> None:
+    def retry(func, p, _exc):
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+        except OSError:
+            pass
+        func(p)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=retry)
+
+
+def _spare_keys_dir() -> Path:
+    return cache_dir() / "spare-keys"
+
+
+def _lend_spare_keys(pool: Path, count: int) -> None:
+    """Move up to ``count`` pre-generated keys from the user's spare pool into ``pool``."""
+    spare = _spare_keys_dir()
+    if not spare.is_dir():
+        return
+    pool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in sorted(spare.glob("*.key"))[:count]:
+        try:
+            os.rename(path, pool / path.name)
+        except OSError:
+            continue
+
+
+def _refill_spare_keys() -> None:
+    """Top the spare-key pool up in a detached low-priority process."""
+    code = ("import sys; from simulator.cluster.local.pki import KeyPool; "
+            "KeyPool(__import__('pathlib').Path(sys.argv[1])).fill(int(sys.argv[2]))")
+    env = dict(os.environ, PYTHONPATH=nodes_mod._python_path())
+    try:
+        subprocess.Popen([sys.executable, "-c", code, str(_spare_keys_dir()), str(SPARE_KEYS)],
+                         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True,
+                         preexec_fn=lambda: os.nice(10))
+    except OSError:
+        pass
+
+
+class LocalDriver:
+    """Practice clusters made of Linux namespaces on this machine (implements Driver)."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._children: dict[str, list[subprocess.Popen]] = {}
+
+    # -- create -----------------------------------------------------------------------
+
+    def create(self, spec: ClusterSpec, progress: Progress) -> LocalCluster:
+        """Create and start a cluster; return once etcd answers healthy over TLS on every
+        control-plane node. On failure nothing of the cluster is left behind."""
+        directory = _cluster_dir(spec.name)
+        if directory.exists():
+            raise ClusterError(f"a cluster named {spec.name} already exists",
+                               hint="remove it with `cka-sim stop`, or `cka-sim doctor --clean` "
+                                    "if it was left behind by a killed cka-sim")
+        self._check_tools()
+        tools = self._node_tools()
+        directory.mkdir(parents=True)
+        state: dict = {
+            "name": spec.name, "driver": self.name, "state": "creating",
+            "spec": {"control_planes": spec.control_planes, "workers": spec.workers,
+                     "components": list(spec.components)},
+            "creator": {"pid": os.getpid(), "start": proc_start(os.getpid())},
+            "created": time.time(), "infra": {}, "nodes": [],
+        }
+        _write_state(directory, state)
+        try:
+            return self._create(spec, progress, directory, state, tools)
+        except BaseException:
+            self.delete(spec.name)
+            raise
+
+    def _create(self, spec: ClusterSpec, progress: Progress, directory: Path, state: dict,
+                tools: dict[str, Path]) -> LocalCluster:
+        from simulator.cluster.local import manifests, pki
+
+        specs = spec.node_specs()
+        roles: dict[str, int] = {}
+        placed: list[tuple[str, str, str]] = []
+        for ns in specs:
+            index = roles.get(ns.role, 0)
+            roles[ns.role] = index + 1
+            placed.append((ns.name, nodes_mod.node_ip(index, ns.role), ns.role))
+        hosts = {name: ip for name, ip, _ in placed}
+        control = [(n, ip) for n, ip, role in placed if role == "control-plane"]
+        total = 3
+        progress(Step("nodes", 0, total, f"preparing {len(placed)} node(s)"))
+        for name, _, _ in placed:
+            nodes_mod.prepare_rootfs(directory / "nodes" / name / "rootfs", name, hosts)
+        image = manifests.etcd_image(binaries_mod.etcd_version(tools["etcd"]))
+
+        def write_pki() -> None:
+            _lend_spare_keys(directory / "pki" / "keypool", 7 * len(control) + 5 * len(placed))
+            cas = pki.load_or_create_cas(directory / "pki")
+            for i, (name, ip, role) in enumerate(placed):
+                etc = directory / "nodes" / name / "rootfs/etc/kubernetes"
+                pki.write_node_pki(etc, cas, name, ip, control_plane=role == "control-plane",
+                                   first_control_plane=i == 0)
+                if i == 0:
+                    (etc / "manifests/etcd.yaml").write_text(
+                        manifests.etcd_manifest(name, ip, image=image))
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pki_job = pool.submit(write_pki)
+            infra = nodes_mod.start_infra(directory)
+            self._children.setdefault(spec.name, []).append(infra)
+            state["infra"] = {"pid": infra.pid, "start": proc_start(infra.pid)}
+            (directory / "infra.pid").write_text(f"{infra.pid}\n")
+            _write_state(directory, state)
+            starting = [NodeProcess(infra.pid, directory / "nodes" / name, name, ip, tools,
+                                    directory) for name, ip, _ in placed]
+            self._children[spec.name] += [p.proc for p in starting]
+            deadline = time.monotonic() + NODE_TIMEOUT
+            for proc in starting:
+                proc.wire(deadline)
+            for proc in starting:
+                proc.ready(deadline)
+            nodes = [LocalNode(name, ip, role, directory / "nodes" / name, p.pid, p.start)
+                     for (name, ip, role), p in zip(placed, starting)]
+            for node in nodes:
+                (node.node_dir / "init.pid").write_text(f"{node.pid}\n")
+            state["nodes"] = [{"name": n.name, "ip": n.ip, "role": n.role, "pid": n.pid,
+                               "start": n.start} for n in nodes]
+            _write_state(directory, state)
+            progress(Step("certificates", 1, total, "kubeadm PKI and kubeconfigs"))
+            pki_job.result()
+        cluster = LocalCluster(spec.name, nodes, directory)
+        progress(Step("etcd", 2, total, f"waiting for etcd on {control[0][0]}"))
+        first = cluster.node(control[0][0])
+        if "etcd" in spec.components:
+            self._wait_healthy(first, [control[0][1]])
+            for i, (name, ip) in enumerate(control[1:], start=2):
+                progress(Step("etcd", 2, total, f"{name} joins the etcd cluster"))
+                self._join(cluster, control[:i], image)
+        else:
+            for name, _ in control:
+                cluster.node(name).run(["rm", "-f", "/etc/kubernetes/manifests/etcd.yaml"])
+        state["state"] = "running"
+        _write_state(directory, state)
+        progress(Step("ready", total, total, f"cluster {spec.name} is up"))
+        _refill_spare_keys()
+        return cluster
+
+    def _join(self, cluster: LocalCluster, members: Sequence[tuple[str, str]], image: str) -> None:
+        from simulator.cluster.local import manifests
+
+        name, ip = members[-1]
+        first = cluster.node(members[0][0])
+        added = first.run(["etcdctl", "member", "add", name, f"--peer-urls=https://{ip}:2380",
+                           "--endpoints=https://127.0.0.1:2379", *_ETCDCTL_TLS],
+                          env={"ETCDCTL_API": "3"}, timeout=30)
+        if not added.ok:
+            raise ClusterError(f"etcd member add {name} failed",
+                               hint=(added.err or added.out).strip()[-600:])
+        initial = {n: addr for n, addr in members}
+        cluster.node(name).write_file("/etc/kubernetes/manifests/etcd.yaml",
+                                      manifests.etcd_manifest(name, ip, initial_cluster=initial,
+                                                              existing=True,
+                                                              image=image).encode(), 0o600)
+        self._wait_healthy(cluster.node(name), [addr for _, addr in members])
+
+    def _wait_healthy(self, node: LocalNode, ips: Sequence[str]) -> None:
+        endpoints = ",".join(f"https://{ip}:2379" for ip in ips)
+        done = node.run(["bash", "-c", _WAIT_HEALTHY], timeout=ETCD_TIMEOUT + 10, env={
+            "WAIT": str(int(ETCD_TIMEOUT)), "ENDPOINTS": endpoints,
+            "CACERT": f"{_PKI}/ca.crt", "CERT": f"{_PKI}/server.crt", "KEY": f"{_PKI}/server.key"})
+        if not done.ok:
+            log = node.node_dir / "supervisor.log"
+            try:
+                tail = log.read_text(errors="replace").strip().splitlines()[-10:]
+            except OSError:
+                tail = []
+            raise ClusterError(f"etcd on {node.name} did not become healthy "
+                               f"within {ETCD_TIMEOUT:g} s",
+                               hint="\n".join([(done.err or done.out).strip()[-400:], *tail]))
+
+    def _check_tools(self) -> None:
+        for tool in ("unshare", "nsenter", "chroot", "ip"):
+            nodes_mod._tool(tool)
+
+    def _node_tools(self) -> dict[str, Path]:
+        tools: dict[str, Path] = {}
+        for name in NODE_TOOLS:
+            try:
+                tools[name] = binaries_mod.find(name)
+            except BinaryMissing:
+                if name in ("etcd", "etcdctl", "etcdutl"):
+                    raise
+        crictl = Path(__file__).with_name("crictl.py")
+        if crictl.exists():
+            tools["crictl"] = crictl
+        return tools
+
+    # -- attach / list / delete -------------------------------------------------------
+
+    def attach(self, name: str) -> LocalCluster:
+        """Reconnect to a running cluster created earlier (possibly by another process)."""
+        directory = _cluster_dir(name)
+        state = _read_state(directory)
+        if state is None:
+            raise ClusterError(f"no local cluster named {name}",
+                               hint="start a task with `cka-sim start` (see `cka-sim list`)")
+        status = _state_of(state)
+        if status != "running":
+            raise ClusterError(f"cluster {name} is {status}",
+                               hint="remove it with `cka-sim stop` (or `cka-sim doctor --clean`) "
+                                    "and start the task again")
+        nodes = [LocalNode(n["name"], n["ip"], n["role"], directory / "nodes" / n["name"],
+                           n["pid"], n["start"]) for n in state["nodes"]]
+        return LocalCluster(name, nodes, directory)
+
+    def list(self) -> list[ClusterInfo]:
+        """Clusters of this driver on this machine, with their state."""
+        found = []
+        for directory in sorted(clusters_dir().iterdir()):
+            state = _read_state(directory)
+            if state is None or state.get("driver") != self.name:
+                continue
+            found.append(ClusterInfo(state["name"], self.name,
+                                     tuple(n["name"] for n in state.get("nodes", [])),
+                                     _state_of(state)))
+        return found
+
+    def delete(self, cluster: LocalCluster | str) -> None:
+        """Stop every process of the cluster and remove its directory. Idempotent.
+
+        Node inits get SIGTERM (their supervisor stops the containers), SIGKILL after a
+        grace period; a node's pid namespace, and every mount of its mount namespace, die
+        with its init.
+        """
+        name = cluster if isinstance(cluster, str) else cluster.name
+        directory = _cluster_dir(name)
+        state = _read_state(directory) or {}
+        nodes = [(n.get("pid") or 0, n.get("start")) for n in state.get("nodes", [])]
+        for pid, start in nodes:
+            if alive(pid, start):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        while any(alive(p, s) for p, s in nodes) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid, start in _processes(state):
+            nodes_mod.stop_process(pid, start, 0)
+        self._kill_marked({directory})
+        for proc in self._children.pop(name, []):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        _rmtree(directory)
+
+    def _kill_marked(self, directories: Collection[Path]) -> None:
+        targets = {Path(d) for d in directories}
+        for _ in range(3):
+            marked = [pid for pid, d in _marked_processes().items() if d in targets]
+            if not marked:
+                return
+            for pid in marked:
+                nodes_mod.stop_process(pid, proc_start(pid), 0)
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    def clean(self, dry_run: bool = False, *, keep: Collection[str] | None = None) -> list[str]:
+        """Find (and unless ``dry_run`` remove) what killed cka-sim processes left behind.
+
+        Removed: clusters whose creation was interrupted (creator dead), clusters with a
+        dead process (a node init or the infra), directories without state, and processes
+        of clusters whose directory is gone. With ``keep`` (names), every other cluster of
+        this driver is removed too, running or not. Returns one line per finding.
+        """
+        findings: list[tuple[str, Path]] = []
+        root = clusters_dir()
+        marked = _marked_processes()
+        owners = {d for d in marked.values()}
+        for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+            state = _read_state(directory)
+            reason = None
+            if state is None:
+                if directory not in owners:
+                    reason = "no cluster state"
+            elif state.get("driver") != self.name:
+                continue
+            elif state.get("state") == "creating":
+                creator = state.get("creator") or {}
+                if not alive(creator.get("pid"), creator.get("start")):
+                    reason = "its creation was interrupted"
+            elif _state_of(state) != "running":
+                reason = "some of its processes died"
+            elif keep is not None and directory.name not in keep:
+                reason = "no session uses it"
+            if reason:
+                findings.append((f"cluster {directory.name} ({reason})", directory))
+        stray = sorted({d for d in owners if d.parent == root and not d.exists()})
+        for directory in stray:
+            pids = sorted(p for p, d in marked.items() if d == directory)
+            findings.append((f"processes {', '.join(map(str, pids))} of removed cluster "
+                             f"{directory.name}", directory))
+        if not dry_run:
+            for _, directory in findings:
+                if directory.exists():
+                    self.delete(directory.name)
+                else:
+                    self._kill_marked({directory})
+        return [text for text, _ in findings]
+
+    def doctor(self) -> list[tuple[str, bool, str]]:
+        """(check, ok, detail) lines: what the embedded driver can use on this machine;
+        the detail of a failed check says what to change."""
+        lines: list[tuple[str, bool, str]] = []
+        for tool, package in (("unshare", "util-linux"), ("nsenter", "util-linux"),
+                              ("chroot", "coreutils"), ("ip", "iproute2")):
+            try:
+                lines.append((tool, True, nodes_mod._tool(tool)))
+            except SimError:
+                lines.append((tool, False, f"not found; install {package}"))
+        lines.append(self._probe_namespaces())
+        for name in ("etcd", "etcdctl", "etcdutl"):
+            try:
+                lines.append((name, True, str(binaries_mod.find(name))))
+            except BinaryMissing as exc:
+                lines.append((name, False, f"{exc.message}; {exc.hint}"))
+        return lines
+
+    def _probe_namespaces(self) -> tuple[str, bool, str]:
+        script = ("mount -t proc proc /proc && mount -t tmpfs tmpfs /mnt && "
+                  "ip link add probe0 type bridge && hostname probe")
+        try:
+            done = subprocess.run(
+                [nodes_mod._tool("unshare"), "--user", "--map-root-user", "--net", "--mount",
+                 "--pid", "--fork", "--uts", "--ipc", "--", "/bin/sh", "-c", script],
+                capture_output=True, text=True, timeout=10, check=False)
+        except (SimError, OSError, subprocess.TimeoutExpired) as exc:
+            return ("user namespaces", False, str(exc))
+        if done.returncode == 0:
+            who = "root" if os.geteuid() == 0 else "an unprivileged user"
+            return ("user namespaces", True, f"user, mount, pid, uts, ipc and net work as {who}")
+        return ("user namespaces", False,
+                f"{done.stderr.strip() or 'unshare failed'}; {self._userns_hint()}")
+
+    @staticmethod
+    def _userns_hint() -> str:
+        def read(path: str) -> str | None:
+            try:
+                return Path(path).read_text().strip()
+            except OSError:
+                return None
+
+        hints = []
+        if read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+            hints.append("sudo sysctl kernel.unprivileged_userns_clone=1")
+        if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+            hints.append("sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0")
+        if read("/proc/sys/user/max_user_namespaces") == "0":
+            hints.append("sudo sysctl user.max_user_namespaces=15000")
+        if not hints:
+            hints.append("user namespaces seem disabled (container or seccomp policy); run "
+                         "cka-sim on the host, or use `--driver kind`")
+        return "enable them: " + "; ".join(hints) + " (add to /etc/sysctl.d/ to keep it)"
+
+
+__all__ = ["LocalCluster", "LocalDriver", "NamespacesUnavailable"]

@@ -1,0 +1,175 @@
+"""PID 1 of a practice node: mounts the node's filesystem, joins the network, runs the kubelet.
+
+Started by :class:`simulator.cluster.local.nodes.NodeProcess` inside fresh user, mount,
+uts, ipc, net and pid namespaces, with the host's view of the filesystem. It
+
+1. binds the host's ``/usr`` read-only at ``rootfs/usr``, a tmpfs at ``rootfs/usr/local/bin``
+   holding the cluster's programs, mounts proc (of the node's pid namespace), sysfs, a
+   minimal ``/dev`` with its own devpts (so ``script``, ``tmux`` ... get real ptys);
+2. sets the hostname, writes ``pid <host pid>`` on the ready fd, waits for ``go`` (its
+   ``eth0`` has been plugged into the bridge), configures ``lo`` and ``eth0``;
+3. writes ``ready`` and becomes the static-pod supervisor, which as PID 1 also reaps
+   orphans. SIGTERM stops every container gracefully, then PID 1 and the node end.
+
+The mount and network set-up uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+
+_STATVFS_TO_MS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV),
+                  (os.ST_NOEXEC, MS_NOEXEC), (os.ST_NOATIME, 1024),
+                  (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p)
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    """mount(2); OSError naming the target on failure."""
+    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
+                   flags, data.encode() if data else None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {fstype or 'bind'} {source} on {target}: {os.strerror(err)}")
+
+
+def bind(source: str, target: str, readonly: bool = False, recursive: bool = False) -> None:
+    """Bind ``source`` at ``target``, read-only keeping the flags the kernel locks."""
+    mount(source, target, None, MS_BIND | (MS_REC if recursive else 0))
+    if readonly:
+        locked = 0
+        flags = os.statvfs(target).f_flag
+        for st_flag, ms_flag in _STATVFS_TO_MS:
+            if flags & st_flag:
+                locked |= ms_flag
+        mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
+
+
+def _touch(path: str) -> None:
+    with open(path, "a"):
+        pass
+
+
+def setup_mounts(rootfs: str, binaries: dict[str, str], ro_binds: list[str]) -> None:
+    """Build the node's filesystem under ``rootfs`` (in this mount namespace only)."""
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    bind("/usr", f"{rootfs}/usr", readonly=True, recursive=True)
+    for path in ro_binds:
+        bind(path, f"{rootfs}{path}", readonly=True, recursive=True)
+    local_bin = f"{rootfs}/usr/local/bin"
+    mount("tmpfs", local_bin, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
+    for name, src in binaries.items():
+        dst = f"{local_bin}/{name}"
+        if src.endswith(".py"):
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o755)
+        else:
+            _touch(dst)
+            bind(src, dst, readonly=True)
+    mount("proc", f"{rootfs}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    try:
+        mount("sysfs", f"{rootfs}/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    except OSError:
+        bind("/sys", f"{rootfs}/sys", readonly=True, recursive=True)
+    dev = f"{rootfs}/dev"
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=64k")
+    for name in _DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            _touch(f"{dev}/{name}")
+            bind(f"/dev/{name}", f"{dev}/{name}")
+    for sub in ("pts", "shm", "mqueue"):
+        os.mkdir(f"{dev}/{sub}")
+    mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620")
+    os.symlink("pts/ptmx", f"{dev}/ptmx")
+    mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                         ("core", "/proc/kcore")):
+        os.symlink(target, f"{dev}/{name}")
+    os.makedirs(f"{rootfs}/run/lock", exist_ok=True)
+
+
+def setup_network(address: str, gateway: str) -> None:
+    """Bring up ``lo`` and ``eth0`` with ``address`` and a default route via ``gateway``."""
+    batch = (f"link set lo up\naddr add {address} dev eth0\nlink set eth0 up\n"
+             f"route add default via {gateway}\n")
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+    subprocess.run([ip, "-batch", "-"], input=batch.encode(), check=True)
+
+
+def _host_pid() -> int:
+    return int(os.readlink("/proc/self"))
+
+
+def run_supervisor(rootfs: str, name: str, state_dir: str) -> None:
+    """Run the static-pod supervisor in this process (PID 1) until SIGTERM."""
+    import logging
+    from pathlib import Path
+
+    from simulator.cluster.local.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    Supervisor(Path(rootfs), name, Path(state_dir)).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nodeinit")
+    parser.add_argument("--rootfs", required=True)
+    parser.add_argument("--hostname", required=True)
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--gateway", required=True)
+    parser.add_argument("--go-fd", type=int, required=True)
+    parser.add_argument("--ready-fd", type=int, required=True)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--bin", action="append", default=[])
+    parser.add_argument("--ro-bind", action="append", default=[])
+    args = parser.parse_args(argv)
+    ready = os.fdopen(args.ready_fd, "w", buffering=1)
+    started = time.monotonic()
+    try:
+        binaries = dict(item.split("=", 1) for item in args.bin)
+        setup_mounts(args.rootfs, binaries, args.ro_bind)
+        socket.sethostname(args.hostname)
+        ready.write(f"pid {_host_pid()}\n")
+        with os.fdopen(args.go_fd, "r") as go:
+            if go.readline().strip() != "go":
+                return 1
+        setup_network(args.address, args.gateway)
+        os.makedirs(args.state_dir, exist_ok=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        ready.write(f"error {exc}\n")
+        return 1
+    print(f"node {args.hostname} up in {time.monotonic() - started:.3f}s", file=sys.stderr,
+          flush=True)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    ready.write("ready\n")
+    ready.close()
+    run_supervisor(args.rootfs, args.hostname, args.state_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,478 @@
+"""Practice nodes made of Linux namespaces: rootfs, the cluster's network, LocalNode.
+
+Each cluster has an *infra* process (``sleep``) holding a user namespace and a network
+namespace with the bridge ``cka0`` (172.30.0.1/24). Each node is started inside those by
+``unshare`` with a nested user, mount, pid, uts, ipc and network namespace whose PID 1 is
+:mod:`simulator.cluster.local.nodeinit`. Only uid/gid 0 is mapped (the caller's uid, root or
+not, becomes root in the node), so files of other owners show up as ``nobody``.
+
+Every mount lives in the node's mount namespace: on the host, ``rootfs`` is a plain
+directory whose ``usr``, ``proc``, ``dev`` and ``sys`` are empty, so removing it never
+reaches the host's files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import simulator
+from simulator.cluster.node import Completed
+from simulator.errors import ClusterError, NamespacesUnavailable
+
+BRIDGE = "cka0"
+SUBNET_PREFIX = "172.30.0."
+GATEWAY = SUBNET_PREFIX + "1"
+PREFIX_LEN = 24
+MARKER_ENV = "CKA_SIM_LOCAL_CLUSTER"
+SESSION_ENV_PATH = "/run/cka-sim/session.env"
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_MOUNTED_TOP = frozenset({"usr", "proc", "sys", "dev"})
+_PRIVATE_DIRS = ("etc", "var", "var/lib", "var/log", "var/tmp", "var/cache", "opt", "root",
+                 "tmp", "home", "run", "run/cka-sim", "srv", "mnt", "media", "usr", "proc",
+                 "sys", "dev", "boot")
+_MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_ETC_FILES = ("passwd", "group", "shadow", "gshadow", "nsswitch.conf", "resolv.conf",
+              "host.conf", "gai.conf", "profile", "bash.bashrc", "inputrc", "environment",
+              "ld.so.cache", "ld.so.conf", "os-release", "debian_version", "lsb-release",
+              "issue", "login.defs", "shells", "protocols", "services", "networks",
+              "ethertypes", "localtime", "timezone", "ca-certificates.conf", "mime.types",
+              "magic", "nanorc", "vimrc", "wgetrc", "locale.alias", "mke2fs.conf",
+              "manpath.config", "adduser.conf", "redhat-release", "system-release",
+              "alpine-release", "arch-release")
+_ETC_DIRS = ("profile.d", "skel", "ssl", "ca-certificates", "pki", "alternatives",
+             "ld.so.conf.d", "terminfo", "vim", "bash_completion.d", "default", "iproute2",
+             "environment.d", "crypto-policies", "xdg")
+
+_BASHRC = r"""# cka-sim: the learner's shell on a practice node.
+[ -z "$PS1" ] && return
+HISTCONTROL=ignoredups
+HISTSIZE=5000
+shopt -s histappend checkwinsize
+alias ls='ls --color=auto'
+alias ll='ls -alF'
+alias k=kubectl
+[ -r /usr/share/bash-completion/bash_completion ] && . /usr/share/bash-completion/bash_completion
+__cka_sim_prompt() {
+    local key value task="" deadline="" now left
+    __cka_sim_prefix=""
+    if [ -r /run/cka-sim/session.env ]; then
+        while IFS='=' read -r key value; do
+            case "$key" in
+                CKA_SIM_TASK) task=$value ;;
+                CKA_SIM_DEADLINE) deadline=$value ;;
+            esac
+        done < /run/cka-sim/session.env
+    fi
+    [ -n "$task" ] || return 0
+    case "$deadline" in
+        ''|*[!0-9]*) __cka_sim_prefix="[$task] " ;;
+        *)
+            printf -v now '%(%s)T' -1
+            left=$(( deadline - now ))
+            (( left < 0 )) && left=0
+            printf -v __cka_sim_prefix '[%s %d:%02d] ' "$task" $(( left / 60 )) $(( left % 60 ))
+            ;;
+    esac
+}
+PROMPT_COMMAND=__cka_sim_prompt
+PS1='${__cka_sim_prefix}\u@\h:\w\$ '
+"""
+
+_PROFILE = """# cka-sim
+if [ -n "$BASH_VERSION" ] && [ -f "$HOME/.bashrc" ]; then
+    . "$HOME/.bashrc"
+fi
+"""
+
+
+def node_ip(index: int, role: str) -> str:
+    """Address of the ``index``-th node of a role: control planes from .10, workers from .20."""
+    return f"{SUBNET_PREFIX}{(10 if role == 'control-plane' else 20) + index}"
+
+
+def proc_start(pid: int) -> int | None:
+    """Start time (clock ticks since boot) of ``pid``, or None when no such process lives."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    if fields[0] == b"Z":
+        return None
+    return int(fields[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    """True when the process ``pid`` started at ``start`` is still running (no pid reuse)."""
+    return bool(pid) and start is not None and proc_start(pid) == start
+
+
+def session_env(task: str, deadline: float) -> bytes:
+    """Contents of ``/run/cka-sim/session.env``, read by the node's prompt."""
+    return f"CKA_SIM_TASK={task}\nCKA_SIM_DEADLINE={int(deadline)}\n".encode()
+
+
+def _copy_etc(etc: Path) -> None:
+    host = Path("/etc")
+    for name in _ETC_FILES:
+        src = host / name
+        if not os.path.lexists(src):
+            continue
+        try:
+            if src.is_symlink():
+                os.symlink(os.readlink(src), etc / name)
+            else:
+                shutil.copy2(src, etc / name)
+        except OSError:
+            continue
+    for name in _ETC_DIRS:
+        src = host / name
+        if src.is_dir() and not src.is_symlink():
+            shutil.copytree(src, etc / name, symlinks=True, dirs_exist_ok=True,
+                            ignore_dangling_symlinks=True,
+                            copy_function=_copy_readable)
+
+
+def _copy_readable(src: str, dst: str) -> None:
+    try:
+        shutil.copy2(src, dst)
+    except PermissionError:
+        pass
+
+
+def prepare_rootfs(rootfs: Path, hostname: str, hosts: dict[str, str]) -> None:
+    """Create a node's root directory: private /etc, /var, /root ... and links to /usr."""
+    rootfs.mkdir(parents=True)
+    for name in _PRIVATE_DIRS:
+        (rootfs / name).mkdir(exist_ok=True)
+    os.chmod(rootfs / "tmp", 0o1777)
+    os.chmod(rootfs / "var/tmp", 0o1777)
+    os.chmod(rootfs / "root", 0o700)
+    for name in _MERGED:
+        host = Path("/") / name
+        if host.is_symlink():
+            os.symlink(os.readlink(host), rootfs / name)
+        elif host.is_dir():
+            (rootfs / name).mkdir()
+    os.symlink("/run", rootfs / "var/run")
+    os.symlink("/run/lock", rootfs / "var/lock")
+    etc = rootfs / "etc"
+    _copy_etc(etc)
+    (etc / "hostname").write_text(hostname + "\n")
+    lines = ["127.0.0.1\tlocalhost", f"127.0.1.1\t{hostname}",
+             "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{ip}\t{name}" for name, ip in hosts.items()]
+    (etc / "hosts").write_text("\n".join(lines) + "\n")
+    (etc / "machine-id").write_text(os.urandom(16).hex() + "\n")
+    if not os.path.lexists(etc / "mtab"):
+        os.symlink("../proc/self/mounts", etc / "mtab")
+    for sub in ("kubernetes/manifests", "kubernetes/pki"):
+        (etc / sub).mkdir(parents=True, exist_ok=True)
+    (rootfs / "root/.bashrc").write_text(_BASHRC)
+    (rootfs / "root/.profile").write_text(_PROFILE)
+    for sub in ("var/lib/etcd",):
+        (rootfs / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    (rootfs / "var/log/pods").mkdir(parents=True, exist_ok=True)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if not found:
+        raise NamespacesUnavailable(f"{name} is not installed",
+                                    hint="Install util-linux (unshare, nsenter, chroot from "
+                                         "coreutils) and iproute2 (ip).")
+    return found
+
+
+def _python_path() -> str:
+    root = str(Path(simulator.__file__).resolve().parent.parent)
+    extra = os.environ.get("PYTHONPATH")
+    return root + (os.pathsep + extra if extra else "")
+
+
+def _read_line(fd: int, deadline: float, what: str, log: Path | None) -> str:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(left, 0))
+        if not ready:
+            raise ClusterError(f"{what} did not start in time", hint=_log_tail(log))
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise NamespacesUnavailable(f"{what} exited while starting", hint=_log_tail(log))
+        buf += chunk
+    return buf.decode().strip()
+
+
+def _log_tail(log: Path | None, lines: int = 8) -> str:
+    if log is None:
+        return ""
+    try:
+        tail = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join(tail) + "\nRun `cka-sim doctor` to check what this machine allows."
+
+
+def start_infra(cluster_dir: Path, timeout: float = 10) -> subprocess.Popen:
+    """Start the cluster's infra process (user + network namespace, bridge) and return it.
+
+    The process runs in a session of its own with no terminal, so it outlives its creator.
+    """
+    read_fd, write_fd = os.pipe()
+    log = cluster_dir / "infra.log"
+    script = ('ip link add "$BRIDGE" type bridge && ip addr add "$ADDR" dev "$BRIDGE" && '
+              'ip link set "$BRIDGE" up && ip link set lo up && echo ready >&"$READY_FD" && '
+              'exec sleep infinity')
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BRIDGE": BRIDGE,
+           "ADDR": f"{GATEWAY}/{PREFIX_LEN}", "READY_FD": str(write_fd),
+           MARKER_ENV: str(cluster_dir)}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [_tool("unshare"), "--user", "--map-root-user", "--net", "--", "/bin/sh", "-c",
+             script], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            pass_fds=(write_fd,), start_new_session=True, cwd=cluster_dir)
+    os.close(write_fd)
+    try:
+        _read_line(read_fd, time.monotonic() + timeout, "the cluster network", log)
+    except ClusterError:
+        _kill(proc.pid)
+        raise
+    finally:
+        os.close(read_fd)
+    return proc
+
+
+class NodeProcess:
+    """A node's init being started: spawned, then wired to the bridge, then ready."""
+
+    def __init__(self, infra_pid: int, node_dir: Path, name: str, ip: str,
+                 binaries: dict[str, Path], marker: Path) -> None:
+        self.name, self.ip, self.node_dir = name, ip, node_dir
+        self.rootfs = node_dir / "rootfs"
+        self.log = node_dir / "supervisor.log"
+        self.infra_pid = infra_pid
+        go_r, self._go_w = os.pipe()
+        self._ready_r, ready_w = os.pipe()
+        argv = [_tool("nsenter"), "-t", str(infra_pid), "--user", "--net", "--",
+                _tool("unshare"), "--user", "--map-root-user", "--mount", "--uts", "--ipc",
+                "--net", "--pid", "--fork", "--kill-child", "--",
+                sys.executable, "-m", "simulator.cluster.local.nodeinit",
+                "--rootfs", str(self.rootfs), "--hostname", name,
+                "--address", f"{ip}/{PREFIX_LEN}", "--gateway", GATEWAY,
+                "--go-fd", str(go_r), "--ready-fd", str(ready_w),
+                "--state-dir", str(self.rootfs / "run/cka-sim")]
+        for tool, path in sorted(binaries.items()):
+            argv += ["--bin", f"{tool}={path}"]
+        for name_ in _MERGED:
+            if (self.rootfs / name_).is_dir() and not (self.rootfs / name_).is_symlink():
+                argv += ["--ro-bind", f"/{name_}"]
+        env = {"PATH": os.environ.get("PATH", NODE_PATH), "PYTHONPATH": _python_path(),
+               "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8", MARKER_ENV: str(marker)}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=out, pass_fds=(go_r, ready_w),
+                                         start_new_session=True, cwd=node_dir)
+        os.close(go_r)
+        os.close(ready_w)
+        self.pid = 0
+        self.start = 0
+
+    def wire(self, deadline: float) -> None:
+        """Wait for the init's pid, then plug its eth0 into the cluster bridge."""
+        line = _read_line(self._ready_r, deadline, f"node {self.name}", self.log)
+        if not line.startswith("pid "):
+            raise NamespacesUnavailable(f"node {self.name} could not start: {line}",
+                                        hint=_log_tail(self.log))
+        self.pid = int(line.split()[1])
+        self.start = proc_start(self.pid) or 0
+        veth = f"veth-{self.ip.rsplit('.', 1)[1]}"
+        batch = (f"link add {veth} type veth peer name eth0 netns {self.pid}\n"
+                 f"link set {veth} master {BRIDGE}\nlink set {veth} up\n")
+        done = subprocess.run([_tool("nsenter"), "-t", str(self.infra_pid), "--user", "--net",
+                               "--", _tool("ip"), "-batch", "-"], input=batch.encode(),
+                              capture_output=True, timeout=10, check=False)
+        if done.returncode != 0:
+            raise ClusterError(f"could not connect node {self.name} to the cluster network",
+                               hint=done.stderr.decode(errors="replace").strip())
+        os.write(self._go_w, b"go\n")
+        os.close(self._go_w)
+
+    def ready(self, deadline: float) -> None:
+        """Wait until the init has mounted everything and started the supervisor."""
+        try:
+            line = _read_line(self._ready_r, deadline, f"node {self.name}", self.log)
+            if line != "ready":
+                raise NamespacesUnavailable(f"node {self.name} could not start: {line}",
+                                            hint=_log_tail(self.log))
+        finally:
+            os.close(self._ready_r)
+
+
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_process(pid: int, start: int | None, grace: float) -> None:
+    """SIGTERM ``pid`` (if it is still the process started at ``start``), SIGKILL after ``grace``."""
+    if not alive(pid, start):
+        return
+    if grace > 0:
+        _kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not alive(pid, start):
+                return
+            time.sleep(0.02)
+    if alive(pid, start):
+        _kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while alive(pid, start) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+class LocalNode:
+    """A running node of the embedded driver (implements the Node protocol)."""
+
+    def __init__(self, name: str, ip: str, role: str, node_dir: Path, pid: int,
+                 start: int) -> None:
+        self.name, self.ip, self.role = name, ip, role
+        self.node_dir = node_dir
+        self.rootfs = node_dir / "rootfs"
+        self.pid, self.start = pid, start
+
+    def __repr__(self) -> str:
+        return f"LocalNode({self.name!r}, ip={self.ip!r}, pid={self.pid})"
+
+    def alive(self) -> bool:
+        """True while the node's init (and so the node) runs."""
+        return alive(self.pid, self.start)
+
+    def _enter(self) -> list[str]:
+        if not self.alive():
+            raise ClusterError(f"node {self.name} is not running",
+                               hint="Its processes were stopped or killed. Run `cka-sim stop` "
+                                    "then start the task again.")
+        return [_tool("nsenter"), "-t", str(self.pid), "--user", "--mount", "--uts", "--ipc",
+                "--net", "--pid", "--", _tool("chroot"), str(self.rootfs)]
+
+    def login_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a root login on the node, plus ``extra``."""
+        env = {"HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/bash",
+               "PATH": NODE_PATH, "LANG": "C.UTF-8",
+               "TERM": os.environ.get("TERM", "xterm-256color"), "HOSTNAME": self.name}
+        env.update(extra or {})
+        return env
+
+    def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 30,
+            env: dict[str, str] | None = None) -> Completed:
+        """Run ``argv`` as root inside the node (login environment, cwd ``/root``)."""
+        argv = [str(a) for a in argv]
+        full = self._enter() + ["/usr/bin/env", "-C", "/root", "--"] + argv
+        proc = subprocess.Popen(full, env=self.login_env(env), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _killpg(proc.pid)
+            proc.communicate()
+            raise ClusterError(f"command timed out after {timeout:g} s on {self.name}: "
+                               f"{' '.join(argv)}",
+                               hint="The node may be overloaded, or the command waits for "
+                                    "input or for a service that is down.") from None
+        except BaseException:
+            _killpg(proc.pid)
+            proc.wait()
+            raise
+        return Completed(tuple(argv), proc.returncode, out, err)
+
+    def shell_argv(self) -> list[str]:
+        """argv of an interactive root login shell on the node (ends with ``bash -l``)."""
+        env = [f"{k}={v}" for k, v in self.login_env().items()]
+        return self._enter() + ["/usr/bin/env", "-i", "-C", "/root", *env, "bash", "-l"]
+
+    def host_path(self, path: str, *, create_parents: bool = False) -> Path | None:
+        """Where ``path`` of the node lives on the host, resolving symlinks inside the rootfs.
+
+        None when the path lies on a mount of the node (``/usr``, ``/proc``, ``/dev``,
+        ``/sys``), which the host cannot see.
+        """
+        if not path.startswith("/"):
+            path = "/root/" + path
+        pending = [p for p in path.split("/") if p and p != "."]
+        resolved: list[str] = []
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = resolved + [part]
+            if candidate[0] in _MOUNTED_TOP:
+                return None
+            host = self.rootfs.joinpath(*candidate)
+            if host.is_symlink():
+                hops += 1
+                if hops > 40:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                target = os.readlink(host)
+                if target.startswith("/"):
+                    resolved = []
+                pending[:0] = [p for p in target.split("/") if p and p != "."]
+                continue
+            if create_parents and pending and not host.exists():
+                host.mkdir()
+            resolved = candidate
+        return self.rootfs.joinpath(*resolved)
+
+    def read_file(self, path: str) -> bytes:
+        """Bytes of ``path`` as seen inside the node; FileNotFoundError if absent."""
+        host = self.host_path(path)
+        if host is None:
+            done = self.run(["cat", "--", path])
+            if not done.ok:
+                raise FileNotFoundError(errno.ENOENT, done.err.strip() or "not found", path)
+            return done.stdout
+        if host == self.rootfs:
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Create or replace ``path`` inside the node (parents created)."""
+        host = self.host_path(path, create_parents=True)
+        if host is None:
+            script = ('mkdir -p -- "$(dirname -- "$1")" && cat > "$1" && chmod "$2" "$1"')
+            self.run(["sh", "-c", script, "sh", path, f"{mode:o}"], input=data).check()
+            return
+        if host.is_symlink():
+            host.unlink()
+        fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(host, mode)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
