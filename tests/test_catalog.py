@@ -1,0 +1,118 @@
+"""The catalog: built-in pack, user directories, duplicates, broken files, lookups."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from simulator import paths
+from simulator.catalog import ENV_VAR, Catalog, builtin_dir
+from simulator.errors import CatalogError, ScenarioError
+
+PACK = Path(__file__).parent / "data" / "scenario_format" / "pack"
+BROKEN = Path(__file__).parent / "data" / "scenario_format" / "wrong-type-line7.yaml"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CKA_SIM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+def test_loads_scenarios_and_exams_recursively(tmp_path):
+    catalog = Catalog.load([PACK], builtin=False)
+    assert sorted(catalog.scenarios) == ["check-etcd-health", "restore-namespace"]
+    assert list(catalog.exams) == ["mock-exam"]
+    assert catalog.get("check-etcd-health").source == PACK / "nested" / "check-etcd-health.yml"
+    assert catalog.problems == []
+    assert [s.id for s in catalog.by_domain("troubleshooting")] == ["restore-namespace"]
+
+
+def test_duplicate_ids_name_both_files(tmp_path):
+    other = tmp_path / "mine"
+    other.mkdir()
+    shutil.copy(PACK / "restore-namespace.yaml", other / "my-copy.yaml")
+    with pytest.raises(CatalogError) as err:
+        Catalog.load([PACK, other], builtin=False)
+    assert str(PACK / "restore-namespace.yaml") in err.value.message
+    assert str(other / "my-copy.yaml") in err.value.message
+    assert "restore-namespace" in err.value.message and err.value.hint
+
+
+def test_the_same_directory_given_twice_is_not_a_duplicate(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(PACK))
+    assert len(Catalog.load([PACK], builtin=False).scenarios) == 2
+
+
+def test_user_directories_from_the_environment_and_the_data_dir(tmp_path, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(PACK / "restore-namespace.yaml", first / "one.yaml")
+    shutil.copy(PACK / "nested" / "check-etcd-health.yml", second / "two.yml")
+    monkeypatch.setenv(ENV_VAR, os.pathsep.join([str(first), str(second)]))
+    assert sorted(Catalog.load(builtin=False).scenarios) == ["check-etcd-health", "restore-namespace"]
+
+    monkeypatch.delenv(ENV_VAR)
+    assert Catalog.load(builtin=False).scenarios == {}
+    paths.user_scenarios_dir().mkdir(parents=True)
+    shutil.copy(PACK / "restore-namespace.yaml", paths.user_scenarios_dir() / "mine.yaml")
+    catalog = Catalog.load(builtin=False)
+    assert list(catalog.scenarios) == ["restore-namespace"]
+    assert catalog.dirs == [paths.user_scenarios_dir()]
+
+
+def test_missing_explicit_directories_are_errors(tmp_path, monkeypatch):
+    with pytest.raises(CatalogError, match="--scenarios"):
+        Catalog.load([tmp_path / "nope"], builtin=False)
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "gone"))
+    with pytest.raises(CatalogError, match=ENV_VAR):
+        Catalog.load(builtin=False)
+
+
+def test_a_broken_file_does_not_hide_the_rest(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(BROKEN, mine / "broken.yaml")
+    (mine / ".hidden").mkdir()
+    (mine / ".hidden" / "ignored.yaml").write_text("not: [valid")
+    (mine / "notes.txt").write_text("not a scenario")
+    catalog = Catalog.load([PACK, mine], builtin=False)
+    assert len(catalog.scenarios) == 2
+    assert [str(p) for p in catalog.problems] == [
+        f"{mine / 'broken.yaml'}:7:19: cluster.control_planes: expected a whole number, got 'three'"]
+    with pytest.raises(ScenarioError) as err:
+        Catalog.load([PACK, mine], builtin=False, strict=True)
+    assert err.value.problems == [str(catalog.problems[0])]
+
+
+def test_unknown_ids_get_a_did_you_mean_hint():
+    catalog = Catalog.load([PACK], builtin=False)
+    with pytest.raises(CatalogError) as err:
+        catalog.get("restore-namespaces")
+    assert "restore-namespaces" in err.value.message
+    assert err.value.hint == "did you mean restore-namespace?"
+    with pytest.raises(CatalogError, match="no exam"):
+        catalog.get_exam("mock")
+
+
+def test_exam_naming_an_unknown_scenario_is_a_located_problem(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "exam.yaml").write_text(
+        "kind: exam\nid: bad-exam\ntitle: Bad\nduration: 1h\ntasks:\n  - restore-namespace\n  - restore-namespcae\n")
+    catalog = Catalog.load([PACK, mine], builtin=False)
+    assert "bad-exam" not in catalog.exams and "mock-exam" in catalog.exams
+    assert [str(p) for p in catalog.problems] == [
+        f"{mine / 'exam.yaml'}:7:5: tasks[1]: no scenario has the id 'restore-namespcae' "
+        "(did you mean 'restore-namespace'?)"]
+
+
+def test_builtin_pack_is_found_and_every_file_in_it_is_valid():
+    shipped = builtin_dir()
+    assert shipped is not None and shipped.is_dir()
+    catalog = Catalog.load(strict=True)
+    assert catalog.dirs[0] == shipped

@@ -1,0 +1,328 @@
+"""The scenario format: durations, located validation errors, templating, schema, skeleton."""
+
+from __future__ import annotations
+
+import random
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from simulator import scenario as sc
+from simulator.catalog import Catalog
+from simulator.cluster.node import COMPONENTS
+from simulator.errors import CatalogError, ScenarioError
+
+DATA = Path(__file__).parent / "data" / "scenario_format"
+PACK = DATA / "pack"
+
+MINIMAL = """\
+id: minimal
+title: Minimal
+domain: storage
+difficulty: easy
+time_limit: 5m
+task: Do it.
+checks:
+  - name: done
+    use: files.exists
+    with: {path: /tmp/done}
+solution: touch /tmp/done
+"""
+
+
+def problems_of(tmp_path: Path, text: str) -> list[sc.Problem]:
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(text))
+    return sc.validate_file(path)
+
+
+def only(problems: list[sc.Problem]) -> sc.Problem:
+    assert len(problems) == 1, [str(p) for p in problems]
+    return problems[0]
+
+
+# --------------------------------------------------------------------------- durations
+
+@pytest.mark.parametrize("text, seconds", [
+    ("90s", 90), ("8m", 480), ("1h30m", 5400), ("1h", 3600), ("2m30s", 150), (90, 90), ("45", 45),
+])
+def test_durations_are_read_as_seconds(text, seconds):
+    assert sc.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["ten minutes", "8 m", "1.5h", "", "0s", 0, -5, True, None, "m"])
+def test_bad_durations_say_what_is_expected(bad):
+    with pytest.raises(ValueError, match=r"expected a duration like 90s, 8m or 1h30m"):
+        sc.parse_duration(bad)
+
+
+@pytest.mark.parametrize("seconds, text", [(480, "8m"), (5400, "1h30m"), (3600, "1h"), (90, "1m30s")])
+def test_durations_print_compactly(seconds, text):
+    assert sc.format_duration(seconds) == text
+    assert sc.parse_duration(text) == seconds
+
+
+def test_bad_duration_in_a_file_quotes_the_value(tmp_path):
+    p = only(problems_of(tmp_path, MINIMAL.replace("time_limit: 5m", "time_limit: ten minutes")))
+    assert str(p).endswith(
+        ":5:13: time_limit: expected a duration like 90s, 8m or 1h30m, got 'ten minutes'")
+
+
+# --------------------------------------------------------------------------- located errors
+
+def test_wrong_type_at_line_7_names_file_line_and_field():
+    path = DATA / "wrong-type-line7.yaml"
+    p = only(sc.validate_file(path))
+    assert (p.file, p.line, p.field_path) == (str(path), 7, "cluster.control_planes")
+    assert str(p) == f"{path}:7:19: cluster.control_planes: expected a whole number, got 'three'"
+    with pytest.raises(ScenarioError) as err:
+        sc.load_file(path)
+    assert err.value.problems == [str(p)]
+    assert "wrong-type-line7.yaml" in err.value.message and err.value.hint
+
+
+def test_every_problem_is_reported_in_one_pass_in_line_order(tmp_path):
+    problems = problems_of(tmp_path, """\
+        id: Bad_Id
+        title: t
+        domain: storage
+        difficulty: simple
+        time_limit: 5m
+        task: Do it.
+        checks:
+          - name: done
+            use: files.exists
+            points: 0
+        solution: touch /tmp/done
+        """)
+    assert [(p.line, p.field_path) for p in problems] == [
+        (1, "id"), (4, "difficulty"), (10, "checks[0].points")]
+    assert "expected 'easy', 'medium' or 'hard', got 'simple'" in problems[1].message
+    assert "expected a number >= 1, got 0" in problems[2].message
+
+
+def test_yaml_syntax_errors_are_located(tmp_path):
+    p = only(problems_of(tmp_path, "id: x\ntitle: [unclosed\ndomain: storage\n"))
+    assert p.line is not None and p.line >= 3 and "YAML syntax error" in p.message
+    p = only(problems_of(tmp_path, "id: x\n\ttitle: tab\n"))
+    assert (p.line, p.column) == (2, 1) and "'\\t'" in p.message
+
+
+def test_duplicate_keys_are_reported_instead_of_silently_dropped(tmp_path):
+    text = MINIMAL + "checks:\n  - name: other\n    use: files.exists\n"
+    p = only(problems_of(tmp_path, text))
+    assert (p.line, p.column, p.field_path) == (12, 1, "checks")
+    assert "duplicate key 'checks' (first at line 7)" in p.message
+    nested = MINIMAL.replace("with: {path: /tmp/done}", "with: {path: /tmp/done, path: /tmp/x}")
+    p = only(problems_of(tmp_path, nested))
+    assert (p.line, p.field_path) == (10, "checks[0].with.path")
+
+
+def test_unknown_fields_suggest_the_closest_name(tmp_path):
+    problems = problems_of(tmp_path, MINIMAL.replace("title:", "titel:").replace("    with:", "    wth:"))
+    by_path = {p.field_path: p for p in problems}
+    assert by_path["titel"].line == 2 and "did you mean 'title'?" in by_path["titel"].message
+    assert by_path["title"].message == "this field is required"
+    assert by_path["checks[0].wth"].line == 10
+    assert "unknown field 'wth' (did you mean 'with'?)" in by_path["checks[0].wth"].message
+
+
+def test_setup_steps_need_exactly_one_action(tmp_path):
+    text = MINIMAL + textwrap.dedent("""\
+        setup:
+          - aply: {kind: Namespace, name: x}
+          - run: echo hi
+            fault: kill-etcd
+          - file: {path: /etc/x, mode: 644}
+        """)
+    problems = problems_of(tmp_path, text)
+    assert [(p.line, p.field_path) for p in problems] == [
+        (13, "setup[0]"), (14, "setup[1]"), (16, "setup[2].file.mode")]
+    assert "did you mean 'apply'?" in problems[0].message
+    assert "fault, run" in problems[1].message
+    assert "0644" in problems[2].message
+
+
+def test_empty_and_non_mapping_files_are_problems(tmp_path):
+    assert "empty" in only(problems_of(tmp_path, "")).message
+    assert "empty" in only(problems_of(tmp_path, "# only a comment\n")).message
+    assert "got a list" in only(problems_of(tmp_path, "- a\n- b\n")).message
+    missing = only(sc.validate_file(tmp_path / "nope.yaml"))
+    assert str(missing) == f"{tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_unknown_format_version_is_explained(tmp_path):
+    p = only(problems_of(tmp_path, "schema: 2\n" + MINIMAL))
+    assert (p.line, p.field_path) == (1, "schema")
+    assert "unsupported format version 2; this cka-sim reads version 1" in p.message
+
+
+def test_cross_field_rules_point_at_the_offending_entry(tmp_path):
+    text = MINIMAL.replace("solution:", textwrap.dedent("""\
+          - name: done
+            use: files.exists
+            node: worker1
+        solution:""")) + textwrap.dedent("""\
+        wrong_solutions:
+          - name: nothing
+            script: "true"
+            fails: [dnoe]
+        """)
+    problems = problems_of(tmp_path, text)
+    assert [(p.line, p.field_path) for p in problems] == [
+        (11, "checks[1].name"), (13, "checks[1].node"), (18, "wrong_solutions[0].fails[0]")]
+    assert "already used by checks[0]" in problems[0].message
+    assert "nodes: controlplane" in problems[1].message
+    assert "did you mean 'done'?" in problems[2].message
+
+
+def test_cluster_requirements(tmp_path):
+    p = only(problems_of(tmp_path, MINIMAL + "cluster: {components: [kube-apiserver]}\n"))
+    assert p.field_path == "cluster.components" and "must include etcd" in p.message
+    p = only(problems_of(tmp_path, MINIMAL + "cluster: {components: [etcd, kube-scheduler]}\n"))
+    assert "need kube-apiserver" in p.message
+    p = only(problems_of(tmp_path, MINIMAL + "setup:\n  - apply: {kind: Namespace}\n"))
+    assert p.field_path == "setup[0].apply" and "needs kube-apiserver" in p.message
+
+    req = sc.ClusterReq(control_planes=2, workers=1, components=["kube-apiserver", "etcd"])
+    spec = req.to_spec("c1")
+    assert spec.components == ("etcd", "kube-apiserver")
+    assert [n.name for n in spec.node_specs()] == ["controlplane", "controlplane2", "node01"]
+    assert set(sc.get_args(sc.Component)) == set(COMPONENTS)
+
+
+# --------------------------------------------------------------------------- templating
+
+def test_undefined_template_var_is_a_located_error(tmp_path):
+    text = MINIMAL.replace("task: Do it.", "vars:\n  ns: {choice: [a, b]}\ntask: Restore {{ nz }}.")
+    p = only(problems_of(tmp_path, text))
+    assert (p.line, p.field_path) == (8, "task")
+    assert "{{ nz }} is not defined in vars (did you mean 'ns'?)" in p.message
+
+
+def test_templates_hold_names_only(tmp_path):
+    text = MINIMAL.replace("task: Do it.", "vars:\n  ns: {value: a}\ntask: Restore {{ ns | upper }}.")
+    assert "no filters" in only(problems_of(tmp_path, text)).message
+    text = MINIMAL.replace("title: Minimal", "title: Minimal {{ ns }}").replace(
+        "task: Do it.", "vars:\n  ns: {value: a}\ntask: Do {{ ns }}.")
+    p = only(problems_of(tmp_path, text))
+    assert p.field_path == "title" and "not substituted in this field" in p.message
+
+
+def test_values_inserted_into_scripts_must_be_plain_words(tmp_path):
+    text = MINIMAL.replace("task: Do it.", "vars:\n  ns: {choice: [ok, 'a; rm -rf /']}\ntask: Do it.") \
+                  .replace("touch /tmp/done", "touch /tmp/{{ ns }}")
+    p = only(problems_of(tmp_path, text))
+    assert p.field_path == "vars.ns" and "'a; rm -rf /' is not" in p.message
+
+
+def test_vars_are_drawn_deterministically_from_the_seed():
+    scenario = sc.load_file(PACK / "restore-namespace.yaml")
+    assert sc.draw_vars(scenario, 7) == sc.draw_vars(scenario, 7)
+    draws = [sc.draw_vars(scenario, seed) for seed in range(40)]
+    assert {d["ns"] for d in draws} == {"billing", "payments", "inventory"}
+    assert {d["replicas"] for d in draws} == {2, 3, 4, 5}
+    rng = random.Random(11)
+    expected_ns = rng.choice(["billing", "payments", "inventory"])  # "ns" sorts before "replicas"
+    assert sc.draw_vars(scenario, 11) == {"ns": expected_ns, "replicas": rng.randint(2, 5)}
+
+
+def test_values_are_substituted_everywhere_a_learner_or_checker_sees_them():
+    scenario = sc.load_file(PACK / "restore-namespace.yaml")
+    rendered, values = scenario.instantiate(3)
+    ns, replicas = values["ns"], values["replicas"]
+    assert rendered.source == scenario.source
+    assert "{{" not in rendered.model_dump_json()
+    assert f"namespace `{ns}`" in rendered.task and f"scale it to {replicas} replicas" in rendered.task
+    assert rendered.hints == [f"Restore into a new data directory, e.g. /var/lib/etcd-restore-{ns}."]
+    assert rendered.setup[0].apply["metadata"]["name"] == ns
+    assert rendered.setup[3].with_ == {"name": ns}
+    check = rendered.checks[0]
+    assert check.name == f"Namespace {ns} is back"
+    assert check.with_ == {"kind": "Namespace", "name": ns, "replicas": replicas}
+    assert isinstance(check.with_["replicas"], int)
+    assert rendered.explanation.endswith(f"deletion of {ns}.")
+    assert f"--data-dir /var/lib/etcd-restore-{ns}" in rendered.solution
+    assert rendered.wrong_solutions[0].fails == [check.name]
+    assert scenario.checks[0].name == "Namespace {{ ns }} is back"
+
+
+def test_render_leaves_go_templates_alone_and_rejects_unknown_names():
+    text = "kubectl get ns -o go-template='{{range .items}}{{.metadata.name}} {{end}}' {{ ns }}"
+    assert sc.render(text, {"ns": "x"}) == \
+        "kubectl get ns -o go-template='{{range .items}}{{.metadata.name}} {{end}}' x"
+    assert sc.render({"a": ["{{n}}", "n={{ n }}"]}, {"n": 3}) == {"a": [3, "n=3"]}
+    with pytest.raises(ScenarioError, match=r"\{\{ ns \}\}"):
+        sc.render("{{ ns }}", {})
+
+
+# --------------------------------------------------------------------------- schema and skeleton
+
+def test_skeleton_validates_and_is_a_complete_example(tmp_path):
+    path = tmp_path / "etcd-backup.yaml"
+    path.write_text(sc.skeleton("etcd-backup"))
+    assert sc.validate_file(path) == []
+    scenario = sc.load_file(path)
+    assert scenario.id == "etcd-backup" and scenario.time_limit == 480
+    assert len(scenario.vars) == 1 and scenario.setup and len(scenario.checks) == 2
+    assert scenario.hints and scenario.solution and scenario.wrong_solutions
+    assert "#" in path.read_text()
+    with pytest.raises(ScenarioError):
+        sc.skeleton("Not A Slug")
+
+
+def test_json_schema_is_valid_and_agrees_with_the_loader(tmp_path):
+    schema = sc.json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    skeleton = yaml.safe_load(sc.skeleton("etcd-backup"))
+    assert list(validator.iter_errors(skeleton)) == []
+    for name in ("restore-namespace.yaml", "nested/check-etcd-health.yml"):
+        assert list(validator.iter_errors(yaml.safe_load((PACK / name).read_text()))) == []
+    assert not validator.is_valid({**skeleton, "titel": "typo"})
+    assert not validator.is_valid({**skeleton, "difficulty": "simple"})
+    assert not validator.is_valid({**skeleton, "time_limit": "ten minutes"})
+    assert "source" not in schema["properties"]
+
+    exam = sc.exam_json_schema()
+    jsonschema.Draft202012Validator.check_schema(exam)
+    assert jsonschema.Draft202012Validator(exam).is_valid(yaml.safe_load((PACK / "mock-exam.yaml").read_text()))
+
+
+def test_every_schema_field_has_a_description():
+    for schema in (sc.json_schema(), sc.exam_json_schema()):
+        models = [schema, *schema.get("$defs", {}).values()]
+        for model in models:
+            for name, prop in model.get("properties", {}).items():
+                assert prop.get("description"), f"{model.get('title')}.{name} has no description"
+
+
+# --------------------------------------------------------------------------- exams
+
+def test_exam_needs_tasks_or_sample(tmp_path):
+    base = "kind: exam\nid: mock\ntitle: Mock\nduration: 2h\n"
+    assert sc.loads(base + "tasks: [a]\n").pass_mark == 66
+    assert "exactly one of tasks" in only(problems_of(tmp_path, base)).message
+    assert "exactly one of tasks" in only(problems_of(tmp_path, base + "tasks: [a]\nsample: {count: 1}\n")).message
+    p = only(problems_of(tmp_path, base + "tasks: [a, b, a]\n"))
+    assert (p.line, p.field_path) == (5, "tasks[2]")
+    p = only(problems_of(tmp_path, base + "tasks: [a]\npass_mark: 120\n"))
+    assert p.field_path == "pass_mark"
+
+
+def test_exam_resolves_named_tasks_and_samples_across_domains(tmp_path):
+    catalog = Catalog.load([PACK], builtin=False)
+    exam = catalog.get_exam("mock-exam")
+    assert exam.duration == 1200
+    assert [s.id for s in exam.resolve(catalog, random.Random(1))] == ["restore-namespace", "check-etcd-health"]
+
+    sample = sc.loads("kind: exam\nid: sampled\ntitle: S\nduration: 1h\n"
+                      "sample: {count: 2, domains: [troubleshooting, cluster-architecture]}\n")
+    picked = sample.resolve(catalog, random.Random(5))
+    assert {s.domain for s in picked} == {"troubleshooting", "cluster-architecture"}
+    too_many = sc.loads("kind: exam\nid: sampled\ntitle: S\nduration: 1h\nsample: {count: 3, domains: [storage]}\n")
+    with pytest.raises(CatalogError, match="only 0"):
+        too_many.resolve(catalog, random.Random(5))
