@@ -185,10 +185,10 @@ def _serial() -> int:
 
 def _utc(moment: dt.datetime | None) -> dt.datetime:
     if moment is None:
-        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+        return moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
 
 
 def _san(dns: Sequence[str], ips: Sequence[str]) -> x509.SubjectAlternativeName | None:
@@ -343,7 +343,7 @@ class CAs:
         return {"ca": self.ca, "etcd-ca": self.etcd, "front-proxy-ca": self.front_proxy}[name]
 
     @property
-    def key_pool(self) -> "KeyPool":
+    def key_pool(self) -> KeyPool:
         return KeyPool(self.cache_dir / "keypool")
 
     def fill_key_pool(self, count: int) -> int:
@@ -816,5 +816,5 @@ def describe(cert: Path | str | bytes) -> dict:
         "serial": parsed.serial_number,
         "is_ca": is_ca,
         "usages": usages,
-        "expired": not_after < dt.datetime.now(dt.timezone.utc),
+        "expired": not_after < dt.datetime.now(dt.UTC),
     }
