@@ -27,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -150,7 +151,7 @@ FileMode = Annotated[
 # --------------------------------------------------------------------------- models
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class _FieldProblems(ValueError):
@@ -375,7 +376,7 @@ class Scenario(_Model):
     time_limit: Duration = Field(description="Time allowed, e.g. 8m or 1h30m.")
     cluster: ClusterReq = Field(default_factory=ClusterReq, description="The practice cluster to provision.")
     vars: dict[Annotated[str, Field(pattern=VAR_NAME)], VarSpec] = Field(
-        default_factory=dict,
+        default_factory=dict, json_schema_extra={"additionalProperties": False},
         description="Values drawn per attempt from a recorded seed; use them as {{ name }}.")
     setup: list[SetupStep] = Field(default_factory=list, description="Steps applied in order before the clock starts.")
     task: str = Field(min_length=1, description="The task as shown to the learner (markdown).")
@@ -403,7 +404,9 @@ class Scenario(_Model):
         return sum(c.points for c in self.checks)
 
     @model_validator(mode="after")
-    def _cross_fields(self) -> "Scenario":
+    def _cross_fields(self, info: ValidationInfo) -> "Scenario":
+        if (info.context or {}).get("rendered"):
+            return self
         problems = _scenario_problems(self)
         if problems:
             raise _FieldProblems(problems)
@@ -445,6 +448,8 @@ class ExamSample(_Model):
 
 class Exam(_Model):
     """Several scenarios under one clock with a pass mark."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["tasks"]}, {"required": ["sample"]}]})
 
     schema_version: int = Field(SCHEMA_VERSION, alias="schema", description="Format version of this file (1).")
     kind: Literal["exam"] = Field(description="Must be exam.")
@@ -698,7 +703,7 @@ def _show(value: Any) -> str:
 
 def did_you_mean(word: Any, options: Any) -> str:
     """`` (did you mean 'x'?)`` naming the closest of ``options``, or an empty string."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -871,7 +876,7 @@ def _validation_problems(exc: ValidationError, model: type[BaseModel], root: yam
         for loc, message in items:
             node, path = _walk(root, loc, key=err["type"] == "extra_forbidden")
             clean = [p for p in loc if p not in _TAGS and p != "[key]"]
-            if err["type"] == "missing" or (clean and clean[-1] not in path and len(path) == len(clean) - 1):
+            if err["type"] == "missing" or path == clean[:-1]:
                 path = clean
             problems.append(Problem(file, node.start_mark.line + 1, node.start_mark.column + 1,
                                     _format_path(tuple(path)), message))
@@ -904,7 +909,13 @@ def _parse(text: str, file: str) -> tuple[Scenario | Exam | None, list[Problem]]
         mark = getattr(exc, "problem_mark", None)
         return None, problems + [Problem(file, mark.line + 1 if mark else None,
                                          mark.column + 1 if mark else None, "", f"YAML error: {exc}")]
-    model: type[Scenario] | type[Exam] = Exam if data.get("kind") == "exam" else Scenario
+    kind = data.get("kind", "scenario")
+    if kind not in ("scenario", "exam"):
+        node, _ = _walk(root, ("kind",))
+        return None, problems + [Problem(file, node.start_mark.line + 1, node.start_mark.column + 1, "kind",
+                                         f"expected scenario or exam, got {_show(kind)}"
+                                         + did_you_mean(kind, ("scenario", "exam")))]
+    model: type[Scenario] | type[Exam] = Exam if kind == "exam" else Scenario
     try:
         obj = model.model_validate(data)
     except ValidationError as exc:

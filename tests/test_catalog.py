@@ -116,3 +116,14 @@ def test_builtin_pack_is_found_and_every_file_in_it_is_valid():
     assert shipped is not None and shipped.is_dir()
     catalog = Catalog.load(strict=True)
     assert catalog.dirs[0] == shipped
+
+
+def test_exam_sampling_more_scenarios_than_exist_is_a_problem(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "exam.yaml").write_text(
+        "kind: exam\nid: big-exam\ntitle: Big\nduration: 2h\nsample:\n  count: 3\n  domains: [troubleshooting]\n")
+    catalog = Catalog.load([PACK, mine], builtin=False)
+    assert "big-exam" not in catalog.exams
+    assert [str(p) for p in catalog.problems] == [
+        f"{mine / 'exam.yaml'}:6:10: sample.count: samples 3 scenarios but only 1 are available in troubleshooting"]

@@ -128,6 +128,8 @@ def test_unknown_fields_suggest_the_closest_name(tmp_path):
     assert by_path["title"].message == "this field is required"
     assert by_path["checks[0].wth"].line == 10
     assert "unknown field 'wth' (did you mean 'with'?)" in by_path["checks[0].wth"].message
+    p = only(problems_of(tmp_path, MINIMAL.replace("    with:", "    with_:")))
+    assert p.field_path == "checks[0].with_" and "did you mean 'with'?" in p.message
 
 
 def test_setup_steps_need_exactly_one_action(tmp_path):
