@@ -17,7 +17,15 @@ from pathlib import Path
 
 from simulator import paths
 from simulator.errors import CatalogError, ScenarioError
-from simulator.scenario import Exam, Problem, Scenario, did_you_mean, load_file, locate, validate_file
+from simulator.scenario import (
+    Exam,
+    Problem,
+    Scenario,
+    did_you_mean,
+    load_file,
+    locate,
+    validate_file,
+)
 
 ENV_VAR = "CKA_SIM_SCENARIOS"
 
@@ -59,7 +67,7 @@ class Catalog:
 
     @classmethod
     def load(cls, extra_dirs: Iterable[Path | str] = (), *, builtin: bool = True,
-             strict: bool = False) -> "Catalog":
+             strict: bool = False) -> Catalog:
         """Load every source (see the module docstring).
 
         A broken file does not hide the rest: its problems go to ``problems`` and the file is

@@ -101,7 +101,7 @@ def parse_duration(value: Any) -> int:
 
 def format_duration(seconds: float) -> str:
     """``480`` -> ``8m``, ``5400`` -> ``1h30m``, ``90`` -> ``1m30s``."""
-    total = int(round(seconds))
+    total = round(seconds)
     h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
     text = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s else "")
@@ -206,7 +206,7 @@ class ClusterReq(_Model):
                            components=components)
 
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 
 class VarSpec(_Model):
@@ -220,7 +220,7 @@ class VarSpec(_Model):
     value: Scalar | None = Field(None, description="Always this value.")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "VarSpec":
+    def _exactly_one(self) -> VarSpec:
         given = [k for k in ("choice", "range", "value") if getattr(self, k) is not None]
         if len(given) != 1:
             raise PydanticCustomError(
@@ -338,7 +338,7 @@ def _step_kind(value: Any) -> str | None:
 
 
 SetupStep = Annotated[
-    Union[tuple(Annotated[cls, Tag(cls.__name__)] for cls in SETUP_ACTIONS.values())],  # type: ignore[misc]
+    Union[tuple(Annotated[cls, Tag(cls.__name__)] for cls in SETUP_ACTIONS.values())],  # type: ignore[misc]  # noqa: UP007
     Discriminator(_step_kind, custom_error_type="setup_step",
                   custom_error_message="a setup step needs exactly one of apply, snapshot, fault, run, file or record"),
 ]
@@ -404,7 +404,7 @@ class Scenario(_Model):
         return sum(c.points for c in self.checks)
 
     @model_validator(mode="after")
-    def _cross_fields(self, info: ValidationInfo) -> "Scenario":
+    def _cross_fields(self, info: ValidationInfo) -> Scenario:
         if (info.context or {}).get("rendered"):
             return self
         problems = _scenario_problems(self)
@@ -412,7 +412,7 @@ class Scenario(_Model):
             raise _FieldProblems(problems)
         return self
 
-    def instantiate(self, seed: int) -> "Instance":
+    def instantiate(self, seed: int) -> Instance:
         """This scenario with vars drawn from ``seed`` substituted everywhere they may appear.
 
         Returns ``(scenario, values)``; the same seed always gives the same values.
@@ -474,7 +474,7 @@ class Exam(_Model):
         return self._source
 
     @model_validator(mode="after")
-    def _tasks_or_sample(self) -> "Exam":
+    def _tasks_or_sample(self) -> Exam:
         if (self.tasks is None) == (self.sample is None):
             raise _FieldProblems([((), "an exam needs exactly one of tasks (a list of scenario ids) or sample")])
         if self.tasks is not None:
@@ -485,7 +485,7 @@ class Exam(_Model):
                 raise _FieldProblems(dups)
         return self
 
-    def resolve(self, catalog: "Catalog", rng: random.Random) -> list[Scenario]:
+    def resolve(self, catalog: Catalog, rng: random.Random) -> list[Scenario]:
         """The exam's scenarios: the named tasks in order, or a draw spread over the domains.
 
         ``sample.seed`` (if set) replaces ``rng``. Raises CatalogError for unknown ids or
@@ -638,15 +638,15 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
     unsafe: set[str] = set()
     for loc, text in _strings(data, ()):
         for match in _EXPRESSION.finditer(text):
-            problems.append((loc, f"{match.group(0)}...}}}} is not allowed: templates hold a plain "
-                                  "{{ name }}, no filters, attributes or calls"))
+            problems.append((loc, (f"{match.group(0)}...}}}} is not allowed: templates hold a plain "
+                                   "{{ name }}, no filters, attributes or calls")))
         used = placeholders(text)
         if not used:
             continue
         if not _is_templated(loc):
-            problems.append((loc, f"{{{{ {used[0]} }}}} is not substituted in this field; vars go in "
-                                  "task, hints, setup, checks (name, with), explanation, solution "
-                                  "and wrong_solutions"))
+            problems.append((loc, (f"{{{{ {used[0]} }}}} is not substituted in this field; vars go in "
+                                   "task, hints, setup, checks (name, with), explanation, solution "
+                                   "and wrong_solutions")))
             continue
         for name in used:
             if name not in sc.vars:
@@ -657,9 +657,9 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
                 if bad:
                     unsafe.add(name)
                     problems.append((("vars", name),
-                                     f"var {name!r} is inserted into a bash script, so each value must "
-                                     f"be a plain word (letters, digits, . _ - / : @ + = ,); "
-                                     f"{str(bad[0])!r} is not"))
+                                     (f"var {name!r} is inserted into a bash script, so each value must "
+                                      f"be a plain word (letters, digits, . _ - / : @ + = ,); "
+                                      f"{str(bad[0])!r} is not")))
     return problems
 
 
@@ -915,7 +915,7 @@ def _parse(text: str, file: str) -> tuple[Scenario | Exam | None, list[Problem]]
         return None, problems + [Problem(file, node.start_mark.line + 1, node.start_mark.column + 1, "kind",
                                          f"expected scenario or exam, got {_show(kind)}"
                                          + did_you_mean(kind, ("scenario", "exam")))]
-    model: type[Scenario] | type[Exam] = Exam if kind == "exam" else Scenario
+    model: type[Scenario | Exam] = Exam if kind == "exam" else Scenario
     try:
         obj = model.model_validate(data)
     except ValidationError as exc:

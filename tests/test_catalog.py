@@ -107,8 +107,8 @@ def test_exam_naming_an_unknown_scenario_is_a_located_problem(tmp_path):
     catalog = Catalog.load([PACK, mine], builtin=False)
     assert "bad-exam" not in catalog.exams and "mock-exam" in catalog.exams
     assert [str(p) for p in catalog.problems] == [
-        f"{mine / 'exam.yaml'}:7:5: tasks[1]: no scenario has the id 'restore-namespcae' "
-        "(did you mean 'restore-namespace'?)"]
+        (f"{mine / 'exam.yaml'}:7:5: tasks[1]: no scenario has the id 'restore-namespcae' "
+         "(did you mean 'restore-namespace'?)")]
 
 
 def test_builtin_pack_is_found_and_every_file_in_it_is_valid():
