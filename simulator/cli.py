@@ -51,6 +51,8 @@ class Obj:
             from simulator.catalog import Catalog
 
             self._catalog = Catalog.load(self.scenario_dirs)
+            for problem in self._catalog.problems:
+                click.secho(f"warning: skipped {problem}", fg="yellow", err=True)
         return self._catalog
 
 
