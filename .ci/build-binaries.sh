@@ -14,7 +14,8 @@
 # A binary that already reports the expected version is not rebuilt, so a warm run takes
 # seconds. Builds go to a temporary directory and are renamed into place, so an interrupted
 # build never leaves a partial binary. Builds run one at a time under `nice` because the
-# machine is shared.
+# machine is shared. Measured on 2 shared cores with Go 1.26 and empty Go caches: about
+# 5 minutes cold (kube-apiserver alone about 3), under a second warm.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.35.4}"
@@ -36,6 +37,8 @@ die() { printf 'build-binaries: %s\n' "$*" >&2; exit 1; }
 TMP_DIRS=()
 cleanup() { [[ ${#TMP_DIRS[@]} -eq 0 ]] || rm -rf "${TMP_DIRS[@]}"; }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 command -v go >/dev/null || die "go is not on PATH; install Go >= 1.25 (https://go.dev/dl/)"
 
@@ -64,8 +67,10 @@ expected_line() {
 
 is_current() {
     local path=$1 name=$2
+    local out
     [[ -x "$path" ]] || return 1
-    version_output "$path" "$name" | grep -qxF -- "$(expected_line "$name")"
+    out=$(version_output "$path" "$name") || true
+    grep -qxF -- "$(expected_line "$name")" <<<"$out"
 }
 
 # go build of one main package into DEST_DIR/NAME through a temp file in the same directory.
@@ -210,6 +215,9 @@ if ! flock -n 9; then
     log "another build holds $BIN_ROOT/.build.lock; waiting"
     flock 9
 fi
+
+# Leftovers of an interrupted build; only a lock holder builds, so none is in use.
+rm -rf "$KUBE_DIR"/.build-* "$ETCD_DIR"/.build-*
 
 log "cache: $CACHE_DIR ($(go version))"
 build_etcd
