@@ -221,6 +221,12 @@ def test_dot_files_and_subdirectories_are_ignored_but_any_extension_is_a_pod(nod
     assert sorted(p["name"] for p in node.pods()) == ["backup-controlplane", "web-controlplane"]
     assert 'Could not process manifest file path="/etc/kubernetes/manifests/broken.yaml"' in node.supervisor_log()
 
+    # a running pod whose manifest stops parsing is stopped, as the kubelet drops it
+    (node.manifests / "web.yaml").write_text(http_server("web", good).replace("containers:", "containers: ["))
+    wait_for(lambda: not listening(good), 3, "the pod with the broken manifest to stop")
+    assert listening(backup)
+    assert [p["name"] for p in node.pods()] == ["backup-controlplane"]
+
 
 def test_crash_loop_backs_off_keeps_exit_codes_and_cri_logs(node: Node) -> None:
     node.start()
@@ -242,8 +248,9 @@ def test_crash_loop_backs_off_keeps_exit_codes_and_cri_logs(node: Node) -> None:
     assert pod["restartCount"] >= 2 and pod["ready"] is False and pod["status"] == "CrashLoopBackOff"
 
     # back-off: the gap before each restart grows
-    starts = sorted(json.loads(p.read_text())["createdAt"] for p in (node.root / "run/cka-sim/containers").glob("*.json"))
-    gaps = [(b - a) / 1e9 for a, b in zip(starts, starts[1:])]
+    states = (node.root / "run/cka-sim/containers").glob("*.json")
+    starts = sorted(json.loads(p.read_text())["createdAt"] for p in states)
+    gaps = [(b - a) / 1e9 for a, b in zip(starts, starts[1:], strict=False)]
     assert gaps[-1] >= 0.9 and gaps[-1] > gaps[0]
 
     # CRI log format on disk, with a /var/log/containers symlink valid inside the node
@@ -374,3 +381,69 @@ def test_sigterm_stops_every_container_gracefully(node: Node) -> None:
     assert {r["state"] for r in records} == {"CONTAINER_EXITED"} and len(records) == 2
     assert all(pid > 1 for pid in pids)
     assert not listening(port)
+
+
+# Runs inside a fresh mount namespace as "python -c SCRIPT ROOTFS PORT": the supervisor in a
+# thread of an ordinary process (not PID 1), driven through its Python API.
+API_SCRIPT = r"""
+import json, socket, subprocess, sys, threading, time
+from pathlib import Path
+root, port = Path(sys.argv[1]), int(sys.argv[2])
+subprocess.run(["mount", "--bind", "/usr", str(root / "usr")], check=True)
+subprocess.run(["mount", "-o", "remount,bind,ro", str(root / "usr")], check=True)
+from simulator.cluster.local.supervisor import Supervisor
+
+def listening():
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+calls = []
+sup = Supervisor(root, "controlplane", pod_hooks=calls.append)
+stop = threading.Event()
+thread = threading.Thread(target=sup.run, args=(stop,))
+thread.start()
+deadline = time.monotonic() + 10
+while not (listening() and sup.pod_status() and sup.pod_status()[0]["ready"]):
+    assert time.monotonic() < deadline, "pod did not start"
+    time.sleep(0.05)
+running = sup.pod_status()
+stop.set()
+thread.join(10)
+print(json.dumps({"running": running, "after": sup.pod_status(), "alive": thread.is_alive(),
+                  "listening_after": listening(), "calls": calls}))
+"""
+
+
+def test_python_api_reports_pod_status_and_calls_hooks(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    port = free_port()
+    (node.manifests / "web.yaml").write_text(http_server("web", port))
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", API_SCRIPT,
+         str(node.root), str(port)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    pod = result["running"][0]
+    assert (pod["name"], pod["namespace"], pod["phase"], pod["status"], pod["ready"]) == (
+        "web-controlplane", "kube-system", "Running", "Running", True)
+    assert pod["manifest"] == "/etc/kubernetes/manifests/web.yaml" and len(pod["uid"]) == 32
+    assert pod["containers"][0]["name"] == "web" and pod["containers"][0]["state"] == "running"
+    assert result["after"] == [] and not result["alive"] and not result["listening_after"]
+    assert any(c and c[0]["ready"] for c in result["calls"]), "the hook saw the pod become ready"
+    assert result["calls"][-1] == [], "the hook saw the pod go away"
+
+
+def test_container_ignoring_sigterm_is_killed_within_two_seconds(node: Node) -> None:
+    port = free_port()
+    stubborn = ["sh", "-c", f"trap '' TERM; exec python3 -m http.server --bind 127.0.0.1 {port}"]
+    node.start()
+    (node.manifests / "stubborn.yaml").write_text(pod_yaml("stubborn", stubborn))
+    wait_for(lambda: listening(port), 10, "the pod to listen")
+    (node.manifests / "stubborn.yaml").unlink()
+    took = wait_for(lambda: not listening(port), 2.0, "the port to close despite SIGTERM being ignored")
+    print(f"SIGTERM-ignoring container: manifest removed -> port closed in {took:.2f} s")
+    wait_for(lambda: "Exited" in node.crictl("ps", "-a"), 2, "the container to show as Exited")
+    record = node.containers()[0]
+    assert record["status"]["exitCode"] == 137

@@ -84,7 +84,7 @@ class Bind:
     type: str = ""
 
     @classmethod
-    def parse(cls, spec: str) -> "Bind":
+    def parse(cls, spec: str) -> Bind:
         """Parse ``SRC:DST[:OPTS]``; raise ValueError on a malformed spec."""
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:

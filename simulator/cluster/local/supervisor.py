@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import hashlib
 import json
 import logging
@@ -531,7 +530,7 @@ class Supervisor:
         self._parsed = parsed
         desired: dict[str, PodSpec] = {}
         kept: dict[str, str] = {}
-        for name, (_, pod) in parsed.items():
+        for _, pod in parsed.values():
             if pod is None:
                 continue
             key = f"{pod.namespace}/{pod.full_name}"
@@ -714,7 +713,7 @@ class Supervisor:
                 if pid in self._by_pid:
                     self._exited(self._by_pid.pop(pid), status)
             return found
-        for pid, c in list(self._by_pid.items()):
+        for pid in list(self._by_pid):
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
@@ -835,12 +834,11 @@ class Supervisor:
                 if slot.done:
                     entry.update(state="terminated", reason=c.record["reason"])
                 elif now < slot.next_start:
-                    left = slot.next_start - now
                     entry.update(
                         state="waiting",
                         reason="CrashLoopBackOff",
                         message=f"back-off {slot.backoff_delay():.0f}s restarting failed container={slot.spec.name} "
-                        f"pod={pod.spec.full_name}_{pod.spec.namespace}({pod.spec.uid}); next start in {left:.0f}s",
+                        f"pod={pod.spec.full_name}_{pod.spec.namespace}({pod.spec.uid})",
                     )
                 else:
                     entry.update(state="terminated", reason=c.record["reason"])
@@ -913,6 +911,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False
     if not args.rootfs.is_dir():
         print(f"supervisor: rootfs {args.rootfs} is not a directory", file=sys.stderr)
         return 2
