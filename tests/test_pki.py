@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.cluster.local import pki
+from simulator.cluster.local import binaries, pki
+from simulator.errors import SimError
 
 NODE = "controlplane"
 IP = "172.30.0.10"
@@ -324,3 +326,129 @@ def test_one_node_pki_is_fast(cluster, tmp_path, capsys):
               f"{warm:.3f}s from a filled key pool")
     assert warm < 0.5
     assert cold < 5  # generous: other developers share these two cores
+
+
+# --------------------------------------------------------------------------- real kubeadm
+
+
+@pytest.fixture
+def kubeadm() -> Path:
+    try:
+        return binaries.find("kubeadm")
+    except SimError as exc:
+        pytest.skip(f"kubeadm not available: {exc}")
+
+
+def run_kubeadm(kubeadm: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(kubeadm), *args], capture_output=True, check=False, timeout=60,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr.decode()
+    return result
+
+
+def normalized_text(path: Path) -> str:
+    """``openssl x509 -text`` without what differs between any two issuances."""
+    lines, skip = [], False
+    for line in x509_field(path, "-text").splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("Modulus:", "Signature Value:")):
+            skip = True
+        elif stripped.startswith(("Exponent:", "X509v3 extensions:")):
+            skip = False
+        if skip or stripped.startswith(("Serial Number", "Not Before", "Not After")) or \
+                all(c in "0123456789abcdefABCDEF:" for c in stripped):
+            continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def test_certificates_are_shaped_exactly_like_kubeadms(kubeadm, tmp_path):
+    config = tmp_path / "kubeadm.yaml"
+    config.write_text(f"""\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint: {{advertiseAddress: {IP}, bindPort: 6443}}
+nodeRegistration: {{name: {NODE}}}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+certificatesDir: {tmp_path / "kubeadm-pki"}
+""")
+    run_kubeadm(kubeadm, "init", "phase", "certs", "all", "--config", str(config))
+    cas = pki.load_or_create_cas(tmp_path / "cache")
+    ours = tmp_path / "ours"
+    pki.write_node_pki(ours, cas, NODE, IP, apiserver_cert_sans=())
+    theirs = tmp_path / "kubeadm-pki"
+    names = [*EXPECTED, "ca", "etcd/ca", "front-proxy-ca"]
+    for name in names:
+        assert normalized_text(ours / "pki" / f"{name}.crt") == \
+            normalized_text(theirs / f"{name}.crt"), name
+        assert (ours / "pki" / f"{name}.key").read_text().splitlines()[0] == \
+            (theirs / f"{name}.key").read_text().splitlines()[0]
+    modes = {p.relative_to(theirs).as_posix(): p.stat().st_mode & 0o777
+             for p in theirs.rglob("*") if p.is_file()}
+    assert modes == {p.relative_to(ours / "pki").as_posix(): p.stat().st_mode & 0o777
+                     for p in (ours / "pki").rglob("*") if p.is_file()}
+
+
+def blank_data(text: str) -> dict:
+    doc = yaml.safe_load(text)
+    for cluster in doc["clusters"]:
+        cluster["cluster"]["certificate-authority-data"] = "..."
+    for user in doc["users"]:
+        user["user"] = {k: "..." for k in user["user"]}
+    return doc
+
+
+def test_kubeconfigs_are_shaped_exactly_like_kubeadms(kubeadm, cluster, tmp_path):
+    _, etc = cluster
+    out = tmp_path / "dry-run"
+    out.mkdir()
+    for name in ("ca.crt", "ca.key"):
+        (out / name).write_bytes((etc / "pki" / name).read_bytes())
+    config = tmp_path / "kubeadm.yaml"
+    config.write_text(f"""\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint: {{advertiseAddress: {IP}, bindPort: 6443}}
+nodeRegistration: {{name: {NODE}}}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+certificatesDir: {out}
+""")
+    run_kubeadm(kubeadm, "init", "phase", "kubeconfig", "all", "--config", str(config),
+                "--dry-run", env={"KUBEADM_INIT_DRYRUN_DIR": str(out)})
+    for conf in KUBECONFIGS:
+        theirs = (out / conf).read_text()
+        ours = (etc / conf).read_text()
+        assert blank_data(ours) == blank_data(theirs), conf
+        assert list(yaml.safe_load(ours)) == list(yaml.safe_load(theirs))
+        theirs_cert = pki.describe(pki.kubeconfig_client_cert(theirs.encode()))
+        ours_cert = pki.describe(pki.kubeconfig_client_cert(ours.encode()))
+        for field in ("subject_cn", "subject_o", "issuer_cn", "usages", "dns_names"):
+            assert ours_cert[field] == theirs_cert[field], (conf, field)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="kubeadm --rootfs chroots, which needs root")
+def test_real_kubeadm_reads_expires_and_renews_our_pki(kubeadm, cluster, tmp_path):
+    cas, _ = cluster
+    root = tmp_path / "node"
+    etc = root / "etc" / "kubernetes"
+    pki.write_node_pki(etc, cas, NODE, IP)
+    table = run_kubeadm(kubeadm, "certs", "check-expiration", "--rootfs", str(root)).stdout.decode()
+    for name in ("admin.conf", "apiserver", "etcd-server", "front-proxy-client", "scheduler.conf"):
+        (line,) = [ln for ln in table.splitlines() if ln.split() and ln.split()[0] == name]
+        assert "364d" in line and "<invalid>" not in line and line.rstrip().endswith("no"), line
+
+    now = dt.datetime.now(dt.UTC)
+    pki.reissue(etc / "pki/apiserver.crt", etc / "pki/apiserver.key", etc / "pki/ca.crt",
+                etc / "pki/ca.key", now - dt.timedelta(days=400), now - dt.timedelta(days=2))
+    table = run_kubeadm(kubeadm, "certs", "check-expiration", "--rootfs", str(root)).stdout.decode()
+    (line,) = [ln for ln in table.splitlines() if ln.startswith("apiserver ")]
+    assert "<invalid>" in line
+
+    sans = x509_field(etc / "pki/apiserver.crt", "-ext", "subjectAltName")
+    run_kubeadm(kubeadm, "certs", "renew", "apiserver", "--rootfs", str(root))
+    assert verify(etc / "pki/ca.crt", etc / "pki/apiserver.crt").returncode == 0
+    assert x509_field(etc / "pki/apiserver.crt", "-ext", "subjectAltName") == sans

@@ -4,7 +4,7 @@ Pod specs follow ``cmd/kubeadm/app/phases/etcd/local.go`` and
 ``phases/controlplane/{manifests,volumes}.go`` with ``util/staticpod/utils.go``: flags
 sorted by name (``ArgumentsToCommand``), volumes sorted by name, control-plane volume
 mounts sorted by name, etcd's mounts in kubeadm's order, probes with kubeadm's timings
-(startup probe failureThreshold = 4 min / 10 s). The text is serialised like
+(named ``probe-port``; startup probe failureThreshold = 4 min / 10 s). The text is serialised like
 ``sigs.k8s.io/yaml``: keys sorted, sequences not indented under their key, no line
 wrapping, ``status: {}``; v1.35 no longer writes ``creationTimestamp: null``.
 
@@ -65,9 +65,12 @@ def _flags(args: Mapping[str, str], extra: Mapping[str, str] | None = None) -> l
     return [f"--{name}={merged[name]}" for name in sorted(merged)]
 
 
-def _probe(host: str, path: str, port: int, scheme: str, *, initial: int, timeout: int,
-           failures: int, period: int) -> dict:
-    get: dict = {"path": path, "port": port, "scheme": scheme}
+PROBE_PORT = "probe-port"
+
+
+def _probe(host: str, path: str, scheme: str, *, initial: int, timeout: int, failures: int,
+           period: int) -> dict:
+    get: dict = {"path": path, "port": PROBE_PORT, "scheme": scheme}
     if host:
         get["host"] = host
     probe: dict = {"failureThreshold": failures, "httpGet": get, "periodSeconds": period,
@@ -77,17 +80,21 @@ def _probe(host: str, path: str, port: int, scheme: str, *, initial: int, timeou
     return probe
 
 
-def _liveness(host: str, path: str, port: int, scheme: str) -> dict:
-    return _probe(host, path, port, scheme, initial=10, timeout=15, failures=8, period=10)
-
-
-def _readiness(host: str, path: str, port: int, scheme: str) -> dict:
-    return _probe(host, path, port, scheme, initial=0, timeout=15, failures=3, period=1)
-
-
-def _startup(host: str, path: str, port: int, scheme: str) -> dict:
-    failures = math.ceil(HEALTH_CHECK_TIMEOUT_S / 10)
-    return _probe(host, path, port, scheme, initial=10, timeout=15, failures=failures, period=10)
+def _probes(host: str, port: int, scheme: str, *, live: str, ready: str | None,
+            startup: str) -> dict:
+    """The container fields kubeadm sets for health checking: a named ``probe-port``
+    and liveness, (readiness,) startup probes against it."""
+    fields = {
+        "livenessProbe": _probe(host, live, scheme, initial=10, timeout=15, failures=8,
+                                period=10),
+        "ports": [{"containerPort": port, "name": PROBE_PORT, "protocol": "TCP"}],
+        "startupProbe": _probe(host, startup, scheme, initial=10, timeout=15,
+                               failures=math.ceil(HEALTH_CHECK_TIMEOUT_S / 10), period=10),
+    }
+    if ready:
+        fields["readinessProbe"] = _probe(host, ready, scheme, initial=0, timeout=15,
+                                          failures=3, period=1)
+    return fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,10 +251,9 @@ def etcd_manifest(
         "command": command,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "livenessProbe": _liveness(loopback, "/livez", ETCD_METRICS_PORT, "HTTP"),
-        "readinessProbe": _readiness(loopback, "/readyz", ETCD_METRICS_PORT, "HTTP"),
         "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}},
-        "startupProbe": _startup(loopback, "/readyz", ETCD_METRICS_PORT, "HTTP"),
+        **_probes(loopback, ETCD_METRICS_PORT, "HTTP", live="/livez", ready="/readyz",
+                  startup="/readyz"),
     }
     mounts = [
         _Mount("etcd-data", data_dir, data_dir, False, "DirectoryOrCreate"),
@@ -348,10 +354,8 @@ def kube_apiserver_manifest(
         "command": command,
         "image": _image("kube-apiserver", kubernetes_version),
         "imagePullPolicy": "IfNotPresent",
-        "livenessProbe": _liveness(node_ip, "/livez", port, "HTTPS"),
-        "readinessProbe": _readiness(node_ip, "/readyz", port, "HTTPS"),
         "resources": {"requests": {"cpu": "250m"}},
-        "startupProbe": _startup(node_ip, "/livez", port, "HTTPS"),
+        **_probes(node_ip, port, "HTTPS", live="/livez", ready="/readyz", startup="/livez"),
     }
     mounts = _ca_mounts(ca_paths) + [
         _Mount("k8s-certs", pki_dir, pki_dir, True, "DirectoryOrCreate"),
@@ -418,9 +422,9 @@ def kube_controller_manager_manifest(
         "command": command,
         "image": _image("kube-controller-manager", kubernetes_version),
         "imagePullPolicy": "IfNotPresent",
-        "livenessProbe": _liveness("127.0.0.1", "/healthz", CONTROLLER_MANAGER_PORT, "HTTPS"),
         "resources": {"requests": {"cpu": "200m"}},
-        "startupProbe": _startup("127.0.0.1", "/healthz", CONTROLLER_MANAGER_PORT, "HTTPS"),
+        **_probes("127.0.0.1", CONTROLLER_MANAGER_PORT, "HTTPS", live="/healthz", ready=None,
+                  startup="/healthz"),
     }
     kubeconfig = f"{KUBERNETES_DIR}/controller-manager.conf"
     mounts = _ca_mounts(ca_paths) + [
@@ -457,9 +461,9 @@ def kube_scheduler_manifest(
         "command": kube_scheduler_command(extra_args=extra_args),
         "image": _image("kube-scheduler", kubernetes_version),
         "imagePullPolicy": "IfNotPresent",
-        "livenessProbe": _liveness("127.0.0.1", "/healthz", SCHEDULER_PORT, "HTTPS"),
         "resources": {"requests": {"cpu": "100m"}},
-        "startupProbe": _startup("127.0.0.1", "/healthz", SCHEDULER_PORT, "HTTPS"),
+        **_probes("127.0.0.1", SCHEDULER_PORT, "HTTPS", live="/livez", ready="/readyz",
+                  startup="/livez"),
     }
     kubeconfig = f"{KUBERNETES_DIR}/scheduler.conf"
     mounts = [_Mount("kubeconfig", kubeconfig, kubeconfig, True, "FileOrCreate")]

@@ -564,7 +564,6 @@ def kubeconfig_yaml(
         ],
         "current-context": spec.context,
         "kind": "Config",
-        "preferences": {},
         "users": [
             {"name": spec.user,
              "user": {"client-certificate-data": b64(client_cert_pem),
