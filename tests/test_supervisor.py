@@ -447,3 +447,41 @@ def test_container_ignoring_sigterm_is_killed_within_two_seconds(node: Node) -> 
     wait_for(lambda: "Exited" in node.crictl("ps", "-a"), 2, "the container to show as Exited")
     record = node.containers()[0]
     assert record["status"]["exitCode"] == 137
+
+
+def test_crictl_logs_follow_streams_until_the_container_exits(node: Node) -> None:
+    node.start()
+    script = "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"
+    (node.manifests / "count.yaml").write_text(pod_yaml("count", ["sh", "-c", script]))
+    wait_for(lambda: node.crictl("ps", "-q", "--name", "^count$").strip(), 10, "the container to run")
+    cid = node.crictl("ps", "-q", "--name", "^count$").split()[0]
+    started = time.monotonic()
+    followed = node.run("/usr/local/bin/crictl", "logs", "-f", cid)
+    assert followed.stdout == "".join(f"line {i}\n" for i in range(1, 6))
+    assert time.monotonic() - started > 0.5, "logs -f returned before the container finished"
+
+
+def test_pid1_supervisor_reaps_orphans(node: Node) -> None:
+    node.start()
+    node.run("sh", "-c", "sleep 0.2 & exit 0")
+    init = node.init_pid
+
+    def zombies() -> list[str]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == init:
+                found.append(stat.parent.name)
+        return found
+
+    def orphan_adopted() -> bool:
+        children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+        return any("sleep" in Path(f"/proc/{c}/cmdline").read_text(errors="replace") for c in children
+                   if Path(f"/proc/{c}/cmdline").exists())
+
+    wait_for(lambda: orphan_adopted() or not zombies(), 1, "the orphan to be adopted")
+    time.sleep(0.6)
+    assert zombies() == []
