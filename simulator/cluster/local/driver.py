@@ -280,9 +280,17 @@ class LocalDriver:
 
         name, ip = members[-1]
         first = cluster.node(members[0][0])
-        added = first.run(["etcdctl", "member", "add", name, f"--peer-urls=https://{ip}:2380",
-                           "--endpoints=https://127.0.0.1:2379", *_ETCDCTL_TLS],
-                          env={"ETCDCTL_API": "3"}, timeout=30)
+        deadline = time.monotonic() + ETCD_TIMEOUT
+        while True:
+            added = first.run(["etcdctl", "member", "add", name,
+                               f"--peer-urls=https://{ip}:2380",
+                               "--endpoints=https://127.0.0.1:2379", *_ETCDCTL_TLS],
+                              env={"ETCDCTL_API": "3"}, timeout=30)
+            # etcd refuses a second reconfiguration until every member has been connected
+            # for 5 s (strict reconfig check); kubeadm retries the same way.
+            if added.ok or "unhealthy cluster" not in added.err or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
         if not added.ok:
             raise ClusterError(f"etcd member add {name} failed",
                                hint=(added.err or added.out).strip()[-600:])

@@ -5,7 +5,8 @@ uts, ipc, net and pid namespaces, with the host's view of the filesystem. It
 
 1. binds the host's ``/usr`` read-only at ``rootfs/usr``, a tmpfs at ``rootfs/usr/local/bin``
    holding the cluster's programs, mounts proc (of the node's pid namespace), sysfs, a
-   minimal ``/dev`` with its own devpts (so ``script``, ``tmux`` ... get real ptys);
+   minimal ``/dev`` (no disks) sharing the host's devpts, so the terminal a learner's
+   shell runs on is a ``/dev/pts/N`` of the node too (``tty``, ``script``, ``tmux`` work);
 2. sets the hostname, writes ``pid <host pid>`` on the ready fd, waits for ``go`` (its
    ``eth0`` has been plugged into the bridge), configures ``lo`` and ``eth0``;
 3. writes ``ready`` and becomes the static-pod supervisor, which as PID 1 also reaps
@@ -100,9 +101,15 @@ def setup_mounts(rootfs: str, binaries: dict[str, str], ro_binds: list[str]) -> 
             bind(f"/dev/{name}", f"{dev}/{name}")
     for sub in ("pts", "shm", "mqueue"):
         os.mkdir(f"{dev}/{sub}")
-    mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-          "newinstance,ptmxmode=0666,mode=0620")
-    os.symlink("pts/ptmx", f"{dev}/ptmx")
+    try:
+        bind("/dev/pts", f"{dev}/pts")
+        _touch(f"{dev}/ptmx")
+        bind("/dev/ptmx", f"{dev}/ptmx")
+    except OSError:
+        mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620")
+        os.unlink(f"{dev}/ptmx")
+        os.symlink("pts/ptmx", f"{dev}/ptmx")
     mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m")
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),

@@ -233,16 +233,16 @@ def start_infra(cluster_dir: Path, timeout: float = 10) -> subprocess.Popen:
     read_fd, write_fd = os.pipe()
     log = cluster_dir / "infra.log"
     script = ('ip link add "$BRIDGE" type bridge && ip addr add "$ADDR" dev "$BRIDGE" && '
-              'ip link set "$BRIDGE" up && ip link set lo up && echo ready >&"$READY_FD" && '
-              'exec sleep infinity')
+              'ip link set "$BRIDGE" up && ip link set lo up && echo ready && '
+              'exec sleep infinity >/dev/null')
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BRIDGE": BRIDGE,
-           "ADDR": f"{GATEWAY}/{PREFIX_LEN}", "READY_FD": str(write_fd),
+           "ADDR": f"{GATEWAY}/{PREFIX_LEN}",
            MARKER_ENV: str(cluster_dir)}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [_tool("unshare"), "--user", "--map-root-user", "--net", "--", "/bin/sh", "-c",
-             script], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            pass_fds=(write_fd,), start_new_session=True, cwd=cluster_dir)
+             script], env=env, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=out,
+            start_new_session=True, cwd=cluster_dir)
     os.close(write_fd)
     try:
         _read_line(read_fd, time.monotonic() + timeout, "the cluster network", log)

@@ -1,0 +1,366 @@
+"""The embedded driver on real namespaces and real etcd."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simulator.cluster.local import nodes as nodes_mod
+from simulator.cluster.local.driver import LocalDriver
+from simulator.cluster.node import ClusterSpec, Completed
+from simulator.errors import ClusterError
+
+REPO = Path(__file__).resolve().parents[1]
+PKI = "/etc/kubernetes/pki/etcd"
+TLS = [f"--cacert={PKI}/ca.crt", f"--cert={PKI}/server.crt", f"--key={PKI}/server.key"]
+SAVE = ("ETCDCTL_API=3 etcdctl snapshot save /opt/backup/etcd-snapshot.db "
+        "--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "
+        "--cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key")
+
+
+def _usable() -> str | None:
+    probe = LocalDriver()._probe_namespaces()
+    return None if probe[1] else probe[2]
+
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(_usable() is not None, reason=f"no namespaces: {_usable()}")]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cka-home")
+    old = {k: os.environ.get(k) for k in ("CKA_SIM_HOME", "CKA_SIM_CACHE")}
+    os.environ["CKA_SIM_HOME"] = str(path / "home")
+    os.environ["CKA_SIM_CACHE"] = str(path / "cache")
+    yield path
+    LocalDriver().clean(keep=())
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def driver(home):
+    return LocalDriver()
+
+
+@pytest.fixture(scope="module")
+def cluster(driver):
+    steps = []
+    made = driver.create(ClusterSpec("solo"), steps.append)
+    assert [s.name for s in steps[:3]] == ["nodes", "certificates", "etcd"]
+    yield made
+    driver.delete(made)
+
+
+@pytest.fixture
+def node(cluster):
+    return cluster.node("controlplane")
+
+
+def sh(node, script: str, timeout: float = 60, **env) -> Completed:
+    return node.run(["bash", "-c", script], env=env or None, timeout=timeout)
+
+
+def etcdctl(node, *args: str, timeout: float = 30) -> Completed:
+    return node.run(["etcdctl", "--endpoints=https://127.0.0.1:2379", *TLS, *args],
+                    env={"ETCDCTL_API": "3"}, timeout=timeout)
+
+
+def wait_healthy(node, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if etcdctl(node, "endpoint", "health", "--command-timeout=1s").ok:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"etcd on {node.name} not healthy after {timeout} s")
+
+
+def port_open(node, port: int = 2379) -> bool:
+    return sh(node, 'exec 3<>"/dev/tcp/127.0.0.1/$PORT"', PORT=str(port)).ok
+
+
+def host_processes_of(directory: Path) -> list[int]:
+    """Host pids whose root, cwd, command line or environment mention ``directory``."""
+    needle = str(directory).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            blobs = [(entry / "cmdline").read_bytes(), (entry / "environ").read_bytes(),
+                     os.readlink(entry / "root").encode(), os.readlink(entry / "cwd").encode()]
+        except OSError:
+            continue
+        if any(needle in blob for blob in blobs):
+            found.append(int(entry.name))
+    return found
+
+
+def mounts_of(directory: Path) -> list[str]:
+    needle = str(directory)
+    lines = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "mountinfo").read_text()
+        except OSError:
+            continue
+        lines.update(line for line in text.splitlines() if needle in line)
+    return sorted(lines)
+
+
+# -- the node as a learner sees it ------------------------------------------------------
+
+
+def test_node_identity_network_and_root(node):
+    done = sh(node, "hostname; id -u; pwd; ip -4 -o addr show eth0; echo $HOME $USER").check()
+    lines = done.out.splitlines()
+    assert lines[0] == "controlplane"
+    assert lines[1] == "0"
+    assert lines[2] == "/root"
+    assert "172.30.0.10/24" in lines[3]
+    assert lines[4] == "/root root"
+    assert sh(node, "ps -eo pid= | wc -l").out.strip() != ""
+    assert sh(node, "ps -o pid= -p 1 && ps -o comm= -p 1").ok
+
+
+def test_etcd_tools_on_path_and_usr_read_only(node):
+    assert sh(node, "command -v etcd etcdctl etcdutl crictl").check().out.split() == [
+        "/usr/local/bin/etcd", "/usr/local/bin/etcdctl", "/usr/local/bin/etcdutl",
+        "/usr/local/bin/crictl"]
+    denied = sh(node, "touch /usr/cka-sim-probe")
+    assert not denied.ok and "Read-only file system" in denied.err
+    assert not Path("/usr/cka-sim-probe").exists()
+
+
+def test_snapshot_save_with_certificates_succeeds(node):
+    sh(node, "mkdir -p /opt/backup").check()
+    done = sh(node, SAVE)
+    assert done.ok, done.err
+    data = node.read_file("/opt/backup/etcd-snapshot.db")
+    assert len(data) % 512 == 32
+
+
+def test_snapshot_save_without_certificates_fails(node):
+    # etcdctl 3.5.1 retries the TLS handshake forever here (as on a kubeadm node with
+    # that version); later versions give up with "context deadline exceeded".
+    done = sh(node, "ETCDCTL_API=3 timeout 6 etcdctl snapshot save /opt/backup/nocert.db "
+                    "--endpoints=https://127.0.0.1:2379", timeout=60)
+    assert not done.ok
+    assert not sh(node, "test -s /opt/backup/nocert.db").ok
+
+
+def test_moving_the_manifest_out_stops_etcd_and_back_restarts_it(node):
+    wait_healthy(node)
+    sh(node, "mv /etc/kubernetes/manifests/etcd.yaml /tmp/").check()
+    moved = time.monotonic()
+    while port_open(node):
+        assert time.monotonic() - moved < 2.0, "etcd still listens 2 s after its manifest left"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert not port_open(node)
+    sh(node, "mv /tmp/etcd.yaml /etc/kubernetes/manifests/").check()
+    wait_healthy(node)
+
+
+def test_restore_into_new_dir_and_switch_only_the_hostpath(node):
+    wait_healthy(node)
+    etcdctl(node, "put", "/registry/probe/kept", "before").check()
+    sh(node, "mkdir -p /opt/backup && " + SAVE.replace("etcd-snapshot.db", "restore.db")).check()
+    etcdctl(node, "put", "/registry/probe/later", "after").check()
+    etcdctl(node, "del", "/registry/probe/kept").check()
+    sh(node, "ETCDCTL_API=3 etcdutl snapshot restore /opt/backup/restore.db "
+             "--data-dir /var/lib/etcd-from-backup").check()
+    manifest = yaml.safe_load(node.read_file("/etc/kubernetes/manifests/etcd.yaml"))
+    for volume in manifest["spec"]["volumes"]:
+        if volume["name"] == "etcd-data":
+            volume["hostPath"]["path"] = "/var/lib/etcd-from-backup"
+    command = manifest["spec"]["containers"][0]["command"]
+    assert "--data-dir=/var/lib/etcd" in command
+    node.write_file("/etc/kubernetes/manifests/etcd.yaml", yaml.safe_dump(manifest).encode(),
+                    0o600)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = etcdctl(node, "get", "/registry/probe/kept", "--print-value-only",
+                      "--command-timeout=1s")
+        if got.ok and got.out.strip() == "before":
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("etcd does not serve the restored data")
+    assert etcdctl(node, "get", "/registry/probe/later", "--print-value-only").out.strip() == ""
+
+
+def test_writes_inside_the_node_leave_the_host_unchanged(node, cluster):
+    paths = ["/etc/cka-sim-probe", "/var/lib/cka-sim-probe", "/opt/cka-sim-probe",
+             "/root/cka-sim-probe", "/cka-sim-newdir/probe", "/tmp/cka-sim-probe"]
+    before = {p: os.path.exists(p) for p in paths}
+    sh(node, "echo changed >> /etc/hosts").check()
+    done = node.run(["bash", "-c", 'for p; do mkdir -p "$(dirname "$p")"; echo node > "$p"; done',
+                     "bash", *paths])
+    assert done.ok, done.err
+    assert all(node.read_file(p) == b"node\n" for p in paths)
+    assert {p: os.path.exists(p) for p in paths} == before
+    assert b"changed" not in Path("/etc/hosts").read_bytes()
+    assert (cluster.directory / "nodes/controlplane/rootfs/cka-sim-newdir/probe").exists()
+
+
+def test_file_api_resolves_symlinks_inside_the_node(node, tmp_path):
+    target = tmp_path / "host-only"
+    sh(node, 'ln -sfn / /root/escape && ln -sfn "$T" /root/abs', T=str(tmp_path)).check()
+    node.write_file("/root/escape/tmp/through-link", b"inside")
+    assert node.read_file("/tmp/through-link") == b"inside"
+    assert not Path("/tmp/through-link").exists()
+    node.write_file("/root/abs/host-only", b"inside")
+    assert not target.exists()
+    assert sh(node, 'cat "$T/host-only"', T=str(tmp_path)).out == "inside"
+    assert node.read_file("/etc/hostname") == b"controlplane\n"
+    assert node.read_file("/usr/local/bin/crictl").startswith(b"#!")
+    with pytest.raises(FileNotFoundError):
+        node.read_file("/nowhere/at/all")
+    node.write_file("/opt/deep/new/dir/file.sh", b"#!/bin/sh\necho hi\n", 0o755)
+    assert sh(node, "/opt/deep/new/dir/file.sh").out == "hi\n"
+
+
+def test_run_passes_env_and_input_and_times_out(node):
+    done = node.run(["sh", "-c", 'printf %s "$VALUE"; cat'], input=b"-in", env={"VALUE": "a b;c"})
+    assert done.out == "a b;c-in"
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match="timed out"):
+        node.run(["sleep", "30"], timeout=0.5)
+    assert time.monotonic() - started < 5
+    time.sleep(0.2)
+    assert "sleep 30" not in sh(node, "ps -eo args=").out
+
+
+def test_login_shell_prompt_shows_task_and_time_left(node):
+    pexpect = pytest.importorskip("pexpect")
+    shell = pexpect.spawn(node.shell_argv()[0], node.shell_argv()[1:], timeout=10,
+                          encoding="utf-8", dimensions=(40, 200))
+    try:
+        shell.expect_exact("root@controlplane:~# ")
+        node.write_file(nodes_mod.SESSION_ENV_PATH,
+                        nodes_mod.session_env("etcd-backup", time.time() + 7 * 60 + 42))
+        shell.sendline("tty")
+        shell.expect(r"/dev/pts/\d+")
+        shell.expect(r"\[etcd-backup 7:4[012]\] root@controlplane:~# ")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+        node.run(["rm", "-f", nodes_mod.SESSION_ENV_PATH])
+
+
+# -- lifecycle ---------------------------------------------------------------------------
+
+
+def test_attach_from_another_process_and_list(driver, cluster, home):
+    code = ("from simulator.cluster.local.driver import LocalDriver; "
+            "c = LocalDriver().attach('solo'); "
+            "print(c.node('controlplane').run(['hostname']).out.strip())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60, env=dict(os.environ))
+    assert done.stdout.strip() == "controlplane", done.stderr
+    listed = {c.name: c for c in driver.list()}
+    assert listed["solo"].state == "running"
+    assert listed["solo"].nodes == ("controlplane",)
+    with pytest.raises(ClusterError, match="no node named"):
+        cluster.node("node01")
+    with pytest.raises(ClusterError, match="no local cluster"):
+        driver.attach("absent")
+
+
+def test_three_control_planes_form_one_etcd_cluster(driver, cluster):
+    trio = driver.create(ClusterSpec("trio", control_planes=3), lambda step: None)
+    try:
+        first = trio.node("controlplane")
+        members = etcdctl(first, "member", "list", "-w", "json").check()
+        assert len(json.loads(members.out)["members"]) == 3
+        health = etcdctl(first, "endpoint", "health", "--cluster").check()
+        assert health.out.count("is healthy") == 3
+        joined = yaml.safe_load(trio.node("controlplane3").read_file(
+            "/etc/kubernetes/manifests/etcd.yaml"))["spec"]["containers"][0]["command"]
+        assert "--initial-cluster-state=existing" in joined
+        assert sh(trio.node("controlplane3"),
+                  'exec 3<>/dev/tcp/controlplane2/2380 && getent hosts controlplane').ok
+        etcdctl(first, "put", "shared", "yes").check()
+        assert etcdctl(trio.node("controlplane2"), "get", "shared",
+                       "--print-value-only").out.strip() == "yes"
+        wait_healthy(cluster.node("controlplane"))
+    finally:
+        driver.delete(trio)
+    assert not trio.directory.exists()
+
+
+def test_delete_leaves_no_process_mount_or_directory(driver, home):
+    made = driver.create(ClusterSpec("gone"), lambda step: None)
+    directory = made.directory
+    assert mounts_of(directory)
+    driver.delete(made)
+    assert not directory.exists()
+    assert host_processes_of(directory) == []
+    assert mounts_of(directory) == []
+    driver.delete("gone")
+    with pytest.raises(ClusterError):
+        made.node("controlplane").run(["true"])
+
+
+KILLED_CLI = textwrap.dedent("""
+    import os, signal, sys
+    from simulator.cluster.local.driver import LocalDriver
+    from simulator.cluster.node import ClusterSpec
+    def progress(step):
+        if sys.argv[2] == "mid" and step.name == "etcd":
+            os.kill(os.getpid(), signal.SIGKILL)
+    LocalDriver().create(ClusterSpec(sys.argv[1]), progress)
+    print("created", flush=True)
+    signal.pause()
+""")
+
+
+@pytest.mark.parametrize("when", ["mid", "after"])
+def test_sigkilled_cli_then_clean_leaves_nothing(driver, home, when):
+    name = f"killed-{when}"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_CLI, name, when], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    if when == "after":
+        assert proc.stdout.readline().strip() == "created"
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    from simulator.paths import clusters_dir
+
+    directory = clusters_dir() / name
+    assert host_processes_of(directory), "the cluster should outlive its CLI"
+    found = driver.clean(dry_run=True, keep=() if when == "after" else None)
+    assert any(name in line for line in found)
+    assert directory.exists()
+    driver.clean(keep=() if when == "after" else None)
+    assert not directory.exists()
+    assert host_processes_of(directory) == []
+    assert mounts_of(directory) == []
+
+
+def test_clean_keeps_healthy_clusters_by_default(driver, cluster):
+    assert not any("solo" in line for line in driver.clean(dry_run=True))
+    assert not any("solo" in line for line in driver.clean(dry_run=True, keep={"solo"}))
+
+
+def test_doctor_reports_namespaces_and_binaries(driver):
+    checks = {name: (ok, detail) for name, ok, detail in driver.doctor()}
+    assert checks["user namespaces"][0]
+    assert checks["etcd"][0] and checks["nsenter"][0]
