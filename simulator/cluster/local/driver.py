@@ -169,6 +169,43 @@ def _refill_spare_keys() -> None:
         pass
 
 
+def _restore_members(rootfs: dict[str, Path], control: Sequence[tuple[str, str]], seed: Path,
+                     etcdutl: Path, cluster: str) -> None:
+    """Fill each control plane's /var/lib/etcd from ``seed`` with the full membership."""
+    initial = ",".join(f"{n}=https://{ip}:2380" for n, ip in control)
+    token = f"{cluster}-{os.urandom(4).hex()}"
+    jobs = []
+    for name, ip in control:
+        data = rootfs[name] / "var/lib/etcd"
+        _rmtree(data)
+        jobs.append((data, subprocess.Popen(
+            [str(etcdutl), "snapshot", "restore", str(seed), "--name", name,
+             "--initial-cluster", initial, "--initial-cluster-token", token,
+             "--initial-advertise-peer-urls", f"https://{ip}:2380", "--data-dir", str(data)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+    for data, job in jobs:
+        _, err = job.communicate(timeout=60)
+        if job.returncode != 0:
+            raise ClusterError("could not prepare the etcd members",
+                               hint=err.decode(errors="replace").strip()[-600:])
+        os.chmod(data, 0o700)
+
+
+def _write_etcd_manifests(rootfs: dict[str, Path], control: Sequence[tuple[str, str]],
+                          image: str) -> None:
+    """etcd.yaml of the first control plane as ``kubeadm init`` writes it, of the others as
+    ``kubeadm join --control-plane`` does (members so far, ``existing``)."""
+    from simulator.cluster.local import manifests
+
+    for i, (name, ip) in enumerate(control):
+        text = (manifests.etcd_manifest(name, ip, image=image) if i == 0 else
+                manifests.etcd_manifest(name, ip, initial_cluster=dict(control[:i + 1]),
+                                        existing=True, image=image))
+        path = rootfs[name] / "etc/kubernetes/manifests/etcd.yaml"
+        path.write_text(text)
+        os.chmod(path, 0o600)
+
+
 class LocalDriver:
     """Practice clusters made of Linux namespaces on this machine (implements Driver)."""
 
@@ -223,16 +260,26 @@ class LocalDriver:
             nodes_mod.prepare_rootfs(directory / "nodes" / name / "rootfs", name, hosts)
         image = manifests.etcd_image(binaries_mod.etcd_version(tools["etcd"]))
 
+        seed = self._seed_path(tools["etcd"]) if len(control) > 1 else None
+        if seed is not None and not seed.exists():
+            seed = None
+        rootfs = {name: directory / "nodes" / name / "rootfs" for name, _, _ in placed}
+
         def write_pki() -> None:
             _lend_spare_keys(directory / "pki" / "keypool", 7 * len(control) + 5 * len(placed))
+            if seed is not None:
+                _restore_members(rootfs, control, seed, tools["etcdutl"], spec.name)
             cas = pki.load_or_create_cas(directory / "pki")
             for i, (name, ip, role) in enumerate(placed):
-                etc = directory / "nodes" / name / "rootfs/etc/kubernetes"
+                etc = rootfs[name] / "etc/kubernetes"
                 pki.write_node_pki(etc, cas, name, ip, control_plane=role == "control-plane",
                                    first_control_plane=i == 0)
-                if i == 0:
-                    (etc / "manifests/etcd.yaml").write_text(
-                        manifests.etcd_manifest(name, ip, image=image))
+            if "etcd" not in spec.components:
+                return
+            if seed is not None:
+                _write_etcd_manifests(rootfs, control, image)
+            else:
+                _write_etcd_manifests(rootfs, control[:1], image)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pki_job = pool.submit(write_pki)
@@ -261,19 +308,72 @@ class LocalDriver:
         cluster = LocalCluster(spec.name, nodes, directory)
         progress(Step("etcd", 2, total, f"waiting for etcd on {control[0][0]}"))
         first = cluster.node(control[0][0])
-        if "etcd" in spec.components:
-            self._wait_healthy(first, [control[0][1]])
-            for i, (name, ip) in enumerate(control[1:], start=2):
-                progress(Step("etcd", 2, total, f"{name} joins the etcd cluster"))
-                self._join(cluster, control[:i], image)
-        else:
+        if "etcd" in spec.components and seed is not None:
             for name, _ in control:
-                cluster.node(name).run(["rm", "-f", "/etc/kubernetes/manifests/etcd.yaml"])
+                self._wait_healthy(cluster.node(name), [ip for _, ip in control])
+        elif "etcd" in spec.components:
+            self._wait_healthy(first, [control[0][1]])
+            seed = self._seed_snapshot(first, tools["etcd"])
+            if len(control) > 1 and seed is not None:
+                progress(Step("etcd", 2, total, f"{len(control) - 1} members join"))
+                self._bootstrap_members(cluster, control, image, seed, tools["etcdutl"])
+            else:
+                for i, (name, ip) in enumerate(control[1:], start=2):
+                    progress(Step("etcd", 2, total, f"{name} joins the etcd cluster"))
+                    self._join(cluster, control[:i], image)
         state["state"] = "running"
         _write_state(directory, state)
         progress(Step("ready", total, total, f"cluster {spec.name} is up"))
         _refill_spare_keys()
         return cluster
+
+    @staticmethod
+    def _seed_path(etcd: Path) -> Path:
+        return cache_dir() / "etcd-seed" / f"{binaries_mod.etcd_version(etcd)}.db"
+
+    def _seed_snapshot(self, node: LocalNode, etcd: Path) -> Path | None:
+        """A snapshot of a fresh etcd, cached per etcd version: the seed of multi-member
+        clusters. Saved from ``node`` the first time; None when that fails."""
+        seed = self._seed_path(etcd)
+        if seed.exists():
+            return seed
+        done = node.run(["etcdctl", "snapshot", "save", "/run/cka-sim/seed.db",
+                         "--endpoints=https://127.0.0.1:2379", *_ETCDCTL_TLS],
+                        env={"ETCDCTL_API": "3"}, timeout=30)
+        if not done.ok:
+            return None
+        seed.parent.mkdir(parents=True, exist_ok=True)
+        tmp = seed.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(node.read_file("/run/cka-sim/seed.db"))
+        os.replace(tmp, seed)
+        node.run(["rm", "-f", "/run/cka-sim/seed.db"])
+        return seed
+
+    def _bootstrap_members(self, cluster: LocalCluster, control: Sequence[tuple[str, str]],
+                           image: str, seed: Path, etcdutl: Path) -> None:
+        """Start every control plane's etcd at once as one cluster.
+
+        Each data dir is restored from the seed snapshot with the full membership (as a
+        multi-member restore does), so every member starts from its WAL and ignores the
+        ``--initial-cluster`` flags; the manifests are those ``kubeadm init`` and ``join``
+        write. This avoids etcd's 5 s wait between two membership changes.
+        """
+        first = cluster.node(control[0][0])
+        parked = first.rootfs / "etc/kubernetes/manifests/etcd.yaml"
+        parked.rename(parked.with_name(".etcd.yaml.bootstrap"))
+        self._wait_port_closed(first)
+        _restore_members({n.name: n.rootfs for n in cluster.nodes}, control, seed, etcdutl,
+                         cluster.name)
+        parked.with_name(".etcd.yaml.bootstrap").unlink()
+        _write_etcd_manifests({n.name: n.rootfs for n in cluster.nodes}, control, image)
+        for name, _ in control:
+            self._wait_healthy(cluster.node(name), [ip for _, ip in control])
+
+    def _wait_port_closed(self, node: LocalNode, timeout: float = 10) -> None:
+        node.run(["bash", "-c", 'end=$((SECONDS + WAIT)); '
+                                'while exec 3<>/dev/tcp/127.0.0.1/2379 && (( SECONDS < end )); '
+                                'do exec 3>&-; sleep 0.05; done'],
+                 env={"WAIT": str(int(timeout))}, timeout=timeout + 10)
 
     def _join(self, cluster: LocalCluster, members: Sequence[tuple[str, str]], image: str) -> None:
         from simulator.cluster.local import manifests
