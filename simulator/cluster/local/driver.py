@@ -276,10 +276,7 @@ class LocalDriver:
                                    first_control_plane=i == 0)
             if "etcd" not in spec.components:
                 return
-            if seed is not None:
-                _write_etcd_manifests(rootfs, control, image)
-            else:
-                _write_etcd_manifests(rootfs, control[:1], image)
+            _write_etcd_manifests(rootfs, control[:1], image)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pki_job = pool.submit(write_pki)
@@ -309,6 +306,7 @@ class LocalDriver:
         progress(Step("etcd", 2, total, f"waiting for etcd on {control[0][0]}"))
         first = cluster.node(control[0][0])
         if "etcd" in spec.components and seed is not None:
+            self._start_in_turn(cluster, control, image)
             for name, _ in control:
                 self._wait_healthy(cluster.node(name), [ip for _, ip in control])
         elif "etcd" in spec.components:
@@ -364,10 +362,24 @@ class LocalDriver:
         self._wait_port_closed(first)
         _restore_members({n.name: n.rootfs for n in cluster.nodes}, control, seed, etcdutl,
                          cluster.name)
-        parked.with_name(".etcd.yaml.bootstrap").unlink()
-        _write_etcd_manifests({n.name: n.rootfs for n in cluster.nodes}, control, image)
+        parked.with_name(".etcd.yaml.bootstrap").rename(parked)
+        self._start_in_turn(cluster, control, image)
         for name, _ in control:
             self._wait_healthy(cluster.node(name), [ip for _, ip in control])
+
+    def _start_in_turn(self, cluster: LocalCluster, control: Sequence[tuple[str, str]],
+                       image: str) -> None:
+        """Write the members' manifests one after the other, each once the previous member
+        answers on its peer port: started together, every member's initial corruption
+        check would wait 7 s for peers that are themselves still checking."""
+        rootfs = {n.name: n.rootfs for n in cluster.nodes}
+        for i in range(1, len(control)):
+            previous = cluster.node(control[i - 1][0])
+            previous.run(["bash", "-c", 'end=$((SECONDS + 30)); '
+                                        'until exec 3<>"/dev/tcp/$IP/2380"; do '
+                                        '(( SECONDS > end )) && exit 1; sleep 0.05; done'],
+                         env={"IP": control[i - 1][1]}, timeout=40)
+            _write_etcd_manifests(rootfs, control[:i + 1], image)
 
     def _wait_port_closed(self, node: LocalNode, timeout: float = 10) -> None:
         node.run(["bash", "-c", 'end=$((SECONDS + WAIT)); '
