@@ -41,16 +41,18 @@ _PAGE_HEADER_SIZE = 16
 _ELEMENT_SIZE = 16
 _META_SIZE = _META.size
 _MAX_DEPTH = 64
-_MAX_ERRORS = 20
+_MAX_ERRORS = 1000
+_SHOWN_ERRORS = 10
 
 
 class SnapshotFormatError(ValueError):
     """The file is not a sound etcd snapshot; ``kind`` is one of :data:`KINDS`."""
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: str, detail: str, problems: tuple[str, ...] = ()) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        self.problems = problems or (detail,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -555,9 +557,11 @@ def _read(data: bytes, require_hash: bool) -> SnapshotInfo:
             if pid not in walker.reachable and pid not in freed:
                 walker.error(f"page {pid}: unreachable unfreed")
     if walker.errors:
-        more = "" if len(walker.errors) < _MAX_ERRORS else " (and more)"
+        errors = walker.errors
+        more = f"; and {len(errors) - _SHOWN_ERRORS} more" if len(errors) > _SHOWN_ERRORS else ""
         raise SnapshotFormatError(
-            "corrupted", f"{len(walker.errors)} consistency error(s): " + "; ".join(walker.errors) + more)
+            "corrupted", f"{len(errors)} consistency error(s): " + "; ".join(errors[:_SHOWN_ERRORS]) + more,
+            tuple(errors))
 
     if has_hash:
         if hashlib.sha256(body).digest() != data[-SHA256_SIZE:]:
@@ -571,6 +575,9 @@ def _read(data: bytes, require_hash: bool) -> SnapshotInfo:
                 "no_hash",
                 f"{size} bytes, a whole number of {page_size}-byte pages with no sha256 at the end: "
                 "a raw copy of member/snap/db, not a snapshot")
+        if len(body) - needed < SHA256_SIZE:
+            raise SnapshotFormatError(
+                "truncated", f"the file ends {len(body) - needed} bytes into the 32-byte sha256 at its end")
         raise SnapshotFormatError(
             "corrupted",
             f"{size} bytes is neither a snapshot (pages + 32-byte sha256) nor a whole number of pages")
