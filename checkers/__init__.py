@@ -1,0 +1,6 @@
+"""Built-in checkers; importing this package registers every one of them."""
+
+from checkers import etcd  # noqa: F401
+from checkers import files  # noqa: F401
+from checkers import script  # noqa: F401
+from checkers import snapshot  # noqa: F401

@@ -58,7 +58,8 @@ class HostDirNode:
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 30,
             env: dict[str, str] | None = None) -> Completed:
-        full = ["unshare", "--mount", "--propagation", "private", "--fork", "--",
+        userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+        full = ["unshare", *userns, "--mount", "--propagation", "private", "--fork", "--kill-child", "--",
                 "bash", "-c", _ENTER, "_", str(self.root), *argv]
         try:
             done = subprocess.run(full, input=input, capture_output=True, timeout=timeout,
