@@ -11,11 +11,17 @@ from simulator.registry import CheckResult, Context, checker
 _KINDS = ("file", "dir", "any")
 
 
+class _Uninspectable(Exception):
+    """stat failed for another reason than a missing path."""
+
+
 def _stat(ctx: Context, path: str) -> tuple[str, int, int] | None:
     """(type, size, permission bits) of ``path`` on the node, following links; None if absent."""
     done = ctx.node.run(["stat", "-L", "-c", "%F|%s|%a", "--", path])
     if not done.ok:
-        return None
+        if "No such file" in done.err or "Not a directory" in done.err:
+            return None
+        raise _Uninspectable(f"cannot inspect {path}: {done.err.strip() or f'stat exited {done.returncode}'}")
     kind, size, mode = done.out.strip().rsplit("|", 2)
     return kind, int(size), int(mode, 8)
 
@@ -29,7 +35,10 @@ def exists(ctx: Context, path: str, kind: str = "file", min_size: int = 0) -> Ch
     if kind not in _KINDS:
         raise CheckError(f"files.exists: kind {kind!r} is not one of {', '.join(_KINDS)}",
                          hint="use kind: file, dir or any")
-    found = _stat(ctx, path)
+    try:
+        found = _stat(ctx, path)
+    except _Uninspectable as exc:
+        return CheckResult(False, str(exc))
     wanted = {"file": "a file", "dir": "a directory", "any": "something"}[kind]
     if found is None:
         return CheckResult(False, f"{path} does not exist, expected {wanted} there")
@@ -67,7 +76,10 @@ def _parse_mode(mode: str | int) -> int:
 def mode(ctx: Context, path: str, mode: str | int) -> CheckResult:
     """Pass when the permission bits of ``path`` are exactly ``mode`` (octal string "0600" or an int)."""
     wanted = _parse_mode(mode)
-    found = _stat(ctx, path)
+    try:
+        found = _stat(ctx, path)
+    except _Uninspectable as exc:
+        return CheckResult(False, str(exc))
     if found is None:
         return CheckResult(False, f"{path} does not exist, expected it with mode {wanted:04o}")
     actual = found[2]

@@ -143,7 +143,7 @@ def _deleted_at(info: SnapshotInfo, key: bytes) -> int | None:
 
 
 @checker("snapshot.contains")
-def contains(ctx: Context, path: str, key: str, value: str | None = None,
+def contains(ctx: Context, path: str, key: str, value: Any = None,
              json_field: str | None = None, equals: Any = None) -> CheckResult:
     """Pass when the snapshot's latest state holds ``key``.
 
@@ -165,8 +165,8 @@ def contains(ctx: Context, path: str, key: str, value: str | None = None,
             return CheckResult(False, f"key {key} was deleted at revision {deleted}, so it is not {where}: "
                                       "the snapshot was taken after the deletion")
         return CheckResult(False, f"key {key} is not {where}")
-    if value is not None and kv.value != value.encode():
-        return CheckResult(False, f"key {key} {where} holds {_short(kv.value)}, expected {_short(value)}")
+    if value is not None and kv.value != str(value).encode():
+        return CheckResult(False, f"key {key} {where} holds {_short(kv.value)}, expected {_short(str(value))}")
     if json_field is not None:
         if kv.value.startswith(b"k8s\x00"):
             return CheckResult(False, f"key {key} {where} is stored as protobuf, not JSON: cannot read "

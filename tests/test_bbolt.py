@@ -345,9 +345,12 @@ def test_fuzz_random_bytes(data):
 
 
 @FUZZ
-@given(tail=st.binary(max_size=9000), size=st.sampled_from([1024, 4096, 8192, 65536]))
-def test_fuzz_valid_meta_then_random(tail, size):
+@given(tail=st.binary(max_size=9000), size=st.sampled_from([1024, 4096, 8192, 65536]),
+       flags=st.sampled_from([0x01, 0x02, 0x10, 0x00]))
+def test_fuzz_valid_meta_then_random(tail, size, flags):
     """Random pages behind meta pages that pass every check reach the tree walker."""
+    if len(tail) >= 16:
+        tail = struct.pack("<QH", 2, flags) + tail[10:]
     body = bytearray(2 * size)
     for pid in (0, 1):
         base = pid * size
