@@ -38,16 +38,18 @@ def report() -> list[tuple[str, bool, str]]:
 
 
 def clean_leftovers() -> list[str]:
-    """Remove clusters whose owner died, and a session file whose cluster is gone."""
+    """Remove every local cluster but the active session's (a killed CLI or TUI, a
+    half-made cluster, stray processes), and a session file whose cluster is gone."""
     from simulator.cluster.local.driver import LocalDriver
     from simulator.session import Session, session_file
 
-    removed = LocalDriver().clean()
     try:
         session = Session.load()
     except SimError:
         session_file().unlink(missing_ok=True)
-        return removed + ["an unreadable session file"]
+        return LocalDriver().clean() + ["an unreadable session file"]
+    keep = {session.cluster_name} if session is not None and session.status != "provisioning" else set()
+    removed = LocalDriver().clean(keep=keep)
     if session is not None and session.driver == "local":
         alive = {c.name for c in LocalDriver().list() if c.state == "running"}
         if session.cluster_name not in alive:

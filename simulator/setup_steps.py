@@ -14,47 +14,48 @@ from simulator import registry
 from simulator.cluster import kubeadm
 from simulator.cluster.node import Cluster
 from simulator.errors import CheckError, ClusterError
+from simulator.scenario import (ApplyStep, FaultStep, FileStep, RecordStep, RunStep, Scenario,
+                                SetupStep, SnapshotStep)
 
 
-def describe(step: Any) -> str:
+def describe(step: SetupStep) -> str:
     """A short line naming what the step does, for progress displays."""
-    if step.apply is not None:
+    if isinstance(step, ApplyStep):
         return "applying objects"
-    if step.snapshot is not None:
+    if isinstance(step, SnapshotStep):
         return f"taking an etcd snapshot to {step.snapshot.path}"
-    if step.fault is not None:
+    if isinstance(step, FaultStep):
         return f"injecting fault {step.fault}"
-    if step.run is not None:
+    if isinstance(step, RunStep):
         return "running a setup script"
-    if step.file is not None:
+    if isinstance(step, FileStep):
         return f"writing {step.file.path}"
-    if step.record is not None:
-        return f"recording {step.record}"
-    return "setup"
+    return f"recording {step.record}"
 
 
-def _context(step: Any, cluster: Cluster, values: dict[str, Any],
+def _context(step: SetupStep, cluster: Cluster, values: dict[str, Any],
              state: dict[str, Any]) -> registry.Context:
     return registry.Context(cluster, node_name=step.node or cluster.nodes[0].name,
                             vars=values, state=state)
 
 
-def apply(step: Any, cluster: Cluster, values: dict[str, Any], state: dict[str, Any]) -> None:
+def apply(step: SetupStep, cluster: Cluster, values: dict[str, Any], state: dict[str, Any]) -> None:
     """Carry out one setup step; ClusterError naming the step when it fails."""
     ctx = _context(step, cluster, values, state)
-    if step.apply is not None:
+    if isinstance(step, ApplyStep):
         registry.get_fault("kube.apply")(ctx, objects=step.apply)
-    elif step.snapshot is not None:
+    elif isinstance(step, SnapshotStep):
         take_snapshot(ctx, step.snapshot.path)
-    elif step.fault is not None:
+    elif isinstance(step, FaultStep):
         fn = registry.get_fault(step.fault)
         registry.check_params(fn, "fault", step.fault, step.with_)
         fn(ctx, **step.with_)
-    elif step.run is not None:
-        ctx.run(["bash", "-c", step.run], env=dict(step.env or {}), timeout=120).check()
-    elif step.file is not None:
+    elif isinstance(step, RunStep):
+        ctx.run(["bash", "-c", step.run], env=dict(step.env), timeout=float(step.timeout)).check()
+    elif isinstance(step, FileStep):
+        ctx.run(["mkdir", "-p", posixpath.dirname(step.file.path)]).check()
         ctx.node.write_file(step.file.path, step.file.content.encode(), step.file.mode)
-    elif step.record is not None:
+    elif isinstance(step, RecordStep):
         record(ctx, step.record)
 
 
@@ -82,20 +83,15 @@ def record(ctx: registry.Context, what: str) -> None:
         raise CheckError(f"cannot record {what!r}", hint="record: revision")
 
 
-def problems(scenario: Any) -> list[str]:
-    """Names in setup steps that no registered fault answers to."""
+def problems(scenario: Scenario) -> list[str]:
+    """Names in setup steps that no registered fault answers to, or bad fault parameters."""
     out = []
     for i, step in enumerate(scenario.setup):
-        names = [step.fault] if step.fault is not None else []
-        if step.apply is not None:
-            names.append("kube.apply")
-        for name in names:
-            try:
-                fn = registry.get_fault(name)
-                if name == step.fault:
-                    registry.check_params(fn, "fault", name, step.with_)
-            except CheckError as exc:
-                out.append(f"setup[{i}]: {exc.message} ({exc.hint})")
-        if step.record is not None and step.record != "revision":
-            out.append(f"setup[{i}]: cannot record {step.record!r} (known: revision)")
+        if not isinstance(step, FaultStep):
+            continue
+        try:
+            fn = registry.get_fault(step.fault)
+            registry.check_params(fn, "fault", step.fault, step.with_)
+        except CheckError as exc:
+            out.append(f"setup[{i}]: {exc.message} ({exc.hint})")
     return out
