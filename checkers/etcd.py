@@ -76,8 +76,12 @@ def flag_value(command: list[str], flag: str) -> str | None:
     return None
 
 
-def effective_data_dir(pod: dict[str, Any]) -> tuple[str, str]:
-    """(directory on the node backing etcd's --data-dir, explanation) from its manifest."""
+def effective_data_dir(pod: dict[str, Any]) -> tuple[str | None, str]:
+    """(directory on the node backing etcd's --data-dir, explanation) from its manifest.
+
+    The directory is None when no hostPath volume backs --data-dir: etcd then keeps its
+    data inside the container, empty at every start and invisible from the node.
+    """
     container = pod["spec"]["containers"][0]
     command = [*container.get("command", []), *container.get("args", [])]
     data_dir = posixpath.normpath(flag_value(command, "data-dir") or "/default.etcd")
@@ -89,7 +93,7 @@ def effective_data_dir(pod: dict[str, Any]) -> tuple[str, str]:
             if best is None or len(mount_path) > len(best[0]):
                 best = (mount_path, mount.get("name"))
     if best is None or not volumes.get(best[1]):
-        return data_dir, f"--data-dir={data_dir} is not on a hostPath volume (it lives inside the container)"
+        return None, f"--data-dir={data_dir} is not on a hostPath volume (it lives inside the container)"
     mount_path, name = best
     host = posixpath.normpath(posixpath.join(volumes[name], posixpath.relpath(data_dir, mount_path)))
     return host, f"--data-dir={data_dir} is volume {name} mounted at {mount_path}, hostPath {volumes[name]}"
@@ -108,6 +112,9 @@ def data_dir(ctx: Context, expected: str, component: str = "etcd") -> CheckResul
     except (KeyError, IndexError, TypeError):
         return CheckResult(False, f"{kubeadm.MANIFESTS}/{component}.yaml has no etcd container")
     want = posixpath.normpath(expected)
+    if host is None:
+        return CheckResult(False, f"etcd's data is not on the node: {why}, so etcd starts empty; "
+                                  f"expected it served from {want} through the etcd-data hostPath")
     if host != want:
         return CheckResult(False, f"etcd's data comes from {host} ({why}); expected {want}")
     probe = ctx.run(["test", "-d", posixpath.join(want, "member")])
