@@ -106,6 +106,11 @@ SOLVE = ("ETCDCTL_API=3 etcdctl snapshot save /opt/backup/{name}.db --endpoints=
          "--key=/etc/kubernetes/pki/etcd/server.key")
 
 
+def start(env: dict[str, str], *args: str) -> None:
+    done = run_cli("start", *args, env=env)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture()
 def pack(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A scenario pack holding the skeleton task, and an isolated user home."""
@@ -167,7 +172,7 @@ def test_a_whole_attempt_from_start_to_history(pack: tuple[Path, dict[str, str]]
 @needs_namespaces
 def test_exam_mode_hides_check_and_hints(pack: tuple[Path, dict[str, str]]) -> None:
     _, env = pack
-    assert run_cli("start", "demo-backup", "--mode", "exam", env=env).returncode == 0
+    start(env, "demo-backup", "--mode", "exam")
     for command in ("check", "hint"):
         done = run_cli(command, env=env)
         assert done.returncode == 1 and "exam mode" in done.stderr
@@ -178,7 +183,7 @@ def test_exam_mode_hides_check_and_hints(pack: tuple[Path, dict[str, str]]) -> N
 @needs_namespaces
 def test_interactive_shell_prompt_shows_task_and_time_left(pack: tuple[Path, dict[str, str]]) -> None:
     _, env = pack
-    assert run_cli("start", "demo-backup", env=env).returncode == 0
+    start(env, "demo-backup")
     child = pexpect.spawn(sys.executable, ["-m", "simulator", "shell"], env={**os.environ, **env},
                           encoding="utf-8", timeout=20, dimensions=(24, 100))
     try:
@@ -209,3 +214,37 @@ def test_quality_gate_passes_the_skeleton_and_catches_a_broken_solution(
     assert broken.returncode == 1
     [result] = json.loads(broken.stdout)
     assert any("solution misses" in p for p in result["problems"])
+
+
+@needs_namespaces
+def test_exam_mode_deadline_locks_the_node_and_caps_time_used(pack: tuple[Path, dict[str, str]]) -> None:
+    _, env = pack
+    start(env, "demo-backup", "--mode", "exam")
+    session_path = Path(env["CKA_SIM_HOME"]) / "session.json"
+    data = json.loads(session_path.read_text())
+    data["started_at"] -= 600
+    data["deadline"] = time.time() - 120  # the clock ran out two minutes ago
+    session_path.write_text(json.dumps(data))
+
+    late = run_cli("shell", "-c", "true", env=env)
+    assert late.returncode == 1 and "time is up" in late.stderr and "hint:" in late.stderr
+    report = json.loads(run_cli("submit", "--json", env=env).stdout)
+    assert report["final"] and report["time_used"] == pytest.approx(report["time_limit"], abs=1)
+    [attempt] = json.loads(run_cli("history", "--json", env=env).stdout)
+    assert attempt["mode"] == "exam" and attempt["overtime"] >= 119
+
+
+@needs_namespaces
+def test_practice_overtime_is_recorded(pack: tuple[Path, dict[str, str]]) -> None:
+    _, env = pack
+    start(env, "demo-backup")
+    session_path = Path(env["CKA_SIM_HOME"]) / "session.json"
+    data = json.loads(session_path.read_text())
+    data["started_at"] -= data["time_limit"] + 60
+    data["deadline"] -= data["time_limit"] + 60
+    session_path.write_text(json.dumps(data))
+    status = run_cli("status", env=env).stdout
+    assert "overtime: +1:0" in status
+    assert run_cli("shell", "-c", "true", env=env).returncode == 0  # practice: keep working
+    report = json.loads(run_cli("submit", "--json", env=env).stdout)
+    assert report["overtime"] >= 59
