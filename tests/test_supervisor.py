@@ -24,6 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NODE = "controlplane"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TASKS = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and mounts")
 
@@ -331,8 +332,13 @@ spec:
     wait_for(lambda: fetch() == "A", 10, "the container to serve /srv/a at /data")
     (node.manifests / "files.yaml").write_text(manifest("/srv/b"))
     wait_for(lambda: fetch() == "B", 10, "the container to serve /srv/b at the same mountPath")
-    assert list((node.root / "data").iterdir()) == [], "mounts must stay inside the container's namespace"
+    assert not (node.root / "data").exists(), "the mount point belongs to the container's root, not the node's"
+    server = next(c for c in node.containers()
+                  if c["status"]["metadata"]["name"] == "server" and c["status"]["state"] == "CONTAINER_RUNNING")
+    mount_point = f"{TASKS}/{server['status']['id']}/rootfs/data"
+    assert node.run("ls", "-A", mount_point).stdout == "", "mounts must stay inside the container's namespace"
     assert (node.root / "etc/kubernetes/conf").is_dir(), "DirectoryOrCreate creates the hostPath in the node"
+    assert not (node.root / "conf").exists()
     probe = next(c for c in node.containers()
                  if c["status"]["metadata"]["name"] == "probe" and c["status"]["state"] == "CONTAINER_RUNNING")
     wait_for(lambda: node.crictl("logs", probe["status"]["id"]) == "read-only\n", 5, "the probe's verdict")
@@ -370,7 +376,9 @@ def test_real_etcd_static_pod_with_data_dir_hostpath(node: Node) -> None:
 def test_sigterm_stops_every_container_gracefully(node: Node) -> None:
     node.start()
     script = "trap 'echo bye > /tmp/got-term; exit 0' TERM; while true; do sleep 0.1; done"
-    (node.manifests / "a.yaml").write_text(pod_yaml("a", ["sh", "-c", script]))
+    volumes = "  - name: tmp\n    hostPath: {path: /tmp, type: Directory}\n"
+    mounts = "    - {name: tmp, mountPath: /tmp}\n"
+    (node.manifests / "a.yaml").write_text(pod_yaml("a", ["sh", "-c", script], volumes=volumes, mounts=mounts))
     port = free_port()
     (node.manifests / "b.yaml").write_text(http_server("b", port))
     wait_for(lambda: listening(port) and len(node.crictl("ps", "-q").split()) == 2, 10, "both pods to run")
@@ -485,3 +493,101 @@ def test_pid1_supervisor_reaps_orphans(node: Node) -> None:
     wait_for(lambda: orphan_adopted() or not zombies(), 1, "the orphan to be adopted")
     time.sleep(0.6)
     assert zombies() == []
+
+
+def bundles(node: Node) -> set[str]:
+    """Container ids that have a bundle directory (and so a root) in the node."""
+    tasks = node.root / TASKS.lstrip("/")
+    return {p.name for p in tasks.iterdir()} if tasks.is_dir() else set()
+
+
+def records(node: Node) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (node.root / "run/cka-sim/containers").glob("*.json")]
+
+
+def test_container_has_its_own_root_and_sees_node_files_only_through_volumes(node: Node) -> None:
+    (node.root / "srv/shared").mkdir()
+    (node.root / "srv/shared/marker").write_text("from the node\n")
+    (node.root / "opt/node-only").mkdir()
+    (node.root / "opt/node-only/file").write_text("secret\n")
+    (node.root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n172.30.0.10\tcontrolplane\n")
+    script = """
+    cat /shared/marker
+    [ -e /opt/node-only/file ] && echo node-only visible || echo node-only hidden
+    [ -e /etc/kubernetes/manifests ] && echo manifests visible || echo manifests hidden
+    grep -c controlplane /etc/hosts
+    echo mine > /root/written; echo mine > /etc/written; mkdir -p /var/lib/new; echo mine > /var/lib/new/f
+    echo mine > /shared/from-container
+    touch /usr/probe 2>/dev/null && echo usr writable || echo usr read-only
+    touch /usr/local/bin/probe 2>/dev/null && echo local-bin writable || echo local-bin read-only
+    echo checked; exec sleep 600
+    """
+    volumes = "  - name: shared\n    hostPath: {path: /srv/shared, type: Directory}\n"
+    mounts = "    - {name: shared, mountPath: /shared}\n"
+    node.start()
+    (node.manifests / "look.yaml").write_text(pod_yaml("look", ["sh", "-c", script], volumes=volumes, mounts=mounts))
+    wait_for(lambda: node.crictl("ps", "-q").strip(), 10, "the container to run")
+    cid = node.crictl("ps", "-q").split()[0]
+    wait_for(lambda: "checked" in node.crictl("logs", cid), 10, "the container's checks")
+    assert node.crictl("logs", cid).splitlines() == [
+        "from the node", "node-only hidden", "manifests hidden", "1", "usr read-only", "local-bin read-only",
+        "checked"]
+
+    assert (node.root / "srv/shared/from-container").read_text() == "mine\n", "a volume writes through to the node"
+    for path in ("root/written", "etc/written", "var/lib/new"):
+        assert not (node.root / path).exists(), f"/{path} written outside the volumes reached the node"
+    full_id = next(r["id"] for r in records(node) if r["state"] == "CONTAINER_RUNNING")
+    own_root = f"{TASKS}/{full_id}/rootfs"
+    assert node.run("cat", f"{own_root}/root/written").stdout == "mine\n", "the write landed in the container's root"
+    assert node.run("ls", "-A", f"{own_root}/usr", f"{own_root}/shared").stdout.split() == [
+        f"{own_root}/shared:", f"{own_root}/usr:"], "no mount of the container is visible in the node"
+    assert node.run("readlink", f"{own_root}/bin").stdout.strip() == os.readlink("/bin")
+
+    assert node.terminate() == 0
+    assert bundles(node) == set(), "container roots are removed when the supervisor stops"
+    assert (node.root / "srv/shared/marker").read_text() == "from the node\n"
+    assert (node.root / "srv/shared/from-container").exists(), "removing a root never reaches into a volume"
+    assert os.path.exists("/usr/bin/sh") and os.path.exists("/etc/passwd")
+
+
+def test_restarted_container_gets_a_fresh_root_and_old_roots_are_removed(node: Node) -> None:
+    script = "if [ -e /var/mark ]; then echo stale; else echo fresh; fi; touch /var/mark; exit 1"
+    node.start()
+    (node.manifests / "again.yaml").write_text(pod_yaml("again", ["sh", "-c", script]))
+    wait_for(lambda: max((r["attempt"] for r in records(node)), default=0) >= 3, 15, "a fourth attempt")
+    wait_for(lambda: all(r["state"] == "CONTAINER_EXITED" for r in records(node)), 5, "the attempt to exit")
+    time.sleep(0.3)
+    kept = records(node)
+    assert len(kept) == 3
+    for r in kept:
+        assert (node.root / r["logPath"].lstrip("/")).read_text().split()[-1] == "fresh"
+    assert bundles(node) == {r["id"] for r in kept}, "the dropped attempt's root is gone, the kept ones remain"
+
+
+# Runs as "python -c SCRIPT ROOTFS" in a private mount namespace.
+REMOVE_SCRIPT = r"""
+import os, subprocess, sys
+from simulator.cluster.local.container import bundle_dir, container_root, remove_bundle
+rootfs = sys.argv[1]
+volume = os.path.join(rootfs, "srv/volume")
+os.makedirs(volume)
+open(os.path.join(volume, "keep"), "w").close()
+target = os.path.join(container_root(rootfs, "c1"), "data")
+os.makedirs(target)
+subprocess.run(["mount", "--bind", volume, target], check=True)
+refused = remove_bundle(rootfs, "c1")
+survived = os.path.exists(os.path.join(volume, "keep"))
+subprocess.run(["umount", target], check=True)
+removed = remove_bundle(rootfs, "c1")
+print(refused, survived, removed, os.path.exists(bundle_dir(rootfs, "c1")), os.path.exists(volume))
+"""
+
+
+def test_removing_a_container_root_never_crosses_a_mount(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", REMOVE_SCRIPT, str(tmp_path)],
+        check=False, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True", "False", "True"]

@@ -1,18 +1,33 @@
-"""Start one static-pod container: a private mount namespace, hostPath binds, chroot, exec.
+"""Start one static-pod container: its own root, hostPath binds, chroot, exec.
 
 Usage (run by the supervisor with the node's host view of the filesystem)::
 
-    python -m simulator.cluster.local.container --rootfs R \\
+    python -m simulator.cluster.local.container --rootfs R --id ID \\
         [--bind SRC:DST[:OPTS]]... [--workdir D] [--env K=V]... -- argv...
 
-``SRC`` (the volume's hostPath) and ``DST`` (its mountPath) are paths inside the node.
-``OPTS`` is a comma list: ``ro`` for a read-only mount and ``type=<hostPath type>``
-(``DirectoryOrCreate``, ``Directory``, ``FileOrCreate``, ``File``, ``Socket``,
-``CharDevice``, ``BlockDevice``); without a type a missing source is created as a
-directory, as container runtimes do.
+(the supervisor runs this file directly with ``python -I -S``: it needs nothing beyond
+the standard library, and skipping ``site`` and the package imports makes starts faster).
 
-The launcher chroots first and binds afterwards, so every path (and every symlink in it,
-such as ``/var/run -> /run``) resolves inside the node and never on the host.
+Like a container on a kubeadm node, the container gets a root filesystem of its own (the
+"image") and sees the node's directories only through its hostPath volumes. The root is
+a fresh directory of the node, ``/run/containerd/io.containerd.runtime.v2.task/k8s.io/ID/rootfs``
+(where containerd keeps it), holding the node's ``/usr`` (with ``/usr/local/bin``)
+read-only, ``bin``/``lib``/``lib64``/``sbin`` as on the node, a few files of ``/etc``
+(passwd, group, hosts, resolv.conf, nsswitch.conf) copied from the node, empty writable
+``var``, ``tmp``, ``run`` and ``root``, and the node's ``dev``, ``proc`` and ``sys``.
+What the container writes outside its volumes lands in that directory, never in the
+node's own files, and a restarted container (a new ID) starts from a fresh root.
+
+``SRC`` (the volume's hostPath) and ``DST`` (its mountPath) are paths inside the node and
+inside the container. ``OPTS`` is a comma list: ``ro`` for a read-only mount and
+``type=<hostPath type>`` (``DirectoryOrCreate``, ``Directory``, ``FileOrCreate``, ``File``,
+``Socket``, ``CharDevice``, ``BlockDevice``); without a type a missing source is created as
+a directory, as container runtimes do.
+
+The launcher first enters a mount namespace of its own (so no mount is ever seen by the
+node or the host) and chroots into the node: every hostPath, and every symlink in it,
+resolves inside the node. Mount points resolve inside the container's root. Then it
+chroots into the container's root and execs the command.
 
 Exit codes follow container runtimes: 127 when the command is not found, 126 when it
 cannot be executed, 128 when the container could not be set up (a mount failed).
@@ -22,8 +37,8 @@ This module uses the standard library only: it runs once per container start.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import dataclasses
+import errno
 import os
 import stat
 import sys
@@ -44,6 +59,15 @@ MS_RELATIME = 1 << 21
 PR_SET_PDEATHSIG = 1
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+TASKS_DIR = "run/containerd/io.containerd.runtime.v2.task/k8s.io"
+"""Where container bundles live, relative to the node's root (as on a containerd node)."""
+
+_ROOT_DIRS = ("usr", "etc", "var", "tmp", "run", "root", "dev", "proc", "sys")
+_MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_ETC_FILES = ("passwd", "group", "hosts", "resolv.conf", "nsswitch.conf")
+_NODE_MOUNTS = ("dev", "proc", "sys")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 HOSTPATH_TYPES = (
     "",
@@ -117,6 +141,7 @@ class Spec:
     """Everything needed to start one container."""
 
     rootfs: str
+    container_id: str
     argv: list[str]
     binds: list[Bind] = dataclasses.field(default_factory=list)
     workdir: str = "/"
@@ -130,7 +155,7 @@ def parse_args(args: Sequence[str]) -> Spec:
         raise ValueError("missing '--' before the container command")
     split = args.index("--")
     opts, argv = args[:split], args[split + 1 :]
-    rootfs, workdir = "", "/"
+    rootfs, container_id, workdir = "", "", "/"
     binds: list[Bind] = []
     env: dict[str, str] = {}
     i = 0
@@ -146,6 +171,10 @@ def parse_args(args: Sequence[str]) -> Spec:
             i += 2
         if name == "--rootfs":
             rootfs = value
+        elif name == "--id":
+            if not value or value[0] in "._-" or not _ID_CHARS.issuperset(value):
+                raise ValueError(f"bad --id {value!r}: letters, digits, '_', '.' and '-' only")
+            container_id = value
         elif name == "--bind":
             binds.append(Bind.parse(value))
         elif name == "--workdir":
@@ -159,11 +188,132 @@ def parse_args(args: Sequence[str]) -> Spec:
             raise ValueError(f"unknown option {name}")
     if not rootfs:
         raise ValueError("--rootfs is required")
-    return Spec(rootfs=rootfs, argv=argv, binds=binds, workdir=workdir, env=env)
+    if not container_id:
+        raise ValueError("--id is required")
+    return Spec(rootfs=rootfs, container_id=container_id, argv=argv, binds=binds, workdir=workdir, env=env)
+
+
+def bundle_dir(rootfs: str | os.PathLike[str], container_id: str) -> str:
+    """The container's bundle directory, ``<rootfs>/run/containerd/.../k8s.io/<id>``."""
+    return os.path.join(rootfs, TASKS_DIR, container_id)
+
+
+def container_root(rootfs: str | os.PathLike[str], container_id: str) -> str:
+    """The container's own root directory: ``rootfs`` under its bundle directory."""
+    return os.path.join(bundle_dir(rootfs, container_id), "rootfs")
+
+
+def resolve_in(root: str, path: str) -> str:
+    """``path`` as seen by a process chrooted into ``root``: every symlink is followed
+    inside ``root`` and ``..`` never climbs above it. Missing components are kept as they
+    are, so the result can be created with ``os.makedirs``."""
+    pending = [p for p in path.split("/") if p and p != "."]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        here = os.path.join(root, *resolved, part)
+        if os.path.islink(here):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(here)
+            if target.startswith("/"):
+                resolved = []
+            pending[:0] = [p for p in target.split("/") if p and p != "."]
+            continue
+        resolved.append(part)
+        if not os.path.isdir(here):
+            resolved += pending
+            break
+    return os.path.join(root, *resolved)
+
+
+def _mount_points(prefix: str) -> list[str]:
+    """Mount points of this mount namespace at or below ``prefix``, outermost first."""
+    found = []
+    with open("/proc/self/mountinfo", "rb") as fh:
+        for line in fh:
+            point = _unescape(line.split(b" ")[4])
+            if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
+                found.append(point)
+    return found
+
+
+def _unescape(field: bytes) -> str:
+    """A mountinfo path: the kernel writes space, tab, newline and backslash as ``\\ooo``."""
+    parts = field.split(b"\\")
+    out = bytearray(parts[0])
+    for part in parts[1:]:
+        if len(part) >= 3 and all(48 <= c <= 55 for c in part[:3]):
+            out.append(int(part[:3], 8))
+            out += part[3:]
+        else:
+            out += b"\\" + part
+    return out.decode(errors="surrogateescape")
+
+
+def remove_bundle(rootfs: str | os.PathLike[str], container_id: str) -> bool:
+    """Delete a container's bundle directory (its root included) without ever crossing a
+    mount: if anything is mounted inside it in this mount namespace, nothing is deleted
+    and False is returned; directories on another device are left alone too.
+    Returns True when the directory is gone."""
+    top = bundle_dir(rootfs, container_id)
+    try:
+        top_dev = os.lstat(top).st_dev
+    except FileNotFoundError:
+        return True
+    try:
+        if _mount_points(os.path.realpath(top)):
+            return False
+    except OSError:
+        return False
+    return _remove_tree(top, top_dev)
+
+
+def _remove_tree(path: str, dev: int) -> bool:
+    clean = True
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            clean = False
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if st.st_dev != dev or not _remove_tree(entry.path, dev):
+                clean = False
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            clean = False
+    if clean:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return False
+    return clean
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The interpreter links the C library, so its own symbols hold mount() and friends;
+    # this avoids ctypes.util, whose imports cost more than the rest of a container start.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "mount"):
+        import ctypes.util as ctypes_util
+
+        libc = ctypes.CDLL(ctypes_util.find_library("c") or "libc.so.6", use_errno=True)
+    return libc
 
 
 def _check(result: int, what: str) -> None:
@@ -228,31 +378,101 @@ def _prepare_target(target: str, is_dir: bool) -> None:
         raise SetupError(f"create mount point {target}: {exc.strerror}") from None
 
 
-def _bind(libc: ctypes.CDLL, bind: Bind) -> None:
+def _make_read_only(libc: ctypes.CDLL, target: str, what: str) -> None:
+    # A remount must keep the flags the kernel locked on the source mount.
+    current = os.statvfs(target).f_flag
+    if current & os.ST_RDONLY:
+        return
+    kept = sum(ms for st, ms in _STATVFS_TO_MS if current & st)
+    _mount(libc, None, target, MS_BIND | MS_REMOUNT | MS_RDONLY | kept, what + " (read-only)")
+
+
+def _bind(libc: ctypes.CDLL, bind: Bind, root: str) -> None:
     is_dir = _prepare_source(bind)
-    _prepare_target(bind.target, is_dir)
+    try:
+        target = resolve_in(root, bind.target)
+    except OSError as exc:
+        raise SetupError(f"mount point {bind.target}: {exc.strerror}") from None
+    _prepare_target(target, is_dir)
     what = f"mount {bind.source} on {bind.target}"
-    _mount(libc, bind.source, bind.target, MS_BIND | MS_REC, what)
+    _mount(libc, bind.source, target, MS_BIND | MS_REC, what)
     if bind.read_only:
-        # A remount must keep the flags the kernel locked on the source mount.
-        current = os.statvfs(bind.target).f_flag
-        kept = sum(ms for st, ms in _STATVFS_TO_MS if current & st)
-        _mount(libc, None, bind.target, MS_BIND | MS_REMOUNT | MS_RDONLY | kept, what + " (read-only)")
+        _make_read_only(libc, target, what)
+
+
+def _copy_file(source: str, target: str) -> None:
+    try:
+        with open(source, "rb") as src:
+            data = src.read()
+    except OSError:
+        return
+    with open(target, "wb") as dst:
+        dst.write(data)
+
+
+def build_root(libc: ctypes.CDLL, root: str, read_only_mounts: Sequence[str]) -> None:
+    """Create the container's root at ``root`` from the node's ``/`` (the current root):
+    directories, links and ``/etc`` copies, then bind the node's ``/usr`` read-only (with
+    every mount below it, listed in ``read_only_mounts`` as paths inside the node) and its
+    ``dev``, ``proc`` and ``sys``. Only for use in a private mount namespace."""
+    try:
+        os.makedirs(root, mode=0o755)
+        for name in _ROOT_DIRS:
+            os.mkdir(os.path.join(root, name), 0o755)
+        os.chmod(os.path.join(root, "tmp"), 0o1777)
+        os.chmod(os.path.join(root, "root"), 0o700)
+        merged_dirs = []
+        for name in _MERGED:
+            node_path = "/" + name
+            if os.path.islink(node_path):
+                os.symlink(os.readlink(node_path), os.path.join(root, name))
+            elif os.path.isdir(node_path):
+                os.mkdir(os.path.join(root, name), 0o755)
+                merged_dirs.append(name)
+        for name in _ETC_FILES:
+            _copy_file(f"/etc/{name}", os.path.join(root, "etc", name))
+    except OSError as exc:
+        raise SetupError(f"create container root {root}: {exc.strerror}") from None
+    for name in ("usr", *merged_dirs):
+        target = os.path.join(root, name)
+        _mount(libc, "/" + name, target, MS_BIND | MS_REC, f"mount /{name} on {target}")
+        _make_read_only(libc, target, f"mount /{name}")
+    for inside in read_only_mounts:
+        target = root + inside
+        if os.path.exists(target):
+            _make_read_only(libc, target, f"mount {inside}")
+    for name in _NODE_MOUNTS:
+        if os.path.isdir("/" + name):
+            target = os.path.join(root, name)
+            _mount(libc, "/" + name, target, MS_BIND | MS_REC, f"mount /{name} on {target}")
 
 
 def setup(spec: Spec) -> None:
-    """Enter a private mount namespace, chroot into the rootfs and bind every volume."""
+    """Enter a private mount namespace, build the container's root inside the node, bind
+    every volume from the node into it, then chroot into it."""
     libc = _libc()
     libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
     _check(libc.unshare(CLONE_NEWNS), "unshare mount namespace")
     _mount(libc, None, "/", MS_REC | MS_PRIVATE, "make / private")
+    node_root = os.path.realpath(spec.rootfs)
     try:
-        os.chroot(spec.rootfs)
+        below_usr = [p[len(node_root):] for p in _mount_points(os.path.join(node_root, "usr"))]
+    except OSError:
+        below_usr = []
+    try:
+        os.chroot(node_root)
         os.chdir("/")
     except OSError as exc:
         raise SetupError(f"chroot {spec.rootfs}: {exc.strerror}") from None
+    root = container_root("/", spec.container_id)
+    build_root(libc, root, [p for p in below_usr if p != "/usr"])
     for bind in spec.binds:
-        _bind(libc, bind)
+        _bind(libc, bind, root)
+    try:
+        os.chroot(root)
+        os.chdir("/")
+    except OSError as exc:
+        raise SetupError(f"chroot {root}: {exc.strerror}") from None
     try:
         os.makedirs(spec.workdir, exist_ok=True)
         os.chdir(spec.workdir)

@@ -17,7 +17,10 @@ namespace) and treats ``<rootfs>/etc/kubernetes/manifests`` as the kubelet does
   a fix. A changed manifest is a new pod and starts with no back-off.
 
 Each container is started through :mod:`simulator.cluster.local.container` (own mount
-namespace, hostPath volumes bound at their mountPaths, chroot into the rootfs). Its output
+namespace, a fresh root of its own under ``/run/containerd/io.containerd.runtime.v2.task/k8s.io/<id>/rootfs``,
+hostPath volumes bound from the node at their mountPaths, chroot into that root). A
+container's root is deleted when its record is (exited attempts beyond the latest
+``EXITED_KEPT``, pods gone for ``GC_AFTER``) and when the supervisor stops. Its output
 is written in the CRI log format to ``/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log``
 with a ``/var/log/containers/<pod>_<ns>_<container>-<id>.log`` symlink, as on a real node.
 
@@ -47,7 +50,8 @@ from typing import Any
 
 import yaml
 
-from simulator.cluster.local.container import Bind
+from simulator.cluster.local import container as container_launcher
+from simulator.cluster.local.container import TASKS_DIR, Bind, remove_bundle
 
 log = logging.getLogger("cka_sim.supervisor")
 
@@ -66,6 +70,10 @@ LOG_LINE_MAX = 16 * 1024
 
 RUNNING = "CONTAINER_RUNNING"
 EXITED = "CONTAINER_EXITED"
+
+# The launcher uses the standard library only: run as a file in isolated mode without the
+# site module, a container starts some 20 ms sooner than with ``-m``.
+_LAUNCHER = (sys.executable, "-I", "-S", str(Path(container_launcher.__file__).resolve()))
 
 PodHook = Callable[[list[dict[str, Any]]], None]
 """Called with the full pod summary (as in ``pods.json``) each time it changes."""
@@ -427,6 +435,8 @@ class Supervisor:
         for c in list(self._history.values()):
             if c.logs is not None:
                 c.logs.join(0.5)
+            if not c.running:
+                self._remove_root(c.id)
         self._pods.clear()
         self._publish()
 
@@ -488,6 +498,12 @@ class Supervisor:
                 _write_json(path, record)
             self._history[record["id"]] = _Container(record)
             self._gone_since.setdefault(record.get("podUid", ""), time.monotonic())
+        try:
+            left_over = [e.name for e in os.scandir(self.rootfs / TASKS_DIR) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            left_over = []
+        for cid in left_over:
+            self._remove_root(cid)
         log.info("supervising %s for node %s", self.rootfs / MANIFESTS, self.node_name)
 
     # manifests ----------------------------------------------------------------------
@@ -598,7 +614,7 @@ class Supervisor:
         link = self.rootfs / "var/log/containers" / f"{pod.spec.full_name}_{pod.spec.namespace}_{spec.name}-{cid}.log"
         link.unlink(missing_ok=True)
         link.symlink_to(log_path)
-        argv = [sys.executable, "-m", "simulator.cluster.local.container", "--rootfs", str(self.rootfs)]
+        argv = [*_LAUNCHER, "--rootfs", str(self.rootfs), "--id", cid]
         for b in spec.binds:
             argv += ["--bind", b.to_arg()]
         argv += ["--workdir", spec.workdir, "--env", f"HOSTNAME={self.node_name}"]
@@ -642,7 +658,7 @@ class Supervisor:
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 cwd="/",
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _package_root()},
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             )
         except OSError as exc:
             record.update(state=EXITED, finishedAt=now, exitCode=128, reason="StartError", message=str(exc))
@@ -777,8 +793,14 @@ class Supervisor:
         except OSError as exc:
             log.warning("cannot write container state %s: %s", c.id[:13], exc)
 
+    def _remove_root(self, cid: str) -> None:
+        if not remove_bundle(self.rootfs, cid):
+            log.warning("left the root of container %s in place: something is mounted in it or it "
+                        "could not be deleted", cid[:13])
+
     def _drop(self, c: _Container) -> None:
         del self._history[c.id]
+        self._remove_root(c.id)
         (self.state_dir / "containers" / f"{c.id}.json").unlink(missing_ok=True)
         r = c.record
         link = self.rootfs / "var/log/containers" / f"{r['podName']}_{r['podNamespace']}_{r['name']}-{c.id}.log"
@@ -892,10 +914,6 @@ class Supervisor:
                 self.pod_hooks(json.loads(text))
             except Exception:  # a hook must never take the node's pods down
                 log.exception("pod hook failed")
-
-
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[3])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
