@@ -58,7 +58,8 @@ Component = Literal["etcd", "kube-apiserver", "kube-controller-manager", "kube-s
 
 SLUG = r"^[a-z0-9][a-z0-9-]{1,62}$"
 VAR_NAME = r"^[a-z_][a-z0-9_]*$"
-DOTTED = r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$"
+# Checker names are dotted (snapshot.valid) except the instructors' plain ``script``.
+DOTTED = r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$"
 FAULT_NAME = r"^[a-z][a-z0-9_.-]*$"
 
 # Words inside {{ }} that belong to Go templates (kubectl -o go-template=...) and are
@@ -348,7 +349,7 @@ class Check(_Model):
     """One graded check: a registered checker, its parameters and its points."""
 
     name: str = Field(min_length=1, description="What the learner sees, e.g. 'Namespace billing is back'. Unique in the scenario.")
-    use: str = Field(pattern=DOTTED, description="Dotted checker name, e.g. snapshot.valid or kube.exists.")
+    use: str = Field(pattern=DOTTED, description="Checker name, e.g. snapshot.valid, kube.exists or script.")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="Parameters for the checker.")
     points: int = Field(1, ge=1, description="Points earned when the check passes (partial credit).")
     node: str | None = Field(None, description="Node to check on (default: the first control plane).")
@@ -768,7 +769,7 @@ def _humanize(err: Mapping[str, Any], root: type[BaseModel]) -> str:
         what = {
             SLUG: "a slug like etcd-backup (lowercase letters, digits and dashes, 2-63 characters)",
             VAR_NAME: "a var name like backup_file (lowercase letters, digits, underscores)",
-            DOTTED: "a dotted checker name like snapshot.valid",
+            DOTTED: "a checker name like snapshot.valid or script",
             FAULT_NAME: "a fault name like delete-namespace",
             r"^/": "an absolute path like /opt/backup/etcd.db",
         }.get(pattern, f"text matching {pattern}")
