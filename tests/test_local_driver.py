@@ -177,6 +177,51 @@ def test_moving_the_manifest_out_stops_etcd_and_back_restarts_it(node):
     wait_healthy(node)
 
 
+MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
+TASKS = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"
+
+
+def test_changing_only_the_data_dir_starts_etcd_on_an_empty_dir(node):
+    # The exam trap: the restored data sits in the node's /var/lib/etcd-from-backup, but
+    # the container sees only its volumes, so etcd starts a new, empty member.
+    wait_healthy(node)
+    etcdctl(node, "put", "/registry/probe/data-dir", "restored").check()
+    sh(node, "mkdir -p /opt/backup && " + SAVE.replace("etcd-snapshot.db", "data-dir.db")).check()
+    sh(node, "ETCDCTL_API=3 etcdutl snapshot restore /opt/backup/data-dir.db "
+             "--data-dir /var/lib/etcd-from-backup").check()
+    original = node.read_file(MANIFEST)
+    manifest = yaml.safe_load(original)
+    command = manifest["spec"]["containers"][0]["command"]
+    command[command.index("--data-dir=/var/lib/etcd")] = "--data-dir=/var/lib/etcd-from-backup"
+    try:
+        node.write_file(MANIFEST, yaml.safe_dump(manifest).encode(), 0o600)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = etcdctl(node, "get", "/registry/probe/data-dir", "--print-value-only",
+                          "--command-timeout=1s")
+            if got.ok and got.out.strip() == "":
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("etcd still serves the restored key: it reads the node's directory")
+        cid = node.run(["crictl", "ps", "-q", "--name", "^etcd$", "--no-trunc"]).check().out.split()[0]
+        assert sh(node, f"test -d {TASKS}/{cid}/rootfs/var/lib/etcd-from-backup/member/wal").ok, \
+            "the new member lives in the container's own root"
+        assert sh(node, "test -d /var/lib/etcd-from-backup/member/snap").ok, "the restore stays untouched"
+    finally:
+        node.write_file(MANIFEST, original, 0o600)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = etcdctl(node, "get", "/registry/probe/data-dir", "--print-value-only",
+                      "--command-timeout=1s")
+        if got.ok and got.out.strip() == "restored":
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("etcd did not come back on its own data")
+    sh(node, "rm -rf /var/lib/etcd-from-backup /opt/backup/data-dir.db").check()
+
+
 def test_restore_into_new_dir_and_switch_only_the_hostpath(node):
     wait_healthy(node)
     etcdctl(node, "put", "/registry/probe/kept", "before").check()
@@ -234,6 +279,47 @@ def test_file_api_resolves_symlinks_inside_the_node(node, tmp_path):
         node.read_file("/nowhere/at/all")
     node.write_file("/opt/deep/new/dir/file.sh", b"#!/bin/sh\necho hi\n", 0o755)
     assert sh(node, "/opt/deep/new/dir/file.sh").out == "hi\n"
+
+
+def test_crontab_installs_lists_and_removes_roots_table(node):
+    assert sh(node, "command -v crontab").out.strip() == "/usr/local/bin/crontab"
+    empty = node.run(["crontab", "-l"])
+    assert (empty.returncode, empty.err) == (1, "no crontab for root\n")
+    sh(node, "echo '0 2 * * * /usr/local/bin/etcd-backup.sh' | crontab -").check()
+    assert node.run(["crontab", "-u", "root", "-l"]).check().out == "0 2 * * * /usr/local/bin/etcd-backup.sh\n"
+    assert sh(node, "stat -c %a /var/spool/cron/crontabs/root").check().out.strip() == "600"
+    assert b"etcd-backup.sh" in node.read_file("/var/spool/cron/crontabs/root")
+    bad = sh(node, "echo '0 25 * * * /bin/true' | crontab -")
+    assert bad.returncode == 1 and '"-":1: bad hour' in bad.err
+    assert "etcd-backup.sh" in node.run(["crontab", "-l"]).out, "a refused table keeps the old one"
+    edited = node.run(["crontab", "-e"], env={"EDITOR": "sed -i 's/0 2/30 3/'"})
+    assert edited.ok and "installing new crontab" in edited.err
+    assert node.run(["crontab", "-l"]).out == "30 3 * * * /usr/local/bin/etcd-backup.sh\n"
+    node.run(["crontab", "-r"]).check()
+    assert node.run(["crontab", "-l"]).returncode == 1
+    assert not sh(node, "test -e /var/spool/cron/crontabs/root").ok
+
+
+def test_crontab_e_opens_vi_on_the_terminal(node):
+    pexpect = pytest.importorskip("pexpect")
+    node.run(["crontab", "-r"])
+    shell = pexpect.spawn(node.shell_argv()[0], node.shell_argv()[1:], timeout=10,
+                          encoding="utf-8", dimensions=(40, 120))
+    try:
+        shell.expect_exact("root@controlplane:~# ")
+        shell.sendline("crontab -e")
+        shell.expect_exact("# m h  dom mon dow   command")
+        shell.send("Go0 3 * * * /usr/local/bin/etcd-backup.sh\x1b")
+        shell.sendline(":wq")
+        shell.expect_exact("crontab: installing new crontab")
+        shell.expect_exact("root@controlplane:~# ")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+    listed = node.run(["crontab", "-l"]).check().out
+    assert listed.splitlines()[-1] == "0 3 * * * /usr/local/bin/etcd-backup.sh"
+    node.run(["crontab", "-r"]).check()
 
 
 def test_run_passes_env_and_input_and_times_out(node):

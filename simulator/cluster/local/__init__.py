@@ -8,20 +8,29 @@ Layout of one cluster (``paths.clusters_dir()/<cluster>/``)::
     nodes/<node>/
         rootfs/             the node's "/" (learner's view, reached by chroot):
             usr/            host /usr bound read-only; bin, lib, lib64, sbin as on the host
-            usr/local/bin/  tmpfs with etcd, etcdctl, etcdutl, crictl, ... bound in
+            usr/local/bin/  tmpfs with etcd, etcdctl, etcdutl, crictl, crontab, ... bound in
             etc/ var/ opt/ root/ tmp/ home/ run/ srv/ mnt/   node-private directories
             proc/ dev/ sys/ mounted by the node's init
+            run/cka-sim/    supervisor state read by crictl: pods.json and
+                            containers/<id>.json, one per container
+            run/containerd/io.containerd.runtime.v2.task/k8s.io/<id>/rootfs/
+                            one container's own root (its writable layer), deleted with
+                            the container's record
+            var/log/pods/, var/log/containers/   container logs in the CRI format
         init.pid            pid (host pid namespace) of the node's init = supervisor
         supervisor.log      the supervisor's own log
-        containers/         supervisor state: one JSON file per container (for crictl)
 
 Processes: the node's init runs as PID 1 of the node's pid namespace, in the node's
 user, uts, ipc, net and mount namespaces, with the host's view of the filesystem (so it
 can run the host Python); it mounts proc/dev/sys/usr into ``rootfs`` and then runs the
 static-pod supervisor. Everything the learner or the Node API runs enters those
 namespaces (``nsenter -t <init pid> --all``) and then ``chroot``s into ``rootfs``. Each
-static-pod container gets a mount namespace of its own in which its hostPath volumes are
-bound at their mountPaths inside ``rootfs`` before it ``chroot``s and execs.
+static-pod container gets a mount namespace of its own and a root of its own, as on a
+kubeadm node: the node's ``/usr`` read-only, a few ``/etc`` files copied from the node,
+empty ``/var``, ``/tmp``, ``/run``, ``/root``, the node's ``/dev``, ``/proc``, ``/sys``, and
+its hostPath volumes bound from the node at their mountPaths; then it ``chroot``s there
+and execs. Those mounts exist only in the container's namespace, so on the node (and
+the host) a container's root is a plain directory.
 
 Network: each node has its own network namespace with ``lo`` and ``eth0`` (a veth whose
 peer sits on bridge ``cka0`` in the cluster's network namespace). Addresses

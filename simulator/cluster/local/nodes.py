@@ -36,6 +36,9 @@ MARKER_ENV = "CKA_SIM_LOCAL_CLUSTER"
 SESSION_ENV_PATH = "/run/cka-sim/session.env"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+NODE_SCRIPTS = {"crontab": Path(__file__).with_name("crontab.py")}
+"""Standalone scripts every node gets in /usr/local/bin, besides the tools the driver passes."""
+
 _MOUNTED_TOP = frozenset({"usr", "proc", "sys", "dev"})
 _PRIVATE_DIRS = ("etc", "var", "var/lib", "var/log", "var/tmp", "var/cache", "opt", "root",
                  "tmp", "home", "run", "run/cka-sim", "srv", "mnt", "media", "usr", "proc",
@@ -273,7 +276,7 @@ class NodeProcess:
                 "--address", f"{ip}/{PREFIX_LEN}", "--gateway", GATEWAY,
                 "--go-fd", str(go_r), "--ready-fd", str(ready_w),
                 "--state-dir", str(self.rootfs / "run/cka-sim")]
-        for tool, path in sorted(binaries.items()):
+        for tool, path in sorted({**NODE_SCRIPTS, **binaries}.items()):
             argv += ["--bin", f"{tool}={path}"]
         for name_ in _MERGED:
             if (self.rootfs / name_).is_dir() and not (self.rootfs / name_).is_symlink():
