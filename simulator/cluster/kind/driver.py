@@ -1,0 +1,459 @@
+"""The kind driver: practice clusters as kind clusters (kubeadm in Docker containers).
+
+``create`` runs ``kind create cluster`` with a generated config, then makes each node look
+like an exam node: ``etcdctl`` and ``etcdutl`` matching the cluster's etcd are copied into
+every control plane's ``/usr/local/bin`` (kind ships neither), and root's shell gets the
+session prompt of the embedded driver. Nodes keep the exam's names (``controlplane``,
+``node01``) for scenarios; Docker calls use the container names kind gives them
+(``<cluster>-control-plane``, ``<cluster>-worker``).
+
+A cluster made here is recorded in ``clusters_dir()/<name>/cluster.json`` (driver
+``kind``), which is how :meth:`KindDriver.list` tells its clusters from other kind clusters
+on the machine; the cluster's kubeconfig sits next to it, so the user's own
+``~/.kube/config`` is never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from simulator.cluster import kubeadm
+from simulator.cluster.kind.nodes import DOCKER_HINT, KIND_HINT, KindNode, docker, tool
+from simulator.cluster.local import binaries
+from simulator.cluster.local.nodes import _BASHRC, _PROFILE, SESSION_ENV_PATH
+from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
+from simulator.errors import BinaryMissing, ClusterError, DockerUnavailable
+from simulator.paths import cache_dir, clusters_dir
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+ROLE_LABEL = "io.x-k8s.kind.role"
+NODE_ROLES = ("control-plane", "worker")
+CREATE_TIMEOUT = 1200.0
+ETCD_TIMEOUT = 60.0
+ETCD_TOOLS = ("etcdctl", "etcdutl")
+TOOLS_DIR = "/usr/local/bin"
+NODE_NAME_PATH = "/etc/cka-sim/node-name"
+IMAGE_ENV = "CKA_SIM_KIND_IMAGE"
+
+_CONTAINER_RE = re.compile(r"^(control-plane|worker)(\d*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_CONTROL_PLANE_STEPS = ("Writing configuration", "Starting control-plane", "Installing CNI",
+                        "Installing StorageClass", "Joining", "Waiting")
+_NODE_STEPS = ("Ensuring node image", "Preparing nodes")
+
+_PROMPT_NAME = r"""
+# cka-sim: the prompt names the node as the exam does, not after its container.
+if [ -r /etc/cka-sim/node-name ]; then
+    read -r __cka_sim_node < /etc/cka-sim/node-name
+    [ -n "$__cka_sim_node" ] && PS1=${PS1//'\h'/$__cka_sim_node}
+fi
+"""
+
+
+@dataclasses.dataclass
+class KindCluster:
+    """A kind cluster (implements the Cluster protocol)."""
+
+    name: str
+    nodes: list[KindNode]
+    driver: str = "kind"
+
+    def node(self, name: str) -> KindNode:
+        """The node called ``name`` (exam name); ClusterError naming the known nodes otherwise."""
+        return find_node(self.nodes, name)  # type: ignore[return-value]
+
+
+def kind_config(spec: ClusterSpec) -> str:
+    """The kind cluster config for ``spec``: its control planes, then its workers."""
+    nodes = ([{"role": "control-plane"}] * spec.control_planes
+             + [{"role": "worker"}] * spec.workers)
+    return yaml.safe_dump({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4",
+                           "nodes": nodes}, sort_keys=False)
+
+
+def exam_name(cluster: str, container: str) -> str | None:
+    """The exam's name of a kind node container (``<c>-control-plane2`` -> ``controlplane2``,
+    ``<c>-worker`` -> ``node01``); None for other containers of the cluster."""
+    if not container.startswith(cluster + "-"):
+        return None
+    match = _CONTAINER_RE.match(container[len(cluster) + 1:])
+    if match is None:
+        return None
+    index = int(match.group(2) or 1)
+    if match.group(1) == "control-plane":
+        return "controlplane" if index == 1 else f"controlplane{index}"
+    return f"node{index:02d}"
+
+
+def etcd_version_of(manifest: bytes) -> str | None:
+    """The etcd version of a kubeadm etcd static-pod manifest, read from its image tag
+    (``registry.k8s.io/etcd:3.5.15-0`` -> ``3.5.15``); None when there is no such tag."""
+    try:
+        pod = yaml.safe_load(manifest)
+        image = pod["spec"]["containers"][0]["image"]
+    except (yaml.YAMLError, KeyError, IndexError, TypeError):
+        return None
+    image = str(image).split("@", 1)[0]
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:
+        return None
+    match = re.match(r"^v?(\d+\.\d+\.\d+)", tag)
+    return match.group(1) if match else None
+
+
+def etcd_tools(version: str | None) -> tuple[dict[str, Path], str]:
+    """Host copies of etcdctl and etcdutl to put in the nodes, and a sentence about them.
+
+    A copy of ``version`` is preferred (the cache's ``etcd-v<version>`` directory, then
+    what :func:`binaries.find` returns); otherwise the one available is used and the
+    sentence says that its version differs. Raises BinaryMissing when a tool is absent.
+    """
+    chosen: dict[str, Path] = {}
+    found: dict[str, str] = {}
+    for name in ETCD_TOOLS:
+        candidates = []
+        if version:
+            candidates.append(cache_dir() / "bin" / f"etcd-v{version}" / name)
+        candidates.append(binaries.find(name))
+        for path in candidates:
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                continue
+            have = binaries.etcd_version(path)
+            if name not in chosen or have == version:
+                chosen[name], found[name] = path.resolve(), have
+            if have == version:
+                break
+    versions = sorted(set(found.values()))
+    if version is None:
+        return chosen, f"etcdctl/etcdutl {', '.join(versions)} (the cluster's etcd version is unknown)"
+    if versions == [version]:
+        return chosen, f"etcdctl/etcdutl {version}, as the cluster's etcd"
+    return chosen, (f"etcdctl/etcdutl {', '.join(versions)}: no {version} here, the "
+                    f"cluster runs etcd {version} (put etcd-v{version} tools in "
+                    f"{cache_dir() / 'bin' / f'etcd-v{version}'} to match it)")
+
+
+def _record_dir(name: str) -> Path:
+    if not NAME_RE.match(name):
+        raise ClusterError(f"invalid cluster name {name!r}",
+                           hint="use lower-case letters, digits and dashes (at most 40)")
+    return clusters_dir() / name
+
+
+def _read_record(name: str) -> dict | None:
+    try:
+        record = json.loads((_record_dir(name) / "cluster.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("driver") == "kind" else None
+
+
+def _write_record(directory: Path, record: dict) -> None:
+    tmp = directory / "cluster.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, directory / "cluster.json")
+
+
+def _clean_line(raw: bytes) -> str:
+    text = _ANSI.sub("", raw.decode(errors="replace"))
+    text = re.sub(r"[^\x20-\x7e\u2264]", "", text)
+    return re.sub(r"\s+", " ", text).strip(" .")
+
+
+def _step_of(line: str) -> Step | None:
+    if any(key in line for key in _NODE_STEPS):
+        return Step("nodes", 0, 3, line)
+    if any(key in line for key in _CONTROL_PLANE_STEPS):
+        return Step("control plane", 1, 3, line)
+    return None
+
+
+class KindDriver:
+    """Practice clusters made by kind in Docker (implements Driver)."""
+
+    name = "kind"
+
+    def __init__(self, image: str | None = None) -> None:
+        self.image = image or os.environ.get(IMAGE_ENV) or None
+
+    # -- create -----------------------------------------------------------------------
+
+    def check_engine(self) -> None:
+        """Raise DockerUnavailable (with what to do) unless docker and kind are installed
+        and the Docker engine answers."""
+        tool("docker", DOCKER_HINT)
+        tool("kind", KIND_HINT)
+        done = docker(["info", "--format", "{{.ServerVersion}}"], timeout=30)
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            raise DockerUnavailable("the Docker engine does not answer",
+                                    hint="\n".join([*said, DOCKER_HINT]))
+
+    def create(self, spec: ClusterSpec, progress: Progress) -> KindCluster:
+        """Create a kind cluster for ``spec`` and return once etcd answers ``etcdctl
+        endpoint health`` on the first control plane. On failure the kind cluster and its
+        record are removed."""
+        directory = _record_dir(spec.name)
+        if spec.control_planes < 1:
+            raise ClusterError("a kind cluster needs at least one control plane",
+                               hint="set cluster.control_planes to 1 or more")
+        self.check_engine()
+        for name in ETCD_TOOLS:
+            binaries.find(name)
+        if directory.exists() or spec.name in self._kind_clusters():
+            raise ClusterError(f"a cluster named {spec.name} already exists",
+                               hint="remove it with `cka-sim stop`, or "
+                                    f"`kind delete cluster --name {spec.name}`")
+        directory.mkdir(parents=True)
+        record = {"name": spec.name, "driver": self.name, "state": "creating",
+                  "created": time.time(), "kubeconfig": str(directory / "kubeconfig"),
+                  "spec": {"control_planes": spec.control_planes, "workers": spec.workers,
+                           "components": list(spec.components)},
+                  "nodes": {}}
+        _write_record(directory, record)
+        try:
+            return self._create(spec, progress, directory, record)
+        except BaseException:
+            self.delete(spec.name)
+            raise
+
+    def _create(self, spec: ClusterSpec, progress: Progress, directory: Path,
+                record: dict) -> KindCluster:
+        progress(Step("nodes", 0, 3, f"kind: {spec.control_planes} control plane(s), "
+                                     f"{spec.workers} worker(s)"))
+        self._kind_create(spec, progress, record["kubeconfig"])
+        cluster = self._cluster(spec.name)
+        if len(cluster.nodes) != spec.control_planes + spec.workers:
+            raise ClusterError(f"kind made {len(cluster.nodes)} node(s) for {spec.name}, "
+                               f"expected {spec.control_planes + spec.workers}",
+                               hint="check `docker ps -a` and kind's output")
+        control = [n for n in cluster.nodes if n.role == "control-plane"]
+        manifest = control[0].read_file(kubeadm.ETCD_MANIFEST)
+        tools, detail = etcd_tools(etcd_version_of(manifest))
+        progress(Step("tools", 2, 3, detail))
+        for node in cluster.nodes:
+            self._prepare(node, tools if node.role == "control-plane" else {})
+        self._wait_healthy(control[0])
+        record["state"] = "running"
+        record["nodes"] = {n.name: n.container for n in cluster.nodes}
+        record["tools"] = detail
+        _write_record(directory, record)
+        progress(Step("ready", 3, 3, f"cluster {spec.name} is up"))
+        return cluster
+
+    def _kind_create(self, spec: ClusterSpec, progress: Progress, kubeconfig: str) -> None:
+        argv = [tool("kind", KIND_HINT), "create", "cluster", "--name", spec.name,
+                "--config", "-", "--wait", "120s", "--kubeconfig", kubeconfig]
+        if self.image:
+            argv += ["--image", self.image]
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        lines: list[str] = []
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(kind_config(spec).encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            self._follow(proc, progress, lines)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            text = "\n".join(lines)
+            tail = "\n".join(lines[-15:]) or "kind printed nothing"
+            if "Cannot connect to the Docker daemon" in text:
+                raise DockerUnavailable("the Docker engine does not answer", hint=DOCKER_HINT)
+            raise ClusterError(f"kind could not create cluster {spec.name} "
+                               f"(exit code {proc.returncode})", hint=tail)
+
+    def _follow(self, proc: subprocess.Popen, progress: Progress, lines: list[str]) -> None:
+        """Turn kind's output into progress steps until it exits (or CREATE_TIMEOUT)."""
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        deadline = time.monotonic() + CREATE_TIMEOUT
+        exited: float | None = None
+        buf = b""
+        last: Step | None = None
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                raise ClusterError(f"kind create cluster took more than {CREATE_TIMEOUT:g} s",
+                                   hint="\n".join(lines[-10:]) or "kind printed nothing")
+            if exited is None and proc.poll() is not None:
+                exited = now
+            if exited is not None and now - exited > 5:
+                break
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            *complete, buf = re.split(rb"[\r\n]", buf)
+            for raw in complete:
+                line = _clean_line(raw)
+                if not line:
+                    continue
+                lines.append(line)
+                step = _step_of(line)
+                if step is not None and step != last:
+                    progress(step)
+                    last = step
+        proc.wait(timeout=30)
+
+    def _prepare(self, node: KindNode, tools: dict[str, Path]) -> None:
+        """Copy ``tools`` into the node and give root the exam shell and prompt."""
+        for name, path in tools.items():
+            done = docker(["cp", str(path), f"{node.container}:{TOOLS_DIR}/{name}"],
+                          timeout=120)
+            if done.returncode != 0:
+                raise ClusterError(f"could not copy {name} into {node.container}",
+                                   hint=done.stderr.decode(errors="replace").strip())
+        if tools:
+            probe = node.run(["etcdctl", "version"])
+            if not probe.ok:
+                raise ClusterError(f"etcdctl does not run on {node.name}",
+                                   hint=f"{tools['etcdctl']} must be a Linux executable for "
+                                        f"the node's architecture.\n{probe.err.strip()}")
+        node.write_file(NODE_NAME_PATH, f"{node.name}\n".encode())
+        node.write_file("/root/.bashrc", (_BASHRC + _PROMPT_NAME).encode())
+        node.write_file("/root/.profile", _PROFILE.encode())
+        node.run(["mkdir", "-p", os.path.dirname(SESSION_ENV_PATH)]).check()
+
+    def _wait_healthy(self, node: KindNode) -> None:
+        deadline = time.monotonic() + ETCD_TIMEOUT
+        while True:
+            done = kubeadm.etcdctl(node, "endpoint", "health", "--command-timeout=3s",
+                                   timeout=20)
+            if done.ok:
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"etcd on {node.name} ({node.container}) did not become "
+                                   f"healthy within {ETCD_TIMEOUT:g} s",
+                                   hint=(done.err or done.out).strip()[-600:])
+            time.sleep(1)
+
+    # -- attach / list / delete -------------------------------------------------------
+
+    def _kind_clusters(self) -> list[str]:
+        done = subprocess.run([tool("kind", KIND_HINT), "get", "clusters"],
+                              capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise DockerUnavailable("kind cannot list its clusters",
+                                    hint="\n".join([done.stderr.decode(errors="replace")
+                                                    .strip()[-400:], DOCKER_HINT]))
+        return done.stdout.decode().split()
+
+    def containers(self, name: str) -> list[tuple[str, str, str]]:
+        """(container, role, state) of every container of kind cluster ``name``."""
+        done = docker(["ps", "-a", "--filter", f"label={CLUSTER_LABEL}={name}", "--format",
+                       f'{{{{.Names}}}}\t{{{{.Label "{ROLE_LABEL}"}}}}\t{{{{.State}}}}'])
+        if done.returncode != 0:
+            raise ClusterError(f"docker cannot list the containers of {name}",
+                               hint=done.stderr.decode(errors="replace").strip())
+        found = []
+        for line in done.stdout.decode().splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3:
+                found.append((parts[0], parts[1], parts[2]))
+        return found
+
+    def _nodes(self, name: str, containers: list[tuple[str, str, str]]) -> list[KindNode]:
+        nodes = []
+        for container, role, _ in containers:
+            logical = exam_name(name, container)
+            if role in NODE_ROLES and logical is not None:
+                nodes.append(KindNode(logical, container, role))
+        order = {"control-plane": 0, "worker": 1}
+        nodes.sort(key=lambda n: (order[n.role], int(re.sub(r"\D", "", n.name) or 1)))
+        return nodes
+
+    def _cluster(self, name: str) -> KindCluster:
+        containers = self.containers(name)
+        nodes = self._nodes(name, containers)
+        if not nodes:
+            raise ClusterError(f"no kind cluster named {name}",
+                               hint="start a task with `cka-sim start --driver kind` "
+                                    "(see `kind get clusters`)")
+        stopped = [c for c, role, state in containers if role in NODE_ROLES
+                   and state != "running"]
+        if stopped:
+            raise ClusterError(f"cluster {name} is not running: {', '.join(stopped)} "
+                               "stopped", hint=f"start them with `docker start "
+                                               f"{' '.join(stopped)}`, or remove the cluster "
+                                               "with `cka-sim stop`")
+        return KindCluster(name, nodes)
+
+    def attach(self, name: str) -> KindCluster:
+        """Reconnect to the running kind cluster ``name`` (its node containers found by
+        their kind labels); ClusterError when it is absent or a node is stopped."""
+        _record_dir(name)
+        tool("kind", KIND_HINT)
+        return self._cluster(name)
+
+    def list(self) -> list[ClusterInfo]:
+        """kind clusters this driver created, with their state (``stopped`` when Docker
+        does not answer)."""
+        found = []
+        for directory in sorted(p for p in clusters_dir().iterdir() if p.is_dir()):
+            record = _read_record(directory.name)
+            if record is None:
+                continue
+            try:
+                states = [state for _, role, state in self.containers(record["name"])
+                          if role in NODE_ROLES]
+            except ClusterError:
+                states = []
+            running = [s for s in states if s == "running"]
+            expected = record["spec"]["control_planes"] + record["spec"]["workers"]
+            if record.get("state") == "running" and len(running) == expected:
+                state = "running"
+            else:
+                state = "degraded" if running else "stopped"
+            found.append(ClusterInfo(record["name"], self.name,
+                                     tuple(record.get("nodes") or ()), state))
+        return found
+
+    def delete(self, cluster: KindCluster | str) -> None:
+        """Remove the kind cluster and its record. Idempotent; without a record and without
+        kind nothing is done (nothing of this driver can exist then)."""
+        name = cluster if isinstance(cluster, str) else cluster.name
+        directory = _record_dir(name)
+        record = _read_record(name)
+        kind = shutil.which("kind")
+        if kind is None:
+            if record is None:
+                return
+            raise DockerUnavailable(f"kind is not installed, so cluster {name} cannot be "
+                                    "removed", hint=KIND_HINT)
+        argv = [kind, "delete", "cluster", "--name", name]
+        if record is not None:
+            argv += ["--kubeconfig", record["kubeconfig"]]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=300, check=False)
+        except subprocess.TimeoutExpired:
+            done = None
+        if (done is None or done.returncode != 0) and record is not None:
+            said = done.stdout + done.stderr if done is not None else b"timed out"
+            raise ClusterError(f"kind could not delete cluster {name}",
+                               hint=said.decode(errors="replace").strip()[-600:])
+        if directory.exists() and (record is not None or not any(directory.iterdir())):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+__all__ = ["KindCluster", "KindDriver", "etcd_tools", "etcd_version_of", "exam_name",
+           "kind_config"]

@@ -1,0 +1,150 @@
+"""Nodes of a kind cluster: Docker containers reached with the ``docker`` command.
+
+Every call is an argv list handed to ``docker``; values travel as arguments or through
+``docker exec -e``, never inside a shell string. A node keeps two names: the exam's
+(``controlplane``, ``node01``), which scenarios use, and the container's
+(``<cluster>-control-plane``), which Docker uses.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from simulator.cluster.node import Completed
+from simulator.errors import ClusterError, DockerUnavailable
+
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+GRACE = 5.0
+
+DOCKER_HINT = ("Install Docker (https://docs.docker.com/engine/install/) and start its daemon "
+               "(`sudo systemctl start docker`), or use the embedded driver (`--driver local`).")
+KIND_HINT = ("Install kind from https://kind.sigs.k8s.io/docs/user/quick-start/#installation "
+             "(one static binary on PATH), or use the embedded driver (`--driver local`).")
+
+_ENGINE_DOWN = ("Cannot connect to the Docker daemon", "Is the docker daemon running",
+                "error during connect")
+_GONE = re.compile(r"No such container|is not running|is paused|is restarting", re.IGNORECASE)
+
+_READ = 'test -e "$1" || exit 3; test -d "$1" && exit 4; exec cat -- "$1"'
+_WRITE = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1" && chmod "$2" "$1"'
+
+
+def tool(name: str, hint: str) -> str:
+    """Absolute path of ``docker`` or ``kind``; DockerUnavailable with ``hint`` if absent."""
+    found = shutil.which(name)
+    if not found:
+        raise DockerUnavailable(f"{name} is not installed", hint=hint)
+    return found
+
+
+def engine_down(text: str) -> bool:
+    """True when ``docker`` output says the engine does not answer."""
+    return any(marker in text for marker in _ENGINE_DOWN)
+
+
+def docker(argv: Sequence[str], *, input: bytes | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """Run ``docker argv...`` and return its outcome; DockerUnavailable when Docker is
+    missing, does not answer in ``timeout`` seconds or reports its engine down."""
+    binary = tool("docker", DOCKER_HINT)
+    try:
+        done = subprocess.run([binary, *argv], input=input, capture_output=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DockerUnavailable(f"docker {argv[0]} did not answer within {timeout:g} s",
+                                hint="The Docker engine is overloaded or hung; check "
+                                     "`docker info`, or restart the daemon.") from None
+    if done.returncode != 0 and engine_down(done.stderr.decode(errors="replace")):
+        raise DockerUnavailable("the Docker engine does not answer", hint=DOCKER_HINT)
+    return done
+
+
+class KindNode:
+    """A node of a kind cluster (implements the Node protocol).
+
+    ``name`` is the exam's name of the node; ``container`` the Docker container behind it.
+    """
+
+    def __init__(self, name: str, container: str, role: str) -> None:
+        self.name, self.container, self.role = name, container, role
+
+    def __repr__(self) -> str:
+        return f"KindNode({self.name!r}, container={self.container!r})"
+
+    def _exec(self, argv: Sequence[str], *, input: bytes | None, timeout: float,
+              env: dict[str, str] | None) -> Completed:
+        argv = [str(a) for a in argv]
+        if not argv:
+            raise ClusterError("nothing to run", hint="pass a command as a list of arguments")
+        flags = ["exec", "-i", "-w", "/root"]
+        for key, value in (env or {}).items():
+            if not ENV_KEY_RE.match(key):
+                raise ClusterError(f"invalid environment variable name {key!r}",
+                                   hint="use letters, digits and underscores")
+            flags += ["-e", f"{key}={value}"]
+        # A killed `docker exec` client leaves its command running in the container, so
+        # the command carries its own deadline, a little after ours.
+        inner = ["timeout", "-s", "KILL", f"{timeout + GRACE:g}", *argv]
+        binary = tool("docker", DOCKER_HINT)
+        proc = subprocess.Popen([binary, *flags, self.container, *inner],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            out, err = proc.communicate(input or b"", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise ClusterError(f"command timed out after {timeout:g} s on {self.name}: "
+                               f"{' '.join(argv)}",
+                               hint="The node may be overloaded, or the command waits for "
+                                    "input or for a service that is down.") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0 and not out:
+            text = err.decode(errors="replace")
+            if engine_down(text):
+                raise DockerUnavailable("the Docker engine does not answer", hint=DOCKER_HINT)
+            if text.startswith("Error response from daemon") and _GONE.search(text):
+                raise ClusterError(f"node {self.name} (container {self.container}) is not "
+                                   "running", hint="Run `cka-sim stop`, then start the task "
+                                                   "again.\n" + text.strip())
+        return Completed(tuple(argv), proc.returncode, out, err)
+
+    def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 30,
+            env: dict[str, str] | None = None) -> Completed:
+        """Run ``argv`` as root inside the node's container (cwd ``/root``).
+
+        ``env`` adds variables (through ``docker exec -e``). Raises ClusterError if the
+        container is gone or the command outlives ``timeout``.
+        """
+        return self._exec(argv, input=input, timeout=timeout, env=env)
+
+    def read_file(self, path: str) -> bytes:
+        """Bytes of ``path`` as seen inside the node; FileNotFoundError if absent."""
+        done = self._exec(["sh", "-c", _READ, "sh", path], input=None, timeout=60, env=None)
+        if done.returncode == 3:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        if done.returncode == 4:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if done.returncode != 0:
+            raise ClusterError(f"cannot read {path} on {self.name}",
+                               hint=done.err.strip() or f"cat exited with {done.returncode}")
+        return done.stdout
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Create or replace ``path`` inside the node (parents created), with ``mode``."""
+        self._exec(["sh", "-c", _WRITE, "sh", path, f"{mode:o}"], input=data, timeout=60,
+                   env=None).check()
+
+    def shell_argv(self) -> list[str]:
+        """argv of an interactive root login shell in the container (ends with ``bash -l``)."""
+        term = os.environ.get("TERM") or "xterm-256color"
+        return [tool("docker", DOCKER_HINT), "exec", "-it", "-w", "/root", "-e", f"TERM={term}",
+                self.container, "bash", "-l"]

@@ -1,0 +1,346 @@
+"""The kind driver through the Node API, against the real docker + kind where a Docker
+engine answers, and against stand-ins (``tests/fakes``) whose "containers" are nodes of the
+embedded driver, with real namespaces and real etcd.
+
+Each test runs once per engine; one cluster (a control plane and a worker) is shared by the
+tests of an engine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from simulator.cluster.kind.driver import KindDriver, etcd_version_of, exam_name
+from simulator.cluster.local.driver import LocalDriver
+from simulator.cluster.node import ClusterSpec, Completed
+from simulator.errors import ClusterError, DockerUnavailable
+from simulator.registry import Context, get_checker
+
+REPO = Path(__file__).resolve().parents[1]
+FAKES = REPO / "tests" / "fakes"
+PKI = "/etc/kubernetes/pki/etcd"
+TLS = [f"--cacert={PKI}/ca.crt", f"--cert={PKI}/server.crt", f"--key={PKI}/server.key"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.kind]
+
+
+def _real_engine_missing() -> str | None:
+    """Why the real docker + kind cannot be used here, or None when they can."""
+    docker, kind = shutil.which("docker"), shutil.which("kind")
+    reasons = []
+    if docker is None:
+        reasons.append("docker is not installed")
+    else:
+        try:
+            done = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
+                                  capture_output=True, text=True, timeout=20)
+            if done.returncode != 0:
+                said = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                reasons.append(f"the Docker engine does not answer ({said})")
+        except subprocess.TimeoutExpired:
+            reasons.append("the Docker engine does not answer")
+    if kind is None:
+        reasons.append("kind is not installed (https://kind.sigs.k8s.io)")
+    return "; ".join(reasons) or None
+
+
+def _namespaces_missing() -> str | None:
+    probe = LocalDriver()._probe_namespaces()
+    return None if probe[1] else f"the fake engine needs Linux namespaces: {probe[2]}"
+
+
+class Environ:
+    """Set (or with None, unset) environment variables for a while, then restore them."""
+
+    def __init__(self, **values: str | None) -> None:
+        self.values = values
+        self.old: dict[str, str | None] = {}
+
+    def __enter__(self) -> "Environ":
+        for key, value in self.values.items():
+            self.old[key] = os.environ.get(key)
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for key, value in self.old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def fake_environ(state: Path | None) -> Environ:
+    """The environment under which ``docker`` and ``kind`` are the stand-ins; without a
+    ``state`` directory their engine is down."""
+    return Environ(PATH=f"{FAKES}{os.pathsep}{os.environ['PATH']}",
+                   CKA_SIM_FAKE_DOCKER=str(state) if state else None, CKA_SIM_FAKE_PYTHON=sys.executable,
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
+                                                            os.environ.get("PYTHONPATH")])))
+
+
+@pytest.fixture(scope="module", params=["fake", "real"])
+def engine(request, tmp_path_factory):
+    """The docker + kind the driver sees: the stand-ins or the real commands."""
+    base = tmp_path_factory.mktemp(f"kind-{request.param}")
+    home = Environ(CKA_SIM_HOME=str(base / "home"), CKA_SIM_CACHE=str(base / "cache"))
+    if request.param == "fake":
+        reason = _namespaces_missing()
+        if reason:
+            pytest.skip(reason)
+        with home, fake_environ(base / "engine"):
+            yield request.param
+    else:
+        reason = _real_engine_missing()
+        if reason:
+            pytest.skip(f"real kind cluster not tested: {reason}")
+        with home:
+            yield request.param
+
+
+@pytest.fixture(scope="module")
+def made(engine):
+    driver = KindDriver()
+    steps = []
+    cluster = driver.create(ClusterSpec(f"cka-test-{secrets.token_hex(3)}", workers=1),
+                            steps.append)
+    yield driver, cluster, steps
+    driver.delete(cluster)
+
+
+@pytest.fixture(scope="module")
+def cluster(made):
+    return made[1]
+
+
+@pytest.fixture
+def node(cluster):
+    return cluster.node("controlplane")
+
+
+def etcdctl(node, *args: str) -> Completed:
+    return node.run(["etcdctl", "--endpoints=https://127.0.0.1:2379", *TLS, *args],
+                    env={"ETCDCTL_API": "3"}, timeout=30)
+
+
+def test_create_reports_progress_and_names_nodes_as_on_the_exam(made):
+    driver, cluster, steps = made
+    names = list(dict.fromkeys(s.name for s in steps))
+    assert names == ["nodes", "control plane", "tools", "ready"]
+    assert all(s.total == 3 for s in steps) and steps[-1].done == 3
+    tools = next(s for s in steps if s.name == "tools")
+    assert re.search(r"etcdctl/etcdutl \d+\.\d+\.\d+", tools.detail)
+    assert [n.name for n in cluster.nodes] == ["controlplane", "node01"]
+    assert [n.container for n in cluster.nodes] == [f"{cluster.name}-control-plane",
+                                                    f"{cluster.name}-worker"]
+
+
+def test_run_returns_output_exit_status_and_stdin(node):
+    done = node.run(["bash", "-c", 'read -r line; printf "%s|%s" "$line" "$PWD"; exit 3'],
+                    input=b"from stdin\n")
+    assert (done.returncode, done.out) == (3, "from stdin|/root")
+    assert node.run(["id", "-u"]).out.strip() == "0"
+    assert node.run(["no-such-program"]).returncode == 127
+
+
+def test_env_values_reach_the_command_untouched(node):
+    value = "a b 'single' \"double\" $(touch /tmp/injected) `id` ; *"
+    done = node.run(["printenv", "VALUE"], env={"VALUE": value})
+    assert done.out == value + "\n"
+    assert not node.run(["test", "-e", "/tmp/injected"]).ok
+
+
+def test_files_round_trip_through_awkward_paths(node):
+    path = "/opt/exam files/it's a \"quoted\" $(touch /tmp/injected).db"
+    data = bytes(range(256)) * 64
+    node.write_file(path, data, 0o600)
+    assert node.read_file(path) == data
+    assert node.run(["stat", "-c", "%a", path]).out.strip() == "600"
+    node.write_file(path, b"replaced", 0o644)
+    assert node.read_file(path) == b"replaced"
+    assert not node.run(["test", "-e", "/tmp/injected"]).ok
+
+
+def test_missing_file_and_directory_are_told_apart(node):
+    with pytest.raises(FileNotFoundError):
+        node.read_file("/etc/kubernetes/no-such-file.yaml")
+    with pytest.raises(IsADirectoryError):
+        node.read_file("/etc/kubernetes")
+
+
+def test_a_command_past_its_timeout_raises_cluster_error(node):
+    began = time.monotonic()
+    with pytest.raises(ClusterError, match="timed out"):
+        node.run(["sleep", "30"], timeout=1)
+    assert time.monotonic() - began < 10
+
+
+def test_etcdctl_answers_with_the_kubeadm_certificates(cluster, node):
+    assert node.run(["which", "etcdctl", "etcdutl"]).out.split() == [
+        "/usr/local/bin/etcdctl", "/usr/local/bin/etcdutl"]
+    health = etcdctl(node, "endpoint", "health")
+    assert health.ok and "is healthy" in health.out + health.err
+    assert etcdctl(node, "put", "/cka-sim/kind", "works").ok
+    assert etcdctl(node, "get", "/cka-sim/kind", "--print-value-only").out.strip() == "works"
+    assert not cluster.node("node01").run(["which", "etcdctl"]).ok
+    version = etcd_version_of(node.read_file("/etc/kubernetes/manifests/etcd.yaml"))
+    assert version and re.fullmatch(r"\d+\.\d+\.\d+", version)
+
+
+def test_checkers_pass_and_fail_on_kind_nodes(cluster):
+    ctx = Context(cluster)
+    assert get_checker("etcd.healthy")(ctx).passed
+    assert get_checker("etcd.key")(ctx, key="/cka-sim/kind", value="works").passed
+    missing = get_checker("etcd.key")(ctx, key="/cka-sim/never-written")
+    assert not missing.passed and "not in etcd" in missing.detail
+
+
+def test_login_shell_prompt_shows_the_clock_and_the_exam_node_name(node):
+    node.write_file("/run/cka-sim/session.env",
+                    f"CKA_SIM_TASK=etcd-backup\nCKA_SIM_DEADLINE={int(time.time()) + 600}\n"
+                    .encode())
+    shell = node.shell_argv()
+    assert shell[-2:] == ["bash", "-l"]
+    child = pexpect.spawn(shell[0], shell[1:], encoding="utf-8", timeout=30,
+                          dimensions=(24, 120), env={**os.environ, "TERM": "xterm"})
+    try:
+        child.expect(r"\[etcd-backup (9|10):\d\d\] root@controlplane:~# ")
+        child.sendline("echo $(( 6 * 7 ))")
+        child.expect("42")
+        child.sendline("exit 5")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 5
+
+
+def test_attach_finds_the_nodes_and_list_shows_the_cluster(made):
+    driver, cluster, _ = made
+    again = KindDriver().attach(cluster.name)
+    assert [(n.name, n.container) for n in again.nodes] == [
+        (n.name, n.container) for n in cluster.nodes]
+    listed = {c.name: c for c in KindDriver().list()}
+    assert listed[cluster.name].state == "running"
+    assert listed[cluster.name].nodes == ("controlplane", "node01")
+    with pytest.raises(ClusterError, match="no node named"):
+        again.node("node02")
+
+
+def test_a_session_runs_unchanged_on_kind_and_stop_removes_the_cluster(engine, tmp_path):
+    from simulator.catalog import Catalog
+    from simulator.session import Session
+
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    skeleton = subprocess.run([sys.executable, "-m", "simulator", "scenario", "new",
+                               "demo-backup", "-o", "-"], capture_output=True, text=True,
+                              check=True).stdout
+    (pack / "demo-backup.yaml").write_text(skeleton)
+    catalog = Catalog.load([pack], builtin=False)
+    session = Session.start(catalog, "demo-backup", driver="kind", seed=3)
+    name = session.cluster_name
+    try:
+        before = session.check(catalog)
+        assert [r.passed for r in before.results if not r.guard] == [False]
+        assert all(r.passed for r in before.results if r.guard)
+        scenario = session.scenario_model(catalog)
+        node = session.cluster().node("controlplane")
+        node.run(["bash", "-c", scenario.solution], timeout=60).check()
+        after = session.submit(catalog)
+        assert after.score == after.max_score > 0
+    finally:
+        session.stop()
+    assert name not in {c.name for c in KindDriver().list()}
+    with pytest.raises(ClusterError):
+        KindDriver().attach(name)
+    ps = subprocess.run(["docker", "ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={name}",
+                         "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
+    assert ps.stdout.strip() == ""
+
+
+def test_delete_is_idempotent(made):
+    driver, _, _ = made
+    driver.delete("cka-never-created")
+    assert "cka-never-created" not in {c.name for c in driver.list()}
+
+
+# -- without an engine -------------------------------------------------------------------
+
+
+def _bin_with(tmp_path: Path, *tools: str) -> str:
+    """A PATH holding the basic commands and only the named stand-ins."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    for tool in tools:
+        (directory / tool).symlink_to(FAKES / tool)
+    return f"{directory}{os.pathsep}/usr/bin{os.pathsep}/bin"
+
+
+def test_create_without_docker_says_to_install_it(tmp_path):
+    with Environ(PATH=_bin_with(tmp_path, "kind"), CKA_SIM_HOME=str(tmp_path / "home")):
+        with pytest.raises(DockerUnavailable) as caught:
+            KindDriver().create(ClusterSpec("cka-nodocker"), lambda step: None)
+        assert KindDriver().list() == []
+    assert "docker is not installed" in caught.value.message
+    assert "Install Docker" in caught.value.hint
+
+
+def test_create_without_kind_points_to_kind(tmp_path):
+    with Environ(PATH=_bin_with(tmp_path, "docker"), CKA_SIM_HOME=str(tmp_path / "home")):
+        with pytest.raises(DockerUnavailable) as caught:
+            KindDriver().create(ClusterSpec("cka-nokind"), lambda step: None)
+    assert "kind is not installed" in caught.value.message
+    assert "https://kind.sigs.k8s.io" in caught.value.hint
+
+
+def test_create_with_the_engine_down_says_to_start_it(tmp_path):
+    with fake_environ(None), Environ(CKA_SIM_HOME=str(tmp_path / "home")):
+        with pytest.raises(DockerUnavailable) as caught:
+            KindDriver().create(ClusterSpec("cka-down"), lambda step: None)
+    assert "does not answer" in caught.value.message
+    assert "start its daemon" in caught.value.hint
+
+
+@pytest.mark.skipif(shutil.which("docker") is None or _real_engine_missing() is None,
+                    reason="needs the real docker client with no engine running")
+def test_real_docker_client_without_engine_is_docker_unavailable(tmp_path):
+    docker_dir = os.path.dirname(shutil.which("docker"))
+    with Environ(PATH=f"{_bin_with(tmp_path, 'kind')}{os.pathsep}{docker_dir}",
+                 CKA_SIM_HOME=str(tmp_path / "home")):
+        with pytest.raises(DockerUnavailable) as caught:
+            KindDriver().create(ClusterSpec("cka-down"), lambda step: None)
+    assert "does not answer" in caught.value.message
+
+
+# -- pure functions ----------------------------------------------------------------------
+
+
+def test_container_names_map_to_exam_names():
+    assert exam_name("c1", "c1-control-plane") == "controlplane"
+    assert exam_name("c1", "c1-control-plane3") == "controlplane3"
+    assert exam_name("c1", "c1-worker") == "node01"
+    assert exam_name("c1", "c1-worker12") == "node12"
+    assert exam_name("c1", "c1-external-load-balancer") is None
+    assert exam_name("c1", "c10-worker") is None
+
+
+def test_etcd_version_comes_from_the_image_tag():
+    pod = b"spec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.6.4-0\n"
+    assert etcd_version_of(pod) == "3.6.4"
+    digest = pod.replace(b"3.6.4-0", b"3.5.15-0@sha256:" + b"a" * 64)
+    assert etcd_version_of(digest) == "3.5.15"
+    assert etcd_version_of(b"spec: {containers: [{image: localhost:5000/etcd}]}") is None
+    assert etcd_version_of(b"not: [valid") is None
