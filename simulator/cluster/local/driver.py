@@ -38,6 +38,8 @@ NODE_TIMEOUT = 20.0
 STOP_GRACE = 4.0
 SPARE_KEYS = 24
 NODE_TOOLS = ("etcd", "etcdctl", "etcdutl", "kubectl", "kubeadm")
+KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+APISERVER_TIMEOUT = 90.0
 
 _PKI = "/etc/kubernetes/pki/etcd"
 _ETCDCTL_TLS = [f"--cacert={_PKI}/ca.crt", f"--cert={_PKI}/server.crt",
@@ -191,6 +193,33 @@ def _restore_members(rootfs: dict[str, Path], control: Sequence[tuple[str, str]]
         os.chmod(data, 0o700)
 
 
+def _write_admin_kubeconfigs(rootfs: dict[str, Path], control: Sequence[tuple[str, str]]) -> None:
+    """``/root/.kube/config`` on each control plane: a copy of admin.conf, as kubeadm init
+    tells its user to make (and as exam nodes have)."""
+    for name, _ in control:
+        admin = rootfs[name] / "etc/kubernetes/admin.conf"
+        if admin.exists():
+            target = rootfs[name] / "root/.kube/config"
+            target.parent.mkdir(mode=0o755, exist_ok=True)
+            shutil.copyfile(admin, target)
+            os.chmod(target, 0o600)
+
+
+def _write_control_plane_manifests(rootfs: dict[str, Path], control: Sequence[tuple[str, str]],
+                                   components: Sequence[str]) -> None:
+    """The kubeadm static-pod manifests of ``components`` on every control plane."""
+    from simulator.cluster.local import manifests
+
+    writers = {"kube-apiserver": manifests.kube_apiserver_manifest,
+               "kube-controller-manager": manifests.kube_controller_manager_manifest,
+               "kube-scheduler": manifests.kube_scheduler_manifest}
+    for name, ip in control:
+        for component in components:
+            path = rootfs[name] / f"etc/kubernetes/manifests/{component}.yaml"
+            path.write_text(writers[component](name, ip))
+            os.chmod(path, 0o600)
+
+
 def _write_etcd_manifests(rootfs: dict[str, Path], control: Sequence[tuple[str, str]],
                           image: str) -> None:
     """etcd.yaml of the first control plane as ``kubeadm init`` writes it, of the others as
@@ -225,7 +254,7 @@ class LocalDriver:
                                hint="remove it with `cka-sim stop`, or `cka-sim doctor --clean` "
                                     "if it was left behind by a killed cka-sim")
         self._check_tools()
-        tools = self._node_tools()
+        tools = self._node_tools(spec.components, progress)
         directory.mkdir(parents=True)
         state: dict = {
             "name": spec.name, "driver": self.name, "state": "creating",
@@ -254,7 +283,8 @@ class LocalDriver:
             placed.append((ns.name, nodes_mod.node_ip(index, ns.role), ns.role))
         hosts = {name: ip for name, ip, _ in placed}
         control = [(n, ip) for n, ip, role in placed if role == "control-plane"]
-        total = 3
+        kube = [c for c in KUBE_COMPONENTS if c in spec.components]
+        total = 3 + ("kube-apiserver" in kube) + ("kube-controller-manager" in kube)
         progress(Step("nodes", 0, total, f"preparing {len(placed)} node(s)"))
         for name, _, _ in placed:
             nodes_mod.prepare_rootfs(directory / "nodes" / name / "rootfs", name, hosts)
@@ -274,6 +304,8 @@ class LocalDriver:
                 etc = rootfs[name] / "etc/kubernetes"
                 pki.write_node_pki(etc, cas, name, ip, control_plane=role == "control-plane",
                                    first_control_plane=i == 0)
+            _write_admin_kubeconfigs(rootfs, control)
+            _write_control_plane_manifests(rootfs, control, kube)
             if "etcd" not in spec.components:
                 return
             _write_etcd_manifests(rootfs, control[:1], image)
@@ -319,6 +351,7 @@ class LocalDriver:
                 for i, (name, ip) in enumerate(control[1:], start=2):
                     progress(Step("etcd", 2, total, f"{name} joins the etcd cluster"))
                     self._join(cluster, control[:i], image)
+        self._start_control_plane(first, kube, progress, total)
         state["state"] = "running"
         _write_state(directory, state)
         progress(Step("ready", total, total, f"cluster {spec.name} is up"))
@@ -432,9 +465,52 @@ class LocalDriver:
         for tool in ("unshare", "nsenter", "chroot", "ip"):
             nodes_mod._tool(tool)
 
-    def _node_tools(self) -> dict[str, Path]:
+    def _start_control_plane(self, first: LocalNode, kube: Sequence[str], progress: Progress,
+                             total: int) -> None:
+        """Wait for the API server's /readyz, run kubeadm's API phases, then wait for the
+        controller manager to take its leader lease."""
+        from simulator.cluster.local import kubeadm_init
+
+        if "kube-apiserver" not in kube:
+            return
+        done = 3
+        progress(Step("apiserver", done, total, f"waiting for kube-apiserver on {first.name}"))
+        self._node_script(first, kubeadm_init.WAIT_READYZ, "kube-apiserver did not become ready",
+                          WAIT=str(int(APISERVER_TIMEOUT)))
+        first.write_file(kubeadm_init.CONFIG_PATH,
+                         kubeadm_init.init_config(first.name, first.ip).encode(), 0o600)
+        self._node_script(first, kubeadm_init.UPLOAD, "kubeadm could not upload its configuration",
+                          CONFIG=kubeadm_init.CONFIG_PATH, MARK="1")
+        if "kube-controller-manager" in kube:
+            done += 1
+            progress(Step("controller-manager", done, total,
+                          "waiting for kube-controller-manager to lead"))
+            self._node_script(first, kubeadm_init.WAIT_LEADER,
+                              "kube-controller-manager did not start",
+                              WAIT=str(int(APISERVER_TIMEOUT)), LEASE="kube-controller-manager")
+
+    def _node_script(self, node: LocalNode, script: str, failure: str, **env: str) -> None:
+        done = node.run(["bash", "-c", script], env=env, timeout=APISERVER_TIMEOUT + 30)
+        if not done.ok:
+            try:
+                log = (node.node_dir / "supervisor.log").read_text(errors="replace")
+                tail = log.strip().splitlines()[-10:]
+            except OSError:
+                tail = []
+            raise ClusterError(f"{failure} on {node.name}",
+                               hint="\n".join([(done.err or done.out).strip()[-600:], *tail]))
+
+    def _node_tools(self, components: Sequence[str] = ("etcd",),
+                    progress: Progress | None = None) -> dict[str, Path]:
+        """The programs bound into every node: etcd's, kubectl and kubeadm when found, and
+        every control-plane binary ``components`` need (downloaded if missing)."""
         tools: dict[str, Path] = {}
+        kube = [c for c in KUBE_COMPONENTS if c in components]
+        if kube:
+            tools.update(binaries_mod.ensure([*kube, "kubectl", "kubeadm"], progress))
         for name in NODE_TOOLS:
+            if name in tools:
+                continue
             try:
                 tools[name] = binaries_mod.find(name)
             except BinaryMissing:

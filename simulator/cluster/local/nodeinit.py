@@ -118,6 +118,43 @@ def setup_mounts(rootfs: str, binaries: dict[str, str], ro_binds: list[str]) -> 
     os.makedirs(f"{rootfs}/run/lock", exist_ok=True)
 
 
+KUBELET_DIRS = ("/usr/libexec/kubernetes/kubelet-plugins/volume/exec",)
+"""Directories under ``/usr`` a kubeadm node has (hostPath volumes of the control plane)."""
+
+
+def provide_usr_dirs(rootfs: str, paths: tuple[str, ...] = KUBELET_DIRS) -> None:
+    """Make each of ``paths`` (under ``/usr``) exist in the node although ``/usr`` is the
+    host's, read-only: the deepest existing ancestor below ``/usr`` is covered with a
+    read-only tmpfs holding binds of all its host entries plus the missing directories."""
+    for path in paths:
+        if os.path.isdir(path):
+            continue
+        parts = path.strip("/").split("/")
+        base = "/" + "/".join(parts[:2])
+        for depth in range(2, len(parts)):
+            candidate = "/" + "/".join(parts[:depth])
+            if not os.path.isdir(candidate):
+                break
+            base = candidate
+        target = f"{rootfs}{base}"
+        if not os.path.isdir(base) or os.path.ismount(target):
+            continue
+        entries = sorted(os.scandir(base), key=lambda e: e.name)
+        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=64k")
+        for entry in entries:
+            inside = f"{target}/{entry.name}"
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), inside)
+            elif entry.is_dir():
+                os.mkdir(inside)
+                bind(entry.path, inside, readonly=True, recursive=True)
+            else:
+                _touch(inside)
+                bind(entry.path, inside, readonly=True)
+        os.makedirs(f"{rootfs}{path}", exist_ok=True)
+        mount("none", target, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
 def setup_network(address: str, gateway: str) -> None:
     """Bring up ``lo`` and ``eth0`` with ``address`` and a default route via ``gateway``."""
     batch = (f"link set lo up\naddr add {address} dev eth0\nlink set eth0 up\n"
@@ -130,16 +167,24 @@ def _host_pid() -> int:
     return int(os.readlink("/proc/self"))
 
 
-def run_supervisor(rootfs: str, name: str, state_dir: str) -> None:
-    """Run the static-pod supervisor in this process (PID 1) until SIGTERM."""
+def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") -> None:
+    """Run the static-pod supervisor in this process (PID 1) until SIGTERM, with the
+    kubelet's API duties (:mod:`simulator.cluster.local.kubelet`) in a thread beside it."""
     import logging
     from pathlib import Path
 
+    from simulator.cluster.local.kubelet import Kubelet
     from simulator.cluster.local.supervisor import Supervisor
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
-    Supervisor(Path(rootfs), name, Path(state_dir)).run()
+    kubelet = Kubelet(Path(rootfs), name, address.split("/", 1)[0])
+    supervisor = Supervisor(Path(rootfs), name, Path(state_dir), pod_hooks=kubelet.pods_changed)
+    kubelet.start()
+    try:
+        supervisor.run()
+    finally:
+        kubelet.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         binaries = dict(item.split("=", 1) for item in args.bin)
         setup_mounts(args.rootfs, binaries, args.ro_bind)
+        provide_usr_dirs(args.rootfs)
         socket.sethostname(args.hostname)
         ready.write(f"pid {_host_pid()}\n")
         with os.fdopen(args.go_fd, "r") as go:
@@ -174,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     ready.write("ready\n")
     ready.close()
-    run_supervisor(args.rootfs, args.hostname, args.state_dir)
+    run_supervisor(args.rootfs, args.hostname, args.state_dir, args.address)
     return 0
 
 

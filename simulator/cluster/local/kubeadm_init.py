@@ -1,0 +1,75 @@
+"""What ``kubeadm init`` does through the API once the control plane answers.
+
+The static pods, PKI and kubeconfigs are written as files beforehand; this module runs the
+remaining phases with the real ``kubeadm`` inside the node, so the objects are exactly
+kubeadm's: the ``kubeadm:cluster-admins`` ClusterRoleBinding (created through
+``super-admin.conf`` when ``admin.conf`` is not yet allowed), the ``kubeadm-config`` and
+``kubelet-config`` ConfigMaps with their RBAC rules (``upload-config all``), and the
+control-plane label and taint on the Node (``mark-control-plane``, which waits for the
+kubelet to register it).
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from simulator.cluster.local import manifests
+
+CONFIG_PATH = "/run/cka-sim/kubeadm-init.yaml"
+CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
+
+WAIT_READYZ = """
+end=$((SECONDS + WAIT))
+until kubectl get --raw /readyz >/dev/null 2>&1; do
+    if (( SECONDS >= end )); then kubectl get --raw /readyz; exit 1; fi
+    sleep 0.1
+done
+"""
+
+UPLOAD = """
+set -e
+kubeadm init phase upload-config all --config "$CONFIG" >/dev/null
+if [ -n "$MARK" ]; then
+    kubeadm init phase mark-control-plane --config "$CONFIG" >/dev/null
+fi
+rm -f "$CONFIG"
+"""
+
+WAIT_LEADER = """
+end=$((SECONDS + WAIT))
+until kubectl -n kube-system get lease "$LEASE" >/dev/null 2>&1; do
+    if (( SECONDS >= end )); then kubectl -n kube-system get lease "$LEASE"; exit 1; fi
+    sleep 0.2
+done
+"""
+
+
+def init_config(node_name: str, node_ip: str, *,
+                kubernetes_version: str = manifests.KUBERNETES_VERSION) -> str:
+    """The kubeadm configuration (v1beta4) the node was set up with: the InitConfiguration
+    of this node and the ClusterConfiguration uploaded as ``kube-system/kubeadm-config``."""
+    init = {
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "InitConfiguration",
+        "localAPIEndpoint": {"advertiseAddress": node_ip, "bindPort": manifests.API_PORT},
+        "nodeRegistration": {
+            "criSocket": CRI_SOCKET,
+            "imagePullPolicy": "IfNotPresent",
+            "name": node_name,
+            "taints": [{"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}],
+        },
+    }
+    cluster = {
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "ClusterConfiguration",
+        "kubernetesVersion": kubernetes_version,
+        "clusterName": "kubernetes",
+        "certificatesDir": manifests.PKI_DIR,
+        "imageRepository": manifests.IMAGE_REPOSITORY,
+        "apiServer": {"extraArgs": [{"name": "storage-media-type",
+                                     "value": "application/json"}]},
+        "etcd": {"local": {"dataDir": manifests.ETCD_DATA_DIR}},
+        "networking": {"dnsDomain": manifests.DNS_DOMAIN,
+                       "serviceSubnet": manifests.SERVICE_SUBNET},
+    }
+    return yaml.safe_dump_all([init, cluster], sort_keys=False)

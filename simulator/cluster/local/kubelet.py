@@ -1,0 +1,508 @@
+"""The kubelet's API duties on a practice node: the Node, its Lease and the mirror pods.
+
+The static-pod supervisor runs the pods; this module tells the API server about them as
+the kubelet does, with the kubelet's identity (``/etc/kubernetes/kubelet.conf``, user
+``system:node:<node>``, so the Node authorizer and the NodeRestriction admission plugin
+judge it as on a kubeadm node):
+
+- registers the Node (``kubernetes.io/hostname``, ``kubernetes.io/os`` and ``arch`` labels,
+  InternalIP and Hostname addresses, ``kubeletVersion``) and posts a Ready status with
+  fresh heartbeats every ``STATUS_PERIOD`` seconds, registering it again if deleted;
+- renews ``kube-node-lease/<node>`` every ``LEASE_PERIOD`` seconds (duration 40 s);
+- keeps one mirror pod per static pod in the pod's namespace, named ``<pod>-<node>``,
+  annotated ``kubernetes.io/config.mirror``/``config.hash`` (the static pod's uid),
+  ``config.source: file`` and ``config.seen``, owned by the Node, with the supervisor's
+  state as status (Running, CrashLoopBackOff and restart counts, Terminated); a mirror pod
+  whose static pod is gone, changed, or that belongs to another Node uid is deleted.
+
+It runs in a thread of the node's init (PID 1) and never starts processes: PID 1 reaps
+every child, which would race with a ``subprocess`` wait in another thread. While the API
+server is down it retries every second, silently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simulator.cluster.local.apiclient import ApiClient, ApiError, KubeconfigError, Unreachable
+
+log = logging.getLogger("cka_sim.kubelet")
+
+KUBELET_VERSION = "v1.35.4"
+CONTAINER_RUNTIME = "containerd://2.1.4"
+KUBELET_CONF = "etc/kubernetes/kubelet.conf"
+CLIENT_PEM = "var/lib/kubelet/pki/kubelet-client-current.pem"
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION = 40
+LEASE_PERIOD = 10.0
+STATUS_PERIOD = 10.0
+RESYNC_PERIOD = 10.0
+RETRY = 1.0
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+HASH_ANNOTATION = "kubernetes.io/config.hash"
+SOURCE_ANNOTATION = "kubernetes.io/config.source"
+SEEN_ANNOTATION = "kubernetes.io/config.seen"
+_ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def _iso(seconds: float | None = None) -> str:
+    moment = dt.datetime.fromtimestamp(time.time() if seconds is None else seconds, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _micro(seconds: float | None = None) -> str:
+    moment = dt.datetime.fromtimestamp(time.time() if seconds is None else seconds, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _from_ns(ns: int | None) -> str | None:
+    return _iso(ns / 1e9) if ns else None
+
+
+def _read(path: str, default: str = "") -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return default
+
+
+def _os_image() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "Linux"
+
+
+def _memory_kib() -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1])
+    return 0
+
+
+def node_labels(node: str) -> dict[str, str]:
+    """The labels a kubelet registers its Node with (no role: kubeadm adds that)."""
+    arch = _ARCHES.get(platform.machine(), platform.machine())
+    return {"beta.kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": arch, "kubernetes.io/hostname": node,
+            "kubernetes.io/os": "linux"}
+
+
+def node_status(node: str, ip: str, rootfs: Path, started: float) -> dict[str, Any]:
+    """The Node status a healthy kubelet posts: Ready, no pressure, addresses, node info."""
+    now = _iso()
+    since = _iso(started)
+    resources = {"cpu": str(os.cpu_count() or 1), "ephemeral-storage": "20Gi",
+                 "hugepages-1Gi": "0", "hugepages-2Mi": "0",
+                 "memory": f"{_memory_kib()}Ki", "pods": "110"}
+
+    def condition(type_: str, status: str, reason: str, message: str) -> dict[str, str]:
+        return {"type": type_, "status": status, "reason": reason, "message": message,
+                "lastHeartbeatTime": now, "lastTransitionTime": since}
+
+    return {
+        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": node}],
+        "allocatable": resources,
+        "capacity": resources,
+        "conditions": [
+            condition("MemoryPressure", "False", "KubeletHasSufficientMemory",
+                      "kubelet has sufficient memory available"),
+            condition("DiskPressure", "False", "KubeletHasNoDiskPressure",
+                      "kubelet has no disk pressure"),
+            condition("PIDPressure", "False", "KubeletHasSufficientPID",
+                      "kubelet has sufficient PID available"),
+            condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "architecture": _ARCHES.get(platform.machine(), platform.machine()),
+            "bootID": _read("/proc/sys/kernel/random/boot_id"),
+            "containerRuntimeVersion": CONTAINER_RUNTIME,
+            "kernelVersion": platform.release(),
+            "kubeProxyVersion": "",
+            "kubeletVersion": KUBELET_VERSION,
+            "machineID": _read(str(rootfs / "etc/machine-id")),
+            "operatingSystem": "linux",
+            "osImage": _os_image(),
+            "systemUUID": _read(str(rootfs / "etc/machine-id")),
+        },
+    }
+
+
+def _container_status(c: dict[str, Any], started_ns: int | None) -> dict[str, Any]:
+    image = str(c.get("image", ""))
+    out: dict[str, Any] = {
+        "name": c["name"],
+        "image": image,
+        "imageID": f"{image.rsplit(':', 1)[0]}@sha256:{hashlib.sha256(image.encode()).hexdigest()}",
+        "ready": bool(c.get("ready")),
+        "restartCount": int(c.get("restartCount", 0)),
+        "started": c.get("state") == "running",
+    }
+    if c.get("containerID"):
+        out["containerID"] = f"containerd://{c['containerID']}"
+    state = c.get("state")
+    if state == "running":
+        out["state"] = {"running": {"startedAt": _from_ns(c.get("startedAt")) or _iso()}}
+    elif state == "waiting":
+        waiting = {"reason": c.get("reason") or "ContainerCreating"}
+        if c.get("message"):
+            waiting["message"] = c["message"]
+        out["state"] = {"waiting": waiting}
+        if "exitCode" in c:
+            out["lastState"] = {"terminated": {
+                "exitCode": int(c["exitCode"]), "reason": "Error" if c["exitCode"] else "Completed",
+                "finishedAt": _from_ns(c.get("finishedAt")) or _iso(),
+                "startedAt": _from_ns(started_ns) or _iso(),
+                **({"containerID": out["containerID"]} if "containerID" in out else {})}}
+    else:
+        out["state"] = {"terminated": {
+            "exitCode": int(c.get("exitCode", 0)), "reason": c.get("reason") or "Error",
+            "finishedAt": _from_ns(c.get("finishedAt")) or _iso(),
+            "startedAt": _from_ns(started_ns) or _iso(),
+            **({"containerID": out["containerID"]} if "containerID" in out else {})}}
+    return out
+
+
+def mirror_status(pod: dict[str, Any], ip: str, ready_since: str) -> dict[str, Any]:
+    """The status of a mirror pod from the supervisor's summary of its static pod."""
+    created = _from_ns(pod.get("createdAt")) or _iso()
+    ready = "True" if pod.get("ready") else "False"
+
+    def condition(type_: str, status: str, since: str) -> dict[str, Any]:
+        return {"type": type_, "status": status, "lastProbeTime": None,
+                "lastTransitionTime": since}
+
+    containers = [_container_status(c, pod.get("createdAt")) for c in pod.get("containers", [])]
+    return {
+        "phase": pod.get("phase", "Pending"),
+        "conditions": [
+            condition("PodReadyToStartContainers", "True", created),
+            condition("Initialized", "True", created),
+            condition("Ready", ready, ready_since),
+            condition("ContainersReady", ready, ready_since),
+            condition("PodScheduled", "True", created),
+        ],
+        "hostIP": ip,
+        "hostIPs": [{"ip": ip}],
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "startTime": created,
+        "containerStatuses": containers,
+    }
+
+
+def mirror_pod(manifest: dict[str, Any], pod: dict[str, Any], node: str,
+               node_uid: str) -> dict[str, Any]:
+    """The mirror pod object of a static pod, as the kubelet creates it."""
+    doc = json.loads(json.dumps(manifest))
+    doc.pop("status", None)
+    meta = doc.setdefault("metadata", {})
+    meta.pop("creationTimestamp", None)
+    meta["name"] = pod["name"]
+    meta["namespace"] = pod["namespace"]
+    annotations = dict(meta.get("annotations") or {})
+    annotations.update({HASH_ANNOTATION: pod["uid"], MIRROR_ANNOTATION: pod["uid"],
+                        SEEN_ANNOTATION: _micro(pod.get("createdAt", 0) / 1e9 or None),
+                        SOURCE_ANNOTATION: "file"})
+    meta["annotations"] = annotations
+    meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node,
+                                "uid": node_uid, "controller": True}]
+    spec = doc.setdefault("spec", {})
+    spec["nodeName"] = node
+    tolerations = list(spec.get("tolerations") or [])
+    default = {"operator": "Exists", "effect": "NoExecute"}
+    if default not in tolerations:
+        tolerations.append(default)
+    spec["tolerations"] = tolerations
+    return doc
+
+
+def _pod_path(namespace: str, name: str = "") -> str:
+    path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods"
+    return f"{path}/{urllib.parse.quote(name)}" if name else path
+
+
+class Kubelet:
+    """Keeps the API server's view of one node in step with its supervisor."""
+
+    def __init__(self, rootfs: Path, node_name: str, node_ip: str) -> None:
+        self.rootfs = Path(rootfs)
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pods: list[dict[str, Any]] = []
+        self._pods_version = 0
+        self._synced_version = -1
+        self._client: ApiClient | None = None
+        self._node_uid: str | None = None
+        self._started = time.time()
+        self._next_status = 0.0
+        self._next_lease = 0.0
+        self._next_resync = 0.0
+        self._posted: dict[str, str] = {}  # mirror pod uid -> status JSON last posted
+        self._ready_since: dict[str, tuple[bool, str]] = {}  # static pod uid -> (ready, since)
+        self._manifests: dict[str, dict[str, Any]] = {}  # static pod uid -> manifest
+        self._connected = False
+        self._thread: threading.Thread | None = None
+
+    # supervisor side ----------------------------------------------------------------
+
+    def pods_changed(self, pods: list[dict[str, Any]]) -> None:
+        """Supervisor hook: the static pods' summary changed (cheap; never blocks)."""
+        with self._lock:
+            self._pods = pods
+            self._pods_version += 1
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run :meth:`run` in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name="kubelet", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end and wait briefly for it."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+
+    def run(self) -> None:
+        """Sync until :meth:`stop`: at once when the pods change, else every second."""
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception:  # never let the thread die: the node's pods outlive a bug here
+                log.exception("kubelet sync failed")
+                self._drop()
+            self._wake.wait(RETRY)
+            self._wake.clear()
+
+    # API side -----------------------------------------------------------------------
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self._node_uid = None
+        self._posted.clear()
+        self._next_status = self._next_lease = self._next_resync = 0.0
+
+    def _api(self) -> ApiClient | None:
+        if self._client is None:
+            conf = self.rootfs / KUBELET_CONF
+            if not conf.exists():
+                return None
+            try:
+                self._client = ApiClient.from_kubeconfig(conf, self.rootfs / CLIENT_PEM,
+                                                         root=self.rootfs)
+            except (OSError, ValueError, KubeconfigError) as exc:
+                log.warning("cannot use %s: %s", conf, exc)
+                return None
+        return self._client
+
+    def sync(self) -> None:
+        """One round: node, lease and mirror pods, each only when due or changed."""
+        api = self._api()
+        if api is None:
+            return
+        try:
+            now = time.monotonic()
+            if self._node_uid is None or now >= self._next_status:
+                self._sync_node(api)
+                self._next_status = now + STATUS_PERIOD
+            if now >= self._next_lease:
+                self._renew_lease(api)
+                self._next_lease = now + LEASE_PERIOD
+            with self._lock:
+                pods, version = self._pods, self._pods_version
+            if version != self._synced_version or now >= self._next_resync:
+                self._sync_mirrors(api, pods)
+                self._synced_version = version
+                self._next_resync = now + RESYNC_PERIOD
+            if not self._connected:
+                log.info("kubelet: node %s synced with %s", self.node_name, api.server)
+                self._connected = True
+        except Unreachable:
+            if self._connected:
+                log.info("kubelet: API server %s unreachable", api.server)
+            self._connected = False
+            self._drop()
+        except ApiError as exc:
+            log.warning("kubelet: %s", exc)
+            self._drop()
+
+    def _sync_node(self, api: ApiClient) -> None:
+        path = f"/api/v1/nodes/{self.node_name}"
+        try:
+            node = api.get(path)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            body = {"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": self.node_name, "labels": node_labels(self.node_name),
+                                 "annotations": {
+                                     "node.alpha.kubernetes.io/ttl": "0",
+                                     "volumes.kubernetes.io/controller-managed-attach-detach":
+                                         "true"}},
+                    "spec": {}}
+            node = api.post("/api/v1/nodes", body)
+            log.info("kubelet: registered node %s", self.node_name)
+        uid = node["metadata"]["uid"]
+        if uid != self._node_uid:
+            self._node_uid = uid
+            self._posted.clear()
+            self._next_resync = 0.0
+        api.patch(f"{path}/status",
+                  {"status": node_status(self.node_name, self.node_ip, self.rootfs,
+                                         self._started)}, kind="strategic-merge")
+
+    def _renew_lease(self, api: ApiClient) -> None:
+        path = (f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/"
+                f"{self.node_name}")
+        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_DURATION,
+                "renewTime": _micro()}
+        try:
+            lease = api.get(path)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.node_name, "namespace": LEASE_NAMESPACE,
+                                 "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
+                                                      "name": self.node_name,
+                                                      "uid": self._node_uid}]},
+                    "spec": spec}
+            try:
+                api.post(path.rsplit("/", 1)[0], body)
+            except ApiError as err:
+                if err.status not in (404, 409):  # namespace not created yet, or a race
+                    raise
+            return
+        lease["spec"] = {**(lease.get("spec") or {}), **spec}
+        try:
+            api.put(path, lease)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            self._next_lease = 0.0
+
+    def _manifest(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+        cached = self._manifests.get(pod["uid"])
+        if cached is not None:
+            return cached
+        file = self.rootfs / str(pod.get("manifest", "")).lstrip("/")
+        try:
+            data = file.read_bytes()
+        except OSError:
+            return None
+        digest = hashlib.md5(usedforsecurity=False)
+        for part in (data, self.node_name.encode(), str(pod.get("manifest", "")).encode()):
+            digest.update(part)
+        if digest.hexdigest() != pod["uid"]:
+            return None  # changed since the supervisor read it: the next summary follows
+        try:
+            doc = yaml.safe_load(data)
+        except yaml.YAMLError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        self._manifests[pod["uid"]] = doc
+        return doc
+
+    def _sync_mirrors(self, api: ApiClient, pods: list[dict[str, Any]]) -> None:
+        desired: dict[tuple[str, str], dict[str, Any]] = {}
+        for pod in pods:
+            if pod.get("status") == "Terminating":
+                continue
+            desired.setdefault((pod["namespace"], pod["name"]), pod)
+        self._manifests = {uid: m for uid, m in self._manifests.items()
+                           if any(p["uid"] == uid for p in desired.values())}
+        listed = api.get("/api/v1/pods?fieldSelector=" +
+                         urllib.parse.quote(f"spec.nodeName={self.node_name}"))
+        existing: dict[tuple[str, str], dict[str, Any]] = {}
+        for item in listed.get("items") or []:
+            meta = item.get("metadata") or {}
+            if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
+                existing[(meta.get("namespace", ""), meta.get("name", ""))] = item
+        for key, item in existing.items():
+            pod = desired.get(key)
+            meta = item["metadata"]
+            owners = meta.get("ownerReferences") or []
+            stale = (pod is None or meta["annotations"].get(MIRROR_ANNOTATION) != pod["uid"]
+                     or not owners or owners[0].get("uid") != self._node_uid
+                     or meta.get("deletionTimestamp"))
+            if stale:
+                if not meta.get("deletionTimestamp"):
+                    self._delete_mirror(api, item)
+                if pod is not None:
+                    existing[key] = {}
+        live: set[str] = set()
+        for key, pod in desired.items():
+            item = existing.get(key)
+            if not item:
+                manifest = self._manifest(pod)
+                if manifest is None or self._node_uid is None:
+                    continue
+                try:
+                    item = api.post(_pod_path(pod["namespace"]),
+                                    mirror_pod(manifest, pod, self.node_name, self._node_uid))
+                except ApiError as exc:
+                    if exc.status == 409:  # the deleted one is still going away
+                        self._next_resync = 0.0
+                        continue
+                    raise
+                log.info("kubelet: created mirror pod %s/%s", pod["namespace"], pod["name"])
+            live.add(item["metadata"]["uid"])
+            self._post_status(api, pod, item)
+        self._posted = {uid: text for uid, text in self._posted.items() if uid in live}
+        self._ready_since = {uid: v for uid, v in self._ready_since.items()
+                             if any(p["uid"] == uid for p in desired.values())}
+
+    def _post_status(self, api: ApiClient, pod: dict[str, Any], item: dict[str, Any]) -> None:
+        uid = item["metadata"]["uid"]
+        ready = bool(pod.get("ready"))
+        previous = self._ready_since.get(pod["uid"])
+        if previous is None or previous[0] != ready:
+            previous = (ready, _iso())
+            self._ready_since[pod["uid"]] = previous
+        status = mirror_status(pod, self.node_ip, previous[1])
+        text = json.dumps(status, sort_keys=True)
+        if self._posted.get(uid) == text:
+            return
+        try:
+            api.patch(f"{_pod_path(pod['namespace'], pod['name'])}/status", {
+                "metadata": {"uid": uid}, "status": status})
+        except ApiError as exc:
+            if exc.status in (404, 409):
+                self._next_resync = 0.0
+                return
+            raise
+        self._posted[uid] = text
+
+    def _delete_mirror(self, api: ApiClient, item: dict[str, Any]) -> None:
+        meta = item["metadata"]
+        try:
+            api.delete(_pod_path(meta["namespace"], meta["name"]),
+                       {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                        "preconditions": {"uid": meta["uid"]}})
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                raise
+            return
+        self._posted.pop(meta["uid"], None)
+        log.info("kubelet: deleted mirror pod %s/%s", meta["namespace"], meta["name"])
