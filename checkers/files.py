@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -159,6 +160,7 @@ class CronEntry:
     schedule: str
     command: str
     ignored: str = ""
+    user: str | None = None
 
 
 def parse_crontab(text: str, source: str, system: bool) -> list[CronEntry]:
@@ -172,11 +174,37 @@ def parse_crontab(text: str, source: str, system: bool) -> list[CronEntry]:
         width = 1 if parts[0].startswith("@") else 5
         if system:
             width += 1
+        schedule = " ".join(parts[:1] if parts[0].startswith("@") else parts[:5])
+        if system and len(parts) == width:
+            entries.append(CronEntry(source, schedule, parts[-1], user=""))
+            continue
         if len(parts) <= width:
             continue
-        schedule = " ".join(parts[:1] if parts[0].startswith("@") else parts[:5])
-        entries.append(CronEntry(source, schedule, " ".join(parts[width:])))
+        entries.append(CronEntry(source, schedule, " ".join(parts[width:]),
+                                 user=parts[width - 1] if system else None))
     return entries
+
+
+def _users(ctx: Context) -> set[str] | None:
+    text = _read(ctx, "/etc/passwd")
+    if text is None:
+        return None
+    return {line.split(":", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def _check_user(entry: CronEntry, users: set[str] | None) -> CronEntry:
+    """``entry`` marked ignored when its system-crontab user field names no user."""
+    if entry.user is None or entry.ignored:
+        return entry
+    if entry.user and (users is None or entry.user in users):
+        return entry
+    fix = f"write the line as '{entry.schedule} root {entry.command}'"
+    if entry.user == "":
+        why = f"the line in {entry.source} running {entry.command!r} has no user field"
+    else:
+        why = (f"cron would run {entry.command!r} from {entry.source} as user {entry.user!r}, "
+               "which does not exist: lines there name the user between the schedule and the command")
+    return dataclasses.replace(entry, ignored=f"{why}; {fix}")
 
 
 def _read(ctx: Context, path: str) -> str | None:
@@ -209,10 +237,12 @@ def cron_entries(ctx: Context) -> list[CronEntry]:
                 continue
             name = path.rsplit("/", 1)[-1]
             ignored = "" if _CRON_D_NAME.match(name) else (
-                f"cron ignores {path}: names in /etc/cron.d may hold only letters, digits, '_' and '-'")
-            entries += [CronEntry(e.source, e.schedule, e.command, ignored)
+                f"cron ignores {path}: names in /etc/cron.d may hold only letters, digits, '_' and '-'; "
+                "move the entry to a file named without a dot")
+            entries += [dataclasses.replace(e, ignored=ignored)
                         for e in parse_crontab(text, path, system=True)]
-    return entries
+    users = _users(ctx)
+    return [_check_user(e, users) for e in entries]
 
 
 @checker("cron.entry")
@@ -234,8 +264,7 @@ def entry(ctx: Context, schedule: str, command: str) -> CheckResult:
             return CheckResult(True, f"{e.source} runs {e.command!r} at {e.schedule!r}")
     for e in same_command:
         if normalize_schedule(e.schedule) == wanted:
-            return CheckResult(False, f"{e.ignored}; move the entry {e.schedule} {e.command!r} to a file "
-                                      "named without a dot")
+            return CheckResult(False, e.ignored)
     if same_command:
         found = "; ".join(f"{e.source}: {e.schedule!r}" for e in same_command[:5])
         return CheckResult(False, f"{needle!r} is scheduled at {found}, expected {schedule!r}")
