@@ -1,0 +1,84 @@
+"""The Textual app: the catalog, one attempt at a time, results, history and exams.
+
+The app drives the session engine (``simulator.session``, ``simulator.exam``) and never a
+driver. Blocking engine calls run in thread workers that post messages back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.app import App
+from textual.binding import Binding
+
+from simulator.tui.prefs import Prefs
+
+if TYPE_CHECKING:
+    from simulator.catalog import Catalog
+    from simulator.history import History
+
+
+class CkaSimApp(App[None]):
+    """cka-sim's terminal UI.
+
+    ``clock`` is the wall clock every countdown reads (tests freeze it); ``catalog`` and
+    ``history`` default to the user's.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "cka-sim"
+    SUB_TITLE = "CKA practice on real etcd"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
+
+    def __init__(self, scenario_dirs: Iterable[Path | str] = (), *,
+                 clock: Callable[[], float] = time.time, catalog: "Catalog | None" = None,
+                 history: "History | None" = None, probe_docker: bool = True) -> None:
+        super().__init__()
+        self.scenario_dirs = [Path(d) for d in scenario_dirs]
+        self.clock = clock
+        self._catalog = catalog
+        self._history = history
+        self.prefs = Prefs.load()
+        self.drivers = ["local"]
+        self.probe_docker = probe_docker
+        if self.prefs.driver not in self.drivers and not probe_docker:
+            self.prefs.driver = "local"
+
+    @property
+    def catalog(self) -> "Catalog":
+        """Every scenario and exam (loaded on first use)."""
+        if self._catalog is None:
+            from simulator.catalog import Catalog
+
+            self._catalog = Catalog.load(self.scenario_dirs)
+        return self._catalog
+
+    @property
+    def history(self) -> "History":
+        """The attempts store."""
+        if self._history is None:
+            from simulator.history import History
+
+            self._history = History()
+        return self._history
+
+    def get_default_screen(self):
+        from simulator.tui.screens.catalog import CatalogScreen
+
+        return CatalogScreen()
+
+    def show_error(self, message: str, hint: str = "") -> None:
+        """A user-facing error as a toast: the message, then the hint."""
+        from rich.markup import escape
+
+        text = escape(message) + (f"\n[dim]hint: {escape(hint)}[/]" if hint else "")
+        self.notify(text, title="Error", severity="error", timeout=8, markup=True)
+
+
+def run_app(scenario_dirs: Iterable[Path | str] = ()) -> None:
+    """Open the TUI on the user's catalog; returns when the learner quits."""
+    CkaSimApp(scenario_dirs).run()

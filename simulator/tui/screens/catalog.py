@@ -1,0 +1,307 @@
+"""The catalog: every scenario and exam with the learner's best score, filter and preview."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Markdown, Static
+
+from simulator.tui import format
+
+if TYPE_CHECKING:
+    from simulator.tui.app import CkaSimApp
+
+LEVELS = {"easy": 0, "medium": 1, "hard": 2}
+DOMAIN_LABELS = {
+    "cluster-architecture": "Architecture",
+    "workloads-scheduling": "Workloads",
+    "services-networking": "Networking",
+    "storage": "Storage",
+    "troubleshooting": "Troubleshoot",
+    "exam": "Exam",
+}
+FIXED_COLUMNS = 12 + 6 + 6 + 5 + 5 + 6 * 2 + 4
+NARROW = 100
+
+
+class CatalogScreen(Screen):
+    """Pick a scenario or an exam; Enter starts it on the remembered driver and mode."""
+
+    app: "CkaSimApp"
+
+    BINDINGS = [
+        Binding("enter", "start", "Start", priority=True),
+        Binding("f2", "driver", "Driver"),
+        Binding("f3", "mode", "Mode"),
+        Binding("f4", "history", "History"),
+        Binding("f5", "resume", "Resume"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("down", "cursor(1)", show=False),
+        Binding("up", "cursor(-1)", show=False),
+    ]
+
+    class DockerFound(Message):
+        """A Docker engine answered: the kind driver can be offered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, Any]] = []
+        self.active = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="catalog-body"):
+            with Vertical(id="catalog-left"):
+                yield Input(placeholder="Type to filter: title, id, domain, level", id="filter")
+                yield DataTable(id="catalog-table", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="catalog-status")
+            with VerticalScroll(id="preview"):
+                yield Markdown("", id="preview-md")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("Title", key="title", width=self.title_width())
+        table.add_column("Domain", key="domain", width=12)
+        table.add_column("Level", key="level", width=6)
+        table.add_column("Time", key="time", width=6)
+        table.add_column("Best", key="best", width=5)
+        table.add_column("Tries", key="tries", width=5)
+        table.focus()
+        self.reload()
+        catalog = self.app.catalog
+        if catalog.problems:
+            self.notify(f"skipped {len(catalog.problems)} broken scenario file(s); "
+                        "`cka-sim scenario validate FILE` explains", severity="warning")
+        if self.app.probe_docker:
+            self.probe_docker()
+
+    def title_width(self) -> int:
+        total = self.app.size.width
+        left = total if total < NARROW else int(total * 0.6)
+        return max(16, left - FIXED_COLUMNS)
+
+    def on_resize(self) -> None:
+        self.set_class(self.app.size.width < NARROW, "-narrow")
+        table = self.query_one(DataTable)
+        width = self.title_width()
+        column = next(iter(table.columns.values()), None)
+        if column is not None and column.width != width:
+            column.width = width
+            self.refilter()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    # -- data --------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Rebuild the rows from the catalog and history, and look for an active session."""
+        from simulator.errors import SimError
+        from simulator.session import Session
+
+        catalog = self.app.catalog
+        best = self.app.history.best_scores()
+        rows: list[dict[str, Any]] = []
+        for sc in sorted(catalog.scenarios.values(),
+                         key=lambda s: (s.domain, LEVELS.get(s.difficulty, 9), s.id)):
+            score = best.get(sc.id)
+            rows.append({
+                "key": f"scenario:{sc.id}", "kind": "scenario", "id": sc.id, "title": sc.title,
+                "domain": sc.domain, "level": sc.difficulty, "time": sc.time_limit,
+                "best": None if score is None else format.percent(score[0], score[1]),
+                "tries": score[2] if score else 0, "model": sc,
+            })
+        for ex in sorted(catalog.exams.values(), key=lambda e: e.id):
+            tries = len({a.started_at for a in self.app.history.attempts() if a.exam == ex.id}) \
+                if best else 0
+            rows.append({
+                "key": f"exam:{ex.id}", "kind": "exam", "id": ex.id, "title": ex.title,
+                "domain": "exam", "level": "exam", "time": ex.duration,
+                "best": None, "tries": tries, "model": ex,
+            })
+        self.rows = rows
+        try:
+            self.active = Session.load()
+        except SimError as exc:
+            self.active = None
+            self.app.show_error(exc.message, exc.hint)
+        self.refilter()
+        self.show_status()
+
+    def refilter(self) -> None:
+        """Show the rows matching every word typed in the filter."""
+        words = self.query_one("#filter", Input).value.lower().split()
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for row in self.rows:
+            haystack = " ".join(str(row[k]) for k in ("id", "title", "domain", "level", "kind")).lower()
+            if all(w in haystack for w in words):
+                best = row["best"]
+                table.add_row(
+                    Text(row["title"], style="bold" if row["kind"] == "exam" else "",
+                         overflow="ellipsis", no_wrap=True),
+                    DOMAIN_LABELS.get(row["domain"], row["domain"]), row["level"],
+                    Text(format.duration(row["time"]), justify="right"),
+                    Text("-" if best is None else f"{best:.0f}%", justify="right",
+                         style="green" if best == 100 else ("yellow" if best else "")),
+                    Text(str(row["tries"]), justify="right"),
+                    key=row["key"],
+                )
+        if table.row_count:
+            table.move_cursor(row=min(max(keep, 0), table.row_count - 1))
+        self.show_preview()
+
+    def selected(self) -> dict[str, Any] | None:
+        """The highlighted row, if any."""
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((r for r in self.rows if r["key"] == key), None)
+
+    def show_preview(self) -> None:
+        row = self.selected()
+        md = self.query_one("#preview-md", Markdown)
+        if row is None:
+            md.update("*Nothing matches the filter.*")
+            return
+        model = row["model"]
+        if row["kind"] == "exam":
+            tasks = model.tasks or []
+            listing = "\n".join(f"{i}. `{t}`" for i, t in enumerate(tasks, 1)) if tasks else \
+                f"{model.sample.count} tasks drawn at random" + (
+                    f" from {', '.join(model.sample.domains)}" if model.sample.domains else "")
+            md.update(f"# {model.title}\n\n**Exam** · {format.duration(model.duration)} · "
+                      f"pass mark {model.pass_mark}%\n\n{model.description}\n\n## Tasks\n\n{listing}\n")
+        else:
+            tags = " ".join(f"`{t}`" for t in model.tags)
+            md.update(f"# {model.title}\n\n**{model.domain}** · {model.difficulty} · "
+                      f"{format.duration(model.time_limit)} · {model.cluster.control_planes} "
+                      f"control plane(s)  \n{tags}\n\n{format.unrendered(model.task)}")
+
+    def show_status(self) -> None:
+        prefs = self.app.prefs
+        line = f"[b]{prefs.driver}[/] driver (F2) · [b]{prefs.mode}[/] mode (F3)"
+        if len(self.app.drivers) == 1 and self.app.size.width >= NARROW:
+            line += " [dim]· kind needs Docker[/]"
+        active = self.active
+        if active is not None and active.status != "submitted":
+            if active.status == "running":
+                left = active.remaining(self.app.clock())
+                when = f"{format.clock(left)} left" if left > 0 else "time is up"
+                line += f"\n[reverse] ACTIVE [/] {active.scenario} · {active.mode} · {when} — F5 resumes"
+            else:
+                line += f"\n[reverse] ACTIVE [/] {active.scenario} is {active.status}"
+        self.query_one("#catalog-status", Static).update(line)
+
+    # -- events ------------------------------------------------------------------------
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self.refilter()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self) -> None:
+        self.action_start()
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self.show_preview()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_start()
+
+    def on_key(self, event: events.Key) -> None:
+        table = self.query_one(DataTable)
+        if self.focused is table and event.is_printable and event.character:
+            field = self.query_one("#filter", Input)
+            field.focus()
+            field.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
+
+    @work(thread=True, exit_on_error=False, group="docker")
+    def probe_docker(self) -> None:
+        from simulator.tui.prefs import docker_answers
+
+        if docker_answers():
+            self.post_message(self.DockerFound())
+
+    def on_catalog_screen_docker_found(self) -> None:
+        if "kind" not in self.app.drivers:
+            self.app.drivers.append("kind")
+        self.show_status()
+
+    # -- actions -----------------------------------------------------------------------
+
+    def action_cursor(self, delta: int) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            table.move_cursor(row=table.cursor_row + delta)
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.query_one(DataTable).focus()
+
+    def action_driver(self) -> None:
+        drivers = self.app.drivers
+        prefs = self.app.prefs
+        prefs.driver = drivers[(drivers.index(prefs.driver) + 1) % len(drivers)] \
+            if prefs.driver in drivers else drivers[0]
+        prefs.save()
+        self.show_status()
+
+    def action_mode(self) -> None:
+        prefs = self.app.prefs
+        prefs.mode = "exam" if prefs.mode == "practice" else "practice"
+        prefs.save()
+        self.show_status()
+
+    def action_history(self) -> None:
+        from simulator.tui.screens.history import HistoryScreen
+
+        self.app.push_screen(HistoryScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "resume":
+            return self.active is not None and self.active.status == "running"
+        return True
+
+    def action_resume(self) -> None:
+        from simulator.tui.screens.task import TaskScreen
+
+        if self.active is None or self.active.status != "running":
+            return
+        self.app.push_screen(TaskScreen(self.active))
+
+    def action_start(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        prefs = self.app.prefs
+        if prefs.driver not in self.app.drivers:
+            prefs.driver = "local"
+        if row["kind"] == "exam":
+            from simulator.tui.screens.exam import start_exam
+
+            start_exam(self.app, row["id"], prefs.driver)
+            return
+        if self.active is not None and self.active.status in ("running", "provisioning"):
+            self.app.show_error(f"a session is already active: {self.active.scenario}",
+                                "F5 resumes it; quit it with q and choose to stop the cluster")
+            return
+        from simulator.tui.screens.provisioning import practice_screen
+
+        self.app.push_screen(practice_screen(self.app, row["id"], driver=prefs.driver,
+                                             mode=prefs.mode))

@@ -1,0 +1,3 @@
+"""placeholder"""
+def start_exam(app, exam_id, driver):
+    app.notify("exams: not yet")

@@ -1,0 +1,286 @@
+"""The task: its text beside the clock; shell, check, hint, submit, reset and quit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
+from textual import work
+from textual.app import ComposeResult, SuspendNotSupported
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, Markdown, Static
+
+from simulator.tui import format
+from simulator.tui.widgets.check_table import CheckTable
+from simulator.tui.widgets.countdown import Countdown
+
+if TYPE_CHECKING:
+    from simulator.session import Report, Session
+    from simulator.tui.app import CkaSimApp
+
+EXAM_NOTICES = (30, 15, 5)
+
+
+def run_shell(app: "CkaSimApp", argv: list[str], banner: str) -> str | None:
+    """Hand the terminal to ``argv`` until it exits; returns an error text or None.
+
+    Nothing may escape the suspended block (the app would hang), so every error is caught
+    inside it and reported afterwards.
+    """
+    error: str | None = None
+    try:
+        with app.suspend():
+            try:
+                sys.stdout.write(f"\x1b[2J\x1b[H{banner}\n")
+                sys.stdout.flush()
+                subprocess.run(argv)
+            except BaseException as exc:  # noqa: BLE001 - see the docstring
+                error = f"the shell failed: {type(exc).__name__}: {exc}"
+    except SuspendNotSupported:
+        error = "this terminal cannot hand over to a shell; run `cka-sim shell` in another terminal"
+    return error
+
+
+class TaskScreen(Screen):
+    """One running attempt. The clock is the session's deadline, re-read every second."""
+
+    app: "CkaSimApp"
+
+    BINDINGS = [
+        Binding("s", "shell", "Shell"),
+        Binding("c", "check", "Check"),
+        Binding("h", "hint", "Hint"),
+        Binding("f", "submit", "Submit"),
+        Binding("r", "reset", "Reset"),
+        Binding("q", "quit_task", "Quit task"),
+    ]
+
+    class Checked(Message):
+        def __init__(self, report: "Report") -> None:
+            super().__init__()
+            self.report = report
+
+    class Submitted(Message):
+        def __init__(self, report: "Report") -> None:
+            super().__init__()
+            self.report = report
+
+    class Failed(Message):
+        def __init__(self, message: str, hint: str) -> None:
+            super().__init__()
+            self.message = message
+            self.hint = hint
+
+    class Stopped(Message):
+        pass
+
+    def __init__(self, session: "Session") -> None:
+        super().__init__()
+        self.session = session
+        self.scenario = session.scenario_model(self.app.catalog)
+        self.busy = ""
+        self.hints: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        s = self.session
+        sc = self.scenario
+        yield Header()
+        with Horizontal(id="task-body"):
+            with VerticalScroll(id="task-text"):
+                yield Markdown(f"# {sc.title}\n\n{sc.task}", id="task-md")
+                hints = Markdown("", id="hints-md", classes="-hidden")
+                hints.border_title = "Hints"
+                yield hints
+                yield Label("Last check", id="check-title", classes="-hidden")
+                yield CheckTable(id="check-table", classes="-hidden")
+            with Vertical(id="sidebar"):
+                yield Countdown(s.deadline, s.time_limit, self.app.clock,
+                                notices=EXAM_NOTICES if s.mode == "exam" else (), id="countdown")
+                yield Static(self.facts(), id="facts")
+                yield Static("", id="task-status")
+        yield Footer()
+
+    def facts(self) -> str:
+        s = self.session
+        sc = self.scenario
+        lines = [
+            f"[b]{escape(sc.domain)}[/] · {sc.difficulty}",
+            f"{s.mode} mode · {s.driver}",
+            f"cluster [b]{s.cluster_name}[/]",
+            "node [b]controlplane[/]",
+            f"seed {s.seed}",
+        ]
+        if s.mode == "practice" and sc.hints:
+            lines.append(f"hints {s.hints_shown}/{len(sc.hints)}")
+        return "\n".join(lines)
+
+    def on_mount(self) -> None:
+        if self.session.hints_shown:
+            self.hints = self.scenario.hints[: self.session.hints_shown]
+            self.show_hints()
+
+    def set_status(self, text: str) -> None:
+        self.query_one("#task-status", Static).update(text)
+
+    def show_hints(self) -> None:
+        md = self.query_one("#hints-md", Markdown)
+        md.remove_class("-hidden")
+        md.update("\n".join(f"{i}. {h}" for i, h in enumerate(self.hints, 1)))
+        self.query_one("#facts", Static).update(self.facts())
+
+    # -- clock events --------------------------------------------------------------------
+
+    def on_countdown_notice(self, message: Countdown.Notice) -> None:
+        self.notify(f"{message.minutes} minutes left", title="Time", severity="warning", timeout=10)
+
+    def on_countdown_expired(self) -> None:
+        if self.session.mode == "exam":
+            self.notify("Time is up: grading now", title="Time", severity="error")
+            self.action_submit()
+        else:
+            self.notify("Time is up. Practice mode: keep going, the overtime is recorded.",
+                        title="Time", severity="warning", timeout=10)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("check", "hint") and self.session.mode == "exam":
+            return None
+        return True
+
+    def action_shell(self) -> None:
+        if self.busy:
+            return
+        from simulator.errors import SimError
+
+        try:
+            argv = self.session.cluster().nodes[0].shell_argv()
+        except SimError as exc:
+            self.app.show_error(exc.message, exc.hint)
+            return
+        countdown = self.query_one(Countdown)
+        countdown.pause()
+        left = format.clock(self.session.remaining(self.app.clock()))
+        try:
+            error = run_shell(self.app, argv, f"cka-sim: shell on controlplane ({left} left) "
+                                              "- type `exit` to return to the task")
+        finally:
+            countdown.resume()
+        if error:
+            self.app.show_error(error)
+
+    def action_check(self) -> None:
+        if self.busy or self.session.mode == "exam":
+            return
+        self.busy = "check"
+        self.set_status("[yellow]checking…[/]")
+        self.run_check()
+
+    @work(thread=True, exit_on_error=False, group="task")
+    def run_check(self) -> None:
+        from simulator.errors import SimError
+
+        try:
+            self.post_message(self.Checked(self.session.check(self.app.catalog)))
+        except SimError as exc:
+            self.post_message(self.Failed(exc.message, exc.hint))
+        except Exception as exc:
+            self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}", ""))
+
+    def on_task_screen_checked(self, message: Checked) -> None:
+        self.busy = ""
+        report = message.report
+        self.query_one("#check-title").remove_class("-hidden")
+        self.query_one("#check-title", Label).update(
+            f"Last check: {report.score}/{report.max_score} ({report.percent:.0f}%) — the clock keeps running")
+        table = self.query_one(CheckTable)
+        table.remove_class("-hidden")
+        table.show(report.results)
+        self.set_status(f"checked: {report.score}/{report.max_score}")
+        self.query_one("#task-text").scroll_end(animate=False)
+
+    def on_task_screen_failed(self, message: Failed) -> None:
+        self.busy = ""
+        self.set_status("")
+        self.app.show_error(message.message, message.hint)
+
+    def action_hint(self) -> None:
+        if self.busy or self.session.mode == "exam":
+            return
+        from simulator.errors import SimError
+
+        try:
+            number, text = self.session.next_hint(self.app.catalog)
+        except SimError as exc:
+            self.app.show_error(exc.message, exc.hint)
+            return
+        if number > len(self.hints):
+            self.hints.append(text)
+        else:
+            self.notify("that was the last hint", timeout=4)
+        self.show_hints()
+        self.query_one("#task-text").scroll_end(animate=False)
+
+    def action_submit(self) -> None:
+        if self.busy:
+            return
+        self.busy = "submit"
+        self.set_status("[yellow]grading…[/]")
+        self.run_submit()
+
+    @work(thread=True, exit_on_error=False, group="task")
+    def run_submit(self) -> None:
+        from simulator.errors import SimError
+
+        try:
+            self.post_message(self.Submitted(self.session.submit(self.app.catalog, self.app.history)))
+        except SimError as exc:
+            self.post_message(self.Failed(exc.message, exc.hint))
+        except Exception as exc:
+            self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}", ""))
+
+    def on_task_screen_submitted(self, message: Submitted) -> None:
+        from simulator.tui.screens.results import ResultsScreen
+
+        self.busy = ""
+        self.app.switch_screen(ResultsScreen(self.session, message.report))
+
+    def action_reset(self) -> None:
+        if self.busy:
+            return
+        from simulator.tui.screens.provisioning import practice_screen
+
+        s = self.session
+        self.app.switch_screen(practice_screen(self.app, s.scenario, driver=s.driver, mode=s.mode,
+                                               seed=s.seed, replace=s))
+
+    def action_quit_task(self) -> None:
+        if self.busy:
+            return
+        from simulator.tui.screens.dialogs import QuitDialog
+
+        def chosen(choice: str | None) -> None:
+            if choice == "keep":
+                self.dismiss()
+            elif choice == "stop":
+                self.busy = "stop"
+                self.set_status("[yellow]stopping the cluster…[/]")
+                self.run_stop()
+
+        self.app.push_screen(QuitDialog(self.session.scenario), chosen)
+
+    @work(thread=True, exit_on_error=False, group="task")
+    def run_stop(self) -> None:
+        try:
+            self.session.stop()
+        finally:
+            self.post_message(self.Stopped())
+
+    def on_task_screen_stopped(self) -> None:
+        self.busy = ""
+        self.dismiss()
