@@ -208,6 +208,8 @@ def test_changing_only_the_data_dir_starts_etcd_on_an_empty_dir(node):
         assert sh(node, f"test -d {TASKS}/{cid}/rootfs/var/lib/etcd-from-backup/member/wal").ok, \
             "the new member lives in the container's own root"
         assert sh(node, "test -d /var/lib/etcd-from-backup/member/snap").ok, "the restore stays untouched"
+        assert b"containerd" not in node.read_file("/proc/self/mountinfo"), \
+            "a container's mounts stay in its own namespace"
     finally:
         node.write_file(MANIFEST, original, 0o600)
     deadline = time.monotonic() + 30
