@@ -1,0 +1,294 @@
+"""An exam attempt: several scenarios under one global clock, each on its own cluster.
+
+UI-free, like ``session.py``. The first task's cluster is provisioned before the clock
+starts; the others are provisioned in the background (``provision_wanted``) while the
+learner works, a task or two ahead of the one selected. Every cluster stays up until the
+exam is stopped, so switching tasks loses nothing. At the end (or the deadline) every task
+is graded once and recorded in the history with ``exam=<exam id>``.
+
+The exam lives in memory: if the process dies, its clusters are orphans that
+``cka-sim doctor --clean`` removes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from simulator.catalog import Catalog
+from simulator.cluster import get_driver
+from simulator.cluster.node import Cluster, Step
+from simulator.errors import SessionError, SimError
+from simulator.history import Attempt, CheckRecord, History
+from simulator.scenario import Exam, Scenario
+from simulator.session import SESSION_ENV, CheckOutcome, grade, run_setup
+
+Progress = Callable[[Step], None]
+
+PENDING, PROVISIONING, READY, FAILED = "pending", "provisioning", "ready", "failed"
+
+
+def _no_progress(step: Step) -> None:
+    return None
+
+
+@dataclasses.dataclass
+class ExamTask:
+    """One task of an exam: a scenario with its drawn values and its own cluster."""
+
+    number: int
+    scenario: Scenario
+    seed: int
+    values: dict[str, Any]
+    cluster_name: str
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    status: str = PENDING
+    error: str = ""
+    hint: str = ""
+    flagged: bool = False
+    results: list[CheckOutcome] | None = None
+    attempt_id: int | None = None
+
+    @property
+    def score(self) -> int:
+        return sum(r.points for r in self.results or [])
+
+    @property
+    def max_score(self) -> int:
+        return sum(c.points for c in self.scenario.checks)
+
+
+@dataclasses.dataclass
+class ExamReport:
+    """Per-task scores of a finished exam and the verdict at the pass mark."""
+
+    exam: str
+    title: str
+    tasks: list[ExamTask]
+    pass_mark: int
+    time_used: float
+    duration: float
+
+    @property
+    def score(self) -> int:
+        return sum(t.score for t in self.tasks)
+
+    @property
+    def max_score(self) -> int:
+        return sum(t.max_score for t in self.tasks)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.score / self.max_score if self.max_score else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.percent >= self.pass_mark
+
+
+class ExamSession:
+    """One attempt at an exam (see the module docstring).
+
+    ``clock`` is the wall clock (tests inject their own); ``seed`` fixes the draw of tasks
+    and of each task's values.
+    """
+
+    def __init__(self, catalog: Catalog, exam_id: str, *, driver: str = "local",
+                 seed: int | None = None, clock: Callable[[], float] = time.time,
+                 history: History | None = None) -> None:
+        self.exam: Exam = catalog.get_exam(exam_id)
+        self.driver = driver
+        self.seed = secrets.randbelow(2**31) if seed is None else seed
+        self.clock = clock
+        self.history = history
+        rng = random.Random(self.seed)
+        self.tasks: list[ExamTask] = []
+        for number, scenario in enumerate(self.exam.resolve(catalog, rng), 1):
+            task_seed = rng.randrange(2**31)
+            rendered, values = scenario.instantiate(task_seed)
+            self.tasks.append(ExamTask(number, rendered, task_seed, values,
+                                       cluster_name=f"cka-{secrets.token_hex(3)}"))
+        self.status = "new"  # new -> running -> finished -> stopped
+        self.started_at = 0.0
+        self.deadline = 0.0
+        self.ended_at = 0.0
+        self.current = 0
+        self.report: ExamReport | None = None
+        self._lock = threading.Lock()
+
+    # -- clusters --------------------------------------------------------------------------
+
+    def provision(self, index: int, progress: Progress = _no_progress) -> ExamTask:
+        """Create task ``index``'s cluster and apply its setup (blocking).
+
+        A task that is ready or being provisioned elsewhere is returned as is. A failure
+        is kept on the task (``status == "failed"``, ``error``, ``hint``), not raised.
+        """
+        task = self.tasks[index]
+        with self._lock:
+            if task.status != PENDING or self.status in ("finished", "stopped"):
+                return task
+            task.status = PROVISIONING
+        drv = get_driver(self.driver)
+        try:
+            cluster = drv.create(task.scenario.cluster.to_spec(task.cluster_name), progress)
+            run_setup(task.scenario, cluster, task.values, task.state, progress)
+            if self.deadline:
+                self._write_clock(cluster)
+        except BaseException as exc:
+            try:
+                drv.delete(task.cluster_name)
+            finally:
+                task.status = FAILED
+                if isinstance(exc, SimError):
+                    task.error, task.hint = exc.message, exc.hint
+                else:
+                    task.error = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, Exception):
+                raise
+            return task
+        with self._lock:
+            task.status = READY
+            late = self.status == "stopped"
+        if late:
+            drv.delete(task.cluster_name)
+        return task
+
+    def wanted(self, lookahead: int = 1) -> int | None:
+        """The task to provision next: the selected one, else one up to ``lookahead`` after it."""
+        if self.status in ("finished", "stopped"):
+            return None
+        for index in range(self.current, min(len(self.tasks), self.current + lookahead + 1)):
+            if self.tasks[index].status == PENDING:
+                return index
+        return None
+
+    def provision_wanted(self, lookahead: int = 1) -> ExamTask | None:
+        """Provision the task ``wanted`` names (blocking); None when nothing is wanted."""
+        index = self.wanted(lookahead)
+        return None if index is None else self.provision(index)
+
+    def retry(self, index: int) -> None:
+        """Make a failed task pending again so it is provisioned anew."""
+        task = self.tasks[index]
+        if task.status == FAILED:
+            task.status, task.error, task.hint = PENDING, "", ""
+            task.cluster_name = f"cka-{secrets.token_hex(3)}"
+
+    def cluster(self, index: int) -> Cluster:
+        """Task ``index``'s cluster; SessionError when it is not ready."""
+        task = self.tasks[index]
+        if task.status != READY:
+            raise SessionError(f"task {task.number} is {task.status}",
+                               hint="wait for its cluster, or pick another task")
+        return get_driver(self.driver).attach(task.cluster_name)
+
+    def _write_clock(self, cluster: Cluster) -> None:
+        env = f"CKA_SIM_TASK={self.exam.id}\nCKA_SIM_DEADLINE={int(self.deadline)}\n"
+        for node in cluster.nodes:
+            node.write_file(SESSION_ENV, env.encode())
+
+    # -- the clock ---------------------------------------------------------------------------
+
+    def start(self, progress: Progress = _no_progress) -> "ExamSession":
+        """Provision the first task, then start the global clock.
+
+        Raises SessionError (with the task's error) when the first cluster cannot be made.
+        """
+        if self.status != "new":
+            raise SessionError("this exam was already started", hint="start a new one")
+        first = self.provision(0, progress)
+        if first.status != READY:
+            self.stop()
+            raise SessionError(f"could not prepare task 1 ({first.scenario.id}): {first.error}",
+                               hint=first.hint or "run `cka-sim doctor`")
+        self.started_at = self.clock()
+        self.deadline = self.started_at + float(self.exam.duration)
+        self.status = "running"
+        self._write_clock(self.cluster(0))
+        progress(Step("ready", 1, 1, f"exam clock started: {len(self.tasks)} tasks"))
+        return self
+
+    def remaining(self, now: float | None = None) -> float:
+        """Seconds left before the exam's deadline (negative after it)."""
+        return self.deadline - (self.clock() if now is None else now)
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.status == "running" and self.remaining(now) <= 0
+
+    # -- the learner -------------------------------------------------------------------------
+
+    def select(self, index: int) -> ExamTask:
+        """Make task ``index`` the current one (its cluster is wanted first)."""
+        if not 0 <= index < len(self.tasks):
+            raise SessionError(f"there is no task {index + 1}", hint=f"tasks are 1-{len(self.tasks)}")
+        self.current = index
+        return self.tasks[index]
+
+    def toggle_flag(self, index: int) -> bool:
+        """Flag or unflag task ``index`` for review; returns the new flag."""
+        task = self.tasks[index]
+        task.flagged = not task.flagged
+        return task.flagged
+
+    def shell_argv(self, index: int) -> list[str]:
+        """A login shell on task ``index``'s first node; refused after the deadline."""
+        if self.status != "running":
+            raise SessionError("the exam is over", hint="see the report")
+        if self.expired():
+            raise SessionError("time is up: in exam mode the clock never stops",
+                               hint="finish the exam to see the report")
+        return self.cluster(index).nodes[0].shell_argv()
+
+    def finish(self, now: float | None = None) -> ExamReport:
+        """Grade every task once, record each in the history, return the report.
+
+        A task whose cluster never came up scores 0 with the reason in each check's detail.
+        Clusters stay up until ``stop``.
+        """
+        if self.report is not None:
+            return self.report
+        if self.status != "running":
+            raise SessionError("the exam has not started", hint="start it first")
+        ended = self.clock() if now is None else now
+        with self._lock:
+            self.status = "finished"
+        self.ended_at = ended
+        time_used = max(0.0, min(ended, self.deadline) - self.started_at)
+        history = self.history or History()
+        for task in self.tasks:
+            if task.status == READY:
+                task.results = grade(task.scenario, self.cluster(task.number - 1),
+                                     task.values, task.state)
+            else:
+                why = task.error or "the exam ended before this task's cluster was ready"
+                task.results = [CheckOutcome(c.name, False, 0, c.points, f"not graded: {why}", c.guard)
+                                for c in task.scenario.checks]
+            task.attempt_id = history.record(Attempt(
+                scenario=task.scenario.id, title=task.scenario.title, domain=task.scenario.domain,
+                exam=self.exam.id, seed=task.seed, vars=task.values, mode="exam",
+                driver=self.driver, started_at=self.started_at, ended_at=ended,
+                time_used=time_used, time_limit=float(self.exam.duration),
+                overtime=max(0.0, ended - self.deadline), score=task.score,
+                max_score=task.max_score, hints_used=0,
+                checks=[CheckRecord(r.name, r.passed, r.points, r.max_points, r.detail)
+                        for r in task.results],
+            ))
+        self.report = ExamReport(self.exam.id, self.exam.title, self.tasks, self.exam.pass_mark,
+                                 time_used, float(self.exam.duration))
+        return self.report
+
+    def stop(self) -> None:
+        """Remove every task's cluster. Idempotent; a cluster still being made is removed
+        when it is done."""
+        with self._lock:
+            self.status = "stopped"
+            doomed = [t for t in self.tasks if t.status in (READY, FAILED)]
+        drv = get_driver(self.driver)
+        for task in doomed:
+            drv.delete(task.cluster_name)
