@@ -16,11 +16,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import pexpect
 import pytest
 
-from simulator.cluster.kind.driver import KindDriver, etcd_version_of, exam_name
+from simulator.cluster.kind.driver import (
+    KindDriver,
+    etcd_tools,
+    etcd_version_of,
+    exam_name,
+)
+from simulator.cluster.local import binaries
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Completed
 from simulator.errors import ClusterError, DockerUnavailable
@@ -43,7 +50,7 @@ def _real_engine_missing() -> str | None:
     else:
         try:
             done = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
-                                  capture_output=True, text=True, timeout=20)
+                                  capture_output=True, text=True, timeout=20, check=False)
             if done.returncode != 0:
                 said = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 reasons.append(f"the Docker engine does not answer ({said})")
@@ -66,7 +73,7 @@ class Environ:
         self.values = values
         self.old: dict[str, str | None] = {}
 
-    def __enter__(self) -> "Environ":
+    def __enter__(self) -> Self:
         for key, value in self.values.items():
             self.old[key] = os.environ.get(key)
             if value is None:
@@ -137,7 +144,7 @@ def etcdctl(node, *args: str) -> Completed:
 
 
 def test_create_reports_progress_and_names_nodes_as_on_the_exam(made):
-    driver, cluster, steps = made
+    _, cluster, steps = made
     names = list(dict.fromkeys(s.name for s in steps))
     assert names == ["nodes", "control plane", "tools", "ready"]
     assert all(s.total == 3 for s in steps) and steps[-1].done == 3
@@ -228,7 +235,7 @@ def test_login_shell_prompt_shows_the_clock_and_the_exam_node_name(node):
 
 
 def test_attach_finds_the_nodes_and_list_shows_the_cluster(made):
-    driver, cluster, _ = made
+    _, cluster, _ = made
     again = KindDriver().attach(cluster.name)
     assert [(n.name, n.container) for n in again.nodes] == [
         (n.name, n.container) for n in cluster.nodes]
@@ -299,17 +306,17 @@ def test_create_without_docker_says_to_install_it(tmp_path):
 
 
 def test_create_without_kind_points_to_kind(tmp_path):
-    with Environ(PATH=_bin_with(tmp_path, "docker"), CKA_SIM_HOME=str(tmp_path / "home")):
-        with pytest.raises(DockerUnavailable) as caught:
-            KindDriver().create(ClusterSpec("cka-nokind"), lambda step: None)
+    with (Environ(PATH=_bin_with(tmp_path, "docker"), CKA_SIM_HOME=str(tmp_path / "home")),
+          pytest.raises(DockerUnavailable) as caught):
+        KindDriver().create(ClusterSpec("cka-nokind"), lambda step: None)
     assert "kind is not installed" in caught.value.message
     assert "https://kind.sigs.k8s.io" in caught.value.hint
 
 
 def test_create_with_the_engine_down_says_to_start_it(tmp_path):
-    with fake_environ(None), Environ(CKA_SIM_HOME=str(tmp_path / "home")):
-        with pytest.raises(DockerUnavailable) as caught:
-            KindDriver().create(ClusterSpec("cka-down"), lambda step: None)
+    with (fake_environ(None), Environ(CKA_SIM_HOME=str(tmp_path / "home")),
+          pytest.raises(DockerUnavailable) as caught):
+        KindDriver().create(ClusterSpec("cka-down"), lambda step: None)
     assert "does not answer" in caught.value.message
     assert "start its daemon" in caught.value.hint
 
@@ -318,10 +325,10 @@ def test_create_with_the_engine_down_says_to_start_it(tmp_path):
                     reason="needs the real docker client with no engine running")
 def test_real_docker_client_without_engine_is_docker_unavailable(tmp_path):
     docker_dir = os.path.dirname(shutil.which("docker"))
-    with Environ(PATH=f"{_bin_with(tmp_path, 'kind')}{os.pathsep}{docker_dir}",
-                 CKA_SIM_HOME=str(tmp_path / "home")):
-        with pytest.raises(DockerUnavailable) as caught:
-            KindDriver().create(ClusterSpec("cka-down"), lambda step: None)
+    with (Environ(PATH=f"{_bin_with(tmp_path, 'kind')}{os.pathsep}{docker_dir}",
+                  CKA_SIM_HOME=str(tmp_path / "home")),
+          pytest.raises(DockerUnavailable) as caught):
+        KindDriver().create(ClusterSpec("cka-down"), lambda step: None)
     assert "does not answer" in caught.value.message
 
 
@@ -344,3 +351,19 @@ def test_etcd_version_comes_from_the_image_tag():
     assert etcd_version_of(digest) == "3.5.15"
     assert etcd_version_of(b"spec: {containers: [{image: localhost:5000/etcd}]}") is None
     assert etcd_version_of(b"not: [valid") is None
+
+
+def test_etcd_tools_prefer_the_cluster_version_and_say_when_they_differ(tmp_path):
+    with Environ(CKA_SIM_CACHE=str(tmp_path / "cache")):
+        found = binaries.find("etcdctl")
+        have = binaries.etcd_version(found)
+        tools, detail = etcd_tools("9.9.9")
+        assert tools["etcdctl"] == found.resolve()
+        assert "no 9.9.9 here" in detail and have in detail
+        matching = tmp_path / "cache" / "bin" / f"etcd-v{have}"
+        matching.mkdir(parents=True)
+        for name in ("etcdctl", "etcdutl"):
+            shutil.copy2(binaries.find(name), matching / name)
+        tools, detail = etcd_tools(have)
+    assert tools == {"etcdctl": matching / "etcdctl", "etcdutl": matching / "etcdutl"}
+    assert detail == f"etcdctl/etcdutl {have}, as the cluster's etcd"

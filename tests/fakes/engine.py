@@ -4,7 +4,8 @@ They behave as the real commands do for the subset the driver uses, on real node
 "kind cluster" is a cluster of the embedded driver (real namespaces, real etcd), each of
 its nodes a "container" named as kind names them (``<cluster>-control-plane``,
 ``<cluster>-control-plane2``, ``<cluster>-worker``, plus ``<cluster>-external-load-balancer``
-with several control planes). As on kind, the nodes have no etcdctl or etcdutl.
+with several control planes). As on kind, the nodes have no etcdctl or etcdutl, and a
+node's hostname is its container's name.
 
 ``docker exec`` enters the node's namespaces (nsenter + chroot) and execs the command, so
 stdin, stdout, stderr and the exit status pass straight through. The engine "runs" while
@@ -28,6 +29,7 @@ ROLE_LABEL = "io.x-k8s.kind.role"
 DAEMON_DOWN = ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
                "Is the docker daemon running?")
 KIND_LOOKALIKE = """
+hostname "$1" && printf '%s\\n' "$1" > /etc/hostname
 for tool in etcdctl etcdutl; do
     umount "/usr/local/bin/$tool" 2>/dev/null
     rm -f "/usr/local/bin/$tool"
@@ -317,15 +319,14 @@ def kind_create(state: Path, args: list[str]) -> None:
     except SimError as exc:
         fail(f"ERROR: failed to create cluster: {exc.message}\n{exc.hint}")
     status("Preparing nodes")
-    for node in cluster.nodes:
-        node.run(["sh", "-c", KIND_LOOKALIKE]).check()
     entries: dict[str, dict] = {}
     for node in cluster.nodes:
         role = "control-plane" if node.name.startswith("controlplane") else "worker"
         index = int(re.sub(r"\D", "", node.name) or 1)
         suffix = "control-plane" if role == "control-plane" else "worker"
-        entries[f"{name}-{suffix}{index if index > 1 else ''}"] = {
-            "cluster": name, "node": node.name, "role": role}
+        container = f"{name}-{suffix}{index if index > 1 else ''}"
+        entries[container] = {"cluster": name, "node": node.name, "role": role}
+        node.run(["sh", "-c", KIND_LOOKALIKE, "sh", container]).check()
     if control > 1:
         entries[f"{name}-external-load-balancer"] = {
             "cluster": name, "node": None, "role": "external-load-balancer"}

@@ -32,7 +32,7 @@ from simulator.cluster.kind.nodes import DOCKER_HINT, KIND_HINT, KindNode, docke
 from simulator.cluster.local import binaries
 from simulator.cluster.local.nodes import _BASHRC, _PROFILE, SESSION_ENV_PATH
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
-from simulator.errors import BinaryMissing, ClusterError, DockerUnavailable
+from simulator.errors import ClusterError, DockerUnavailable
 from simulator.paths import cache_dir, clusters_dir
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -197,6 +197,11 @@ class KindDriver:
         done = docker(["info", "--format", "{{.ServerVersion}}"], timeout=30)
         if done.returncode != 0:
             said = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            if said and "permission denied" in said[0].lower():
+                raise DockerUnavailable("this user may not use the Docker engine",
+                                        hint=f"{said[0]}\nAdd yourself to the docker group "
+                                             "(`sudo usermod -aG docker $USER`, then log in "
+                                             "again), or run cka-sim as root.")
             raise DockerUnavailable("the Docker engine does not answer",
                                     hint="\n".join([*said, DOCKER_HINT]))
 
@@ -402,7 +407,6 @@ class KindDriver:
         """Reconnect to the running kind cluster ``name`` (its node containers found by
         their kind labels); ClusterError when it is absent or a node is stopped."""
         _record_dir(name)
-        tool("kind", KIND_HINT)
         return self._cluster(name)
 
     def list(self) -> list[ClusterInfo]:
