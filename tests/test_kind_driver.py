@@ -318,7 +318,8 @@ def test_create_with_the_engine_down_says_to_start_it(tmp_path):
           pytest.raises(DockerUnavailable) as caught):
         KindDriver().create(ClusterSpec("cka-down"), lambda step: None)
     assert "does not answer" in caught.value.message
-    assert "start its daemon" in caught.value.hint
+    assert "Cannot connect to the Docker daemon" in caught.value.hint
+    assert "Start the Docker daemon" in caught.value.hint
 
 
 @pytest.mark.skipif(shutil.which("docker") is None or _real_engine_missing() is None,
@@ -330,6 +331,7 @@ def test_real_docker_client_without_engine_is_docker_unavailable(tmp_path):
           pytest.raises(DockerUnavailable) as caught):
         KindDriver().create(ClusterSpec("cka-down"), lambda step: None)
     assert "does not answer" in caught.value.message
+    assert "Cannot connect to the Docker daemon" in caught.value.hint
 
 
 # -- pure functions ----------------------------------------------------------------------

@@ -28,7 +28,14 @@ from pathlib import Path
 import yaml
 
 from simulator.cluster import kubeadm
-from simulator.cluster.kind.nodes import DOCKER_HINT, KIND_HINT, KindNode, docker, tool
+from simulator.cluster.kind.nodes import (
+    DOCKER_HINT,
+    ENGINE_HINT,
+    KIND_HINT,
+    KindNode,
+    docker,
+    tool,
+)
 from simulator.cluster.local import binaries
 from simulator.cluster.local.nodes import _BASHRC, _PROFILE, SESSION_ENV_PATH
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
@@ -203,7 +210,7 @@ class KindDriver:
                                              "(`sudo usermod -aG docker $USER`, then log in "
                                              "again), or run cka-sim as root.")
             raise DockerUnavailable("the Docker engine does not answer",
-                                    hint="\n".join([*said, DOCKER_HINT]))
+                                    hint="\n".join([*said, ENGINE_HINT]))
 
     def create(self, spec: ClusterSpec, progress: Progress) -> KindCluster:
         """Create a kind cluster for ``spec`` and return once etcd answers ``etcdctl
@@ -281,7 +288,7 @@ class KindDriver:
             text = "\n".join(lines)
             tail = "\n".join(lines[-15:]) or "kind printed nothing"
             if "Cannot connect to the Docker daemon" in text:
-                raise DockerUnavailable("the Docker engine does not answer", hint=DOCKER_HINT)
+                raise DockerUnavailable("the Docker engine does not answer", hint=ENGINE_HINT)
             raise ClusterError(f"kind could not create cluster {spec.name} "
                                f"(exit code {proc.returncode})", hint=tail)
 
@@ -360,7 +367,7 @@ class KindDriver:
         if done.returncode != 0:
             raise DockerUnavailable("kind cannot list its clusters",
                                     hint="\n".join([done.stderr.decode(errors="replace")
-                                                    .strip()[-400:], DOCKER_HINT]))
+                                                    .strip()[-400:], ENGINE_HINT]))
         return done.stdout.decode().split()
 
     def containers(self, name: str) -> list[tuple[str, str, str]]:

@@ -23,6 +23,8 @@ GRACE = 5.0
 
 DOCKER_HINT = ("Install Docker (https://docs.docker.com/engine/install/) and start its daemon "
                "(`sudo systemctl start docker`), or use the embedded driver (`--driver local`).")
+ENGINE_HINT = ("Start the Docker daemon (`sudo systemctl start docker`, or open Docker Desktop) "
+               "and try again, or use the embedded driver (`--driver local`).")
 KIND_HINT = ("Install kind from https://kind.sigs.k8s.io/docs/user/quick-start/#installation "
              "(one static binary on PATH), or use the embedded driver (`--driver local`).")
 
@@ -59,8 +61,10 @@ def docker(argv: Sequence[str], *, input: bytes | None = None,
         raise DockerUnavailable(f"docker {argv[0]} did not answer within {timeout:g} s",
                                 hint="The Docker engine is overloaded or hung; check "
                                      "`docker info`, or restart the daemon.") from None
-    if done.returncode != 0 and engine_down(done.stderr.decode(errors="replace")):
-        raise DockerUnavailable("the Docker engine does not answer", hint=DOCKER_HINT)
+    said = done.stderr.decode(errors="replace").strip()
+    if done.returncode != 0 and engine_down(said):
+        raise DockerUnavailable("the Docker engine does not answer",
+                                hint="\n".join([*said.splitlines()[-1:], ENGINE_HINT]))
     return done
 
 
@@ -110,7 +114,7 @@ class KindNode:
         if proc.returncode != 0 and not out:
             text = err.decode(errors="replace")
             if engine_down(text):
-                raise DockerUnavailable("the Docker engine does not answer", hint=DOCKER_HINT)
+                raise DockerUnavailable("the Docker engine does not answer", hint=ENGINE_HINT)
             if text.startswith("Error response from daemon") and _GONE.search(text):
                 raise ClusterError(f"node {self.name} (container {self.container}) is not "
                                    "running", hint="Run `cka-sim stop`, then start the task "
