@@ -93,7 +93,7 @@ class KindNode:
             flags += ["-e", f"{key}={value}"]
         # A killed `docker exec` client leaves its command running in the container, so
         # the command carries its own deadline, a little after ours.
-        inner = ["timeout", "-s", "KILL", f"{timeout + GRACE:g}", *argv]
+        inner = ["timeout", "-s", "KILL", "--", f"{timeout + GRACE:g}", *argv]
         binary = tool("docker", DOCKER_HINT)
         proc = subprocess.Popen([binary, *flags, self.container, *inner],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
