@@ -120,6 +120,8 @@ class ExamSession:
         self.current = 0
         self.report: ExamReport | None = None
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight = 0
 
     # -- clusters --------------------------------------------------------------------------
 
@@ -134,6 +136,15 @@ class ExamSession:
             if task.status != PENDING or self.status in ("finished", "stopped"):
                 return task
             task.status = PROVISIONING
+            self._inflight += 1
+        try:
+            return self._provision(task, progress)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                self._idle.notify_all()
+
+    def _provision(self, task: ExamTask, progress: Progress) -> ExamTask:
         drv = get_driver(self.driver)
         try:
             cluster = drv.create(task.scenario.cluster.to_spec(task.cluster_name), progress)
@@ -283,11 +294,12 @@ class ExamSession:
                                  time_used, float(self.exam.duration))
         return self.report
 
-    def stop(self) -> None:
-        """Remove every task's cluster. Idempotent; a cluster still being made is removed
-        when it is done."""
+    def stop(self, wait: float = 300) -> None:
+        """Remove every task's cluster. Idempotent. A cluster still being made is removed
+        when it is done; this waits up to ``wait`` seconds for that."""
         with self._lock:
             self.status = "stopped"
+            self._idle.wait_for(lambda: self._inflight == 0, timeout=wait)
             doomed = [t for t in self.tasks if t.status in (READY, FAILED)]
         drv = get_driver(self.driver)
         for task in doomed:

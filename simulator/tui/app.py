@@ -45,6 +45,7 @@ class CkaSimApp(App[None]):
         self.prefs = Prefs.load()
         self.drivers = ["local"]
         self.probe_docker = probe_docker
+        self.exams: list = []
         if self.prefs.driver not in self.drivers and not probe_docker:
             self.prefs.driver = "local"
 
@@ -79,6 +80,21 @@ class CkaSimApp(App[None]):
         self.notify(text, title="Error", severity="error", timeout=8, markup=True)
 
 
+    def stop_exams(self) -> None:
+        """Remove the clusters of exams left running (an exam lives only in this process)."""
+        for exam in self.exams:
+            if exam.status != "stopped":
+                exam.stop()
+        self.exams.clear()
+
+
 def run_app(scenario_dirs: Iterable[Path | str] = ()) -> None:
-    """Open the TUI on the user's catalog; returns when the learner quits."""
-    CkaSimApp(scenario_dirs).run()
+    """Open the TUI on the user's catalog; returns when the learner quits.
+
+    A practice session survives the app (resume it later); exam clusters do not.
+    """
+    app = CkaSimApp(scenario_dirs)
+    try:
+        app.run()
+    finally:
+        app.stop_exams()

@@ -59,7 +59,8 @@ class CatalogScreen(Screen):
         yield Header()
         with Horizontal(id="catalog-body"):
             with Vertical(id="catalog-left"):
-                yield Input(placeholder="Type to filter: title, id, domain, level", id="filter")
+                yield Input(placeholder="Type to filter: title, id, domain, level", id="filter",
+                            select_on_focus=False)
                 yield DataTable(id="catalog-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="catalog-status")
             with VerticalScroll(id="preview"):
@@ -226,8 +227,8 @@ class CatalogScreen(Screen):
         table = self.query_one(DataTable)
         if self.focused is table and event.is_printable and event.character:
             field = self.query_one("#filter", Input)
-            field.focus()
             field.insert_text_at_cursor(event.character)
+            field.focus()
             event.stop()
             event.prevent_default()
 

@@ -60,8 +60,10 @@ class ProvisioningScreen(Screen):
         pass
 
     def __init__(self, title: str, start: Starter, ready: Callable[[Any], Screen],
-                 cancel: Callable[[Any], None], *, subtitle: str = "") -> None:
+                 cancel: Callable[[Any], None], *, subtitle: str = "",
+                 autostart: bool = True) -> None:
         super().__init__()
+        self.autostart = autostart
         self.title_text = title
         self.subtitle = subtitle
         self.start = start
@@ -87,7 +89,10 @@ class ProvisioningScreen(Screen):
     def on_mount(self) -> None:
         self.began = self.app.clock()
         self.set_interval(1, self.show_elapsed)
-        self.run_start()
+        self.show_steps()
+        self.show_elapsed()
+        if self.autostart:
+            self.run_start()
 
     def show_elapsed(self) -> None:
         if self.state in ("running", "cancelling"):

@@ -150,7 +150,7 @@ class TaskScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("check", "hint") and self.session.mode == "exam":
-            return None
+            return False
         return True
 
     def action_shell(self) -> None:
