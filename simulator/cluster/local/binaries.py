@@ -387,10 +387,15 @@ def download(names: Iterable[str], progress: Progress | None = None) -> None:
 def ensure(names: Iterable[str], progress: Progress | None = None) -> dict[str, Path]:
     """Path of every program in ``names``, downloading into the cache whatever is missing.
 
-    Raises BinaryMissing when a missing program cannot be downloaded.
+    Raises BinaryMissing when a missing program cannot be downloaded; its hint names every
+    file still missing and where to put it.
     """
     names = list(dict.fromkeys(names))
     missing = [n for n in names if _locate(n)[0] is None]
     if missing:
-        download(missing, progress)
+        try:
+            download(missing, progress)
+        except BinaryMissing as exc:
+            still = [n for n in missing if _locate(n)[0] is None]
+            raise BinaryMissing(exc.message, hint=_missing_hint(still or missing)) from exc
     return {name: find(name) for name in names}

@@ -213,7 +213,11 @@ def _write_control_plane_manifests(rootfs: dict[str, Path], control: Sequence[tu
     writers = {"kube-apiserver": manifests.kube_apiserver_manifest,
                "kube-controller-manager": manifests.kube_controller_manager_manifest,
                "kube-scheduler": manifests.kube_scheduler_manifest}
+    from simulator.cluster.local import kubeadm_init
+
     for name, ip in control:
+        if components:
+            kubeadm_init.write_kubelet_files(rootfs[name])
         for component in components:
             path = rootfs[name] / f"etc/kubernetes/manifests/{component}.yaml"
             path.write_text(writers[component](name, ip))

@@ -11,6 +11,8 @@ kubelet to register it).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 from simulator.cluster.local import manifests
@@ -29,6 +31,8 @@ done
 UPLOAD = """
 set -e
 kubeadm init phase upload-config all --config "$CONFIG" >/dev/null
+kubectl -n kube-system get configmap kubelet-config -o jsonpath='{.data.kubelet}' \
+    > /var/lib/kubelet/config.yaml
 if [ -n "$MARK" ]; then
     kubeadm init phase mark-control-plane --config "$CONFIG" >/dev/null
 fi
@@ -42,6 +46,20 @@ until kubectl -n kube-system get lease "$LEASE" >/dev/null 2>&1; do
     sleep 0.2
 done
 """
+
+
+INSTANCE_CONFIG = f"""apiVersion: kubelet.config.k8s.io/v1beta1
+containerRuntimeEndpoint: {CRI_SOCKET}
+kind: KubeletConfiguration
+"""
+
+
+def write_kubelet_files(rootfs: Path) -> None:
+    """``/var/lib/kubelet/instance-config.yaml`` as kubeadm writes it for the kubelet (where
+    ``kubeadm`` later looks for the node's CRI socket)."""
+    directory = rootfs / "var/lib/kubelet"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "instance-config.yaml").write_text(INSTANCE_CONFIG)
 
 
 def init_config(node_name: str, node_ip: str, *,

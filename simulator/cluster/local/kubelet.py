@@ -258,6 +258,7 @@ class Kubelet:
         self._ready_since: dict[str, tuple[bool, str]] = {}  # static pod uid -> (ready, since)
         self._manifests: dict[str, dict[str, Any]] = {}  # static pod uid -> manifest
         self._connected = False
+        self._last_error = ""
         self._thread: threading.Thread | None = None
 
     # supervisor side ----------------------------------------------------------------
@@ -343,8 +344,12 @@ class Kubelet:
             self._connected = False
             self._drop()
         except ApiError as exc:
-            log.warning("kubelet: %s", exc)
+            if str(exc) != self._last_error:
+                log.warning("kubelet: %s", exc)
+                self._last_error = str(exc)
             self._drop()
+            return
+        self._last_error = ""
 
     def _sync_node(self, api: ApiClient) -> None:
         path = f"/api/v1/nodes/{self.node_name}"

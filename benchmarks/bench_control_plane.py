@@ -1,0 +1,102 @@
+"""Control-plane benchmarks: time to a ready API server, and memory of an idle control plane.
+
+    python benchmarks/bench_control_plane.py [--runs 5] [--idle 20]
+
+(a) ``LocalDriver.create`` of a one-node kubeadm control plane (etcd, kube-apiserver,
+    kube-controller-manager, kube-scheduler) until it returns, i.e. ``kubectl get --raw
+    /readyz`` answered ok inside the node, kubeadm's upload-config and mark-control-plane
+    ran and the controller manager holds its lease (target 10 s); the time at which each
+    progress step began is reported too;
+(b) resident memory of that control plane idle for ``--idle`` seconds, every process of
+    the cluster summed (target 700 MB).
+
+Runs in a throw-away ``CKA_SIM_HOME``; binaries and the spare key pool come from the
+user cache (run ``.ci/build-binaries.sh`` or ``cka-sim setup --all`` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_local import _pss, _status, _wait_refill, cluster_processes  # noqa: E402
+
+from simulator.cluster.local.driver import LocalDriver  # noqa: E402
+from simulator.cluster.node import ClusterSpec, Step  # noqa: E402
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def time_create(runs: int) -> tuple[list[float], dict[str, list[float]]]:
+    drv = LocalDriver()
+    totals: list[float] = []
+    steps: dict[str, list[float]] = {}
+    for i in range(runs):
+        _wait_refill()
+        started = time.perf_counter()
+
+        def progress(step: Step) -> None:
+            steps.setdefault(step.name, []).append(time.perf_counter() - started)
+
+        cluster = drv.create(ClusterSpec(f"cp-{i}", components=COMPONENTS), progress)
+        totals.append(time.perf_counter() - started)
+        ready = cluster.node("controlplane").run(["kubectl", "get", "--raw", "/readyz"])
+        if ready.out.strip() != "ok":
+            raise SystemExit(f"run {i}: /readyz answered {ready.out!r} {ready.err!r}")
+        drv.delete(cluster)
+    return totals, steps
+
+
+def idle_memory(idle: float) -> tuple[float, float, dict[str, int]]:
+    drv = LocalDriver()
+    cluster = drv.create(ClusterSpec("cp-idle", components=COMPONENTS), lambda step: None)
+    try:
+        _wait_refill()
+        time.sleep(idle)
+        procs = cluster_processes(cluster)
+        per = {f"{comm}[{pid}]": _status(pid, "VmRSS") for pid, comm in procs.items()}
+        rss = sum(per.values()) / 1024
+        pss = sum(_pss(pid) for pid in procs) / 1024
+    finally:
+        drv.delete(cluster)
+    return rss, pss, per
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds idle before measuring")
+    args = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="cka-bench-cp-")
+    os.environ["CKA_SIM_HOME"] = os.path.join(home, "home")
+    try:
+        totals, steps = time_create(args.runs)
+        rss, pss, per = idle_memory(args.idle)
+    finally:
+        LocalDriver().clean(keep=())
+        shutil.rmtree(home, ignore_errors=True)
+    print(f"embedded control plane, median of {args.runs} runs, {os.cpu_count()} CPUs")
+    print(f"{'measure':40} {'median':>9} {'target':>10}  runs")
+    print(f"{'create -> /readyz ok, kubeadm phases done':40} "
+          f"{statistics.median(totals):>7.2f} s {'<= 10 s':>10}  "
+          + " ".join(f"{t:.2f}" for t in totals))
+    print(f"{'idle control plane, RSS (sum)':40} {rss:>6.0f} MB {'<= 700 MB':>10}  "
+          f"PSS {pss:.0f} MB after {args.idle:g} s idle")
+    print("progress steps began at (median s): "
+          + ", ".join(f"{name} {statistics.median(t):.2f}" for name, t in steps.items()))
+    print("processes of the idle control plane (RSS kB): "
+          + ", ".join(f"{k} {v}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
