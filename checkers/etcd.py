@@ -33,7 +33,8 @@ def healthy(ctx: Context, endpoint: str = kubeadm.ETCD_ENDPOINT) -> CheckResult:
 
 def get_key(ctx: Context, key: str) -> tuple[bool, str | None, str]:
     """(answered, value or None when absent, error text) for one etcd key."""
-    done = kubeadm.etcdctl(ctx.node, "get", key, "-w", "json", timeout=15)
+    done = kubeadm.etcdctl(ctx.node, "get", key, "-w", "json", "--dial-timeout=2s",
+                           "--command-timeout=3s", timeout=15)
     if not done.ok:
         return False, None, _first_line(done.err or done.out)
     kvs = json.loads(done.out).get("kvs") or []

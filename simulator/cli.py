@@ -355,9 +355,12 @@ def scenario_new(scenario_id: str, output: Path | None) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every scenario in the catalog.")
 @click.option("--driver", type=click.Choice(["local", "kind"]), default="local", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the scenarios' variables (try several to cover every value).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_obj
-def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, as_json: bool) -> None:
+def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, seed: int,
+                  as_json: bool) -> None:
     """Quality gate: fresh cluster scores 0, the solution full marks, wrong solutions lose
     exactly the checks they name."""
     from simulator.gate import run_gate
@@ -365,7 +368,7 @@ def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, as_js
     if not ids and not all_:
         raise SimError("name scenarios to test, or --all", hint="cka-sim scenario test etcd-backup")
     targets = sorted(obj.catalog.scenarios) if all_ else list(ids)
-    results = run_gate(obj.catalog, targets, driver=driver,
+    results = run_gate(obj.catalog, targets, driver=driver, seed=seed,
                        progress=lambda line: click.echo(line, err=True))
     if as_json:
         emit_json([r.to_json() for r in results])
