@@ -403,7 +403,7 @@ async def test_exam_task_list_flags_background_clusters_and_report(pack: Path) -
         assert len(clusters()) == 2
 
         await pilot.press("m")
-        assert exam.tasks[0].flagged and "flagged: 1" in text_of(screen.query_one("#facts"))
+        assert exam.tasks[0].flagged and "flagged for review: 1" in text_of(screen.query_one("#facts"))
         await pilot.press("n")
         assert exam.current == 1 and "Task 2 of 2" in screen.query_one("#exam-md").source
         await pilot.press("p")

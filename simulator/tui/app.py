@@ -32,6 +32,7 @@ class CkaSimApp(App[None]):
     TITLE = "cka-sim"
     SUB_TITLE = "CKA practice on real etcd"
     ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
 
     def __init__(self, scenario_dirs: Iterable[Path | str] = (), *,

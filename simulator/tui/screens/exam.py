@@ -107,14 +107,23 @@ class ExamScreen(Screen):
         table.add_column("#", key="n", width=2)
         table.add_column("", key="state", width=1)
         table.add_column("", key="flag", width=1)
-        table.add_column("Task", key="title", width=20)
-        self.query_one("#exam-tasks").border_title = "Tasks"
+        table.add_column("Task", key="title", width=self.title_width())
         for task in self.exam.tasks:
             table.add_row(*self.cells(task.number - 1), key=str(task.number))
         table.focus()
         self.show_task()
         if self.background:
             self.prepare()
+
+    def title_width(self) -> int:
+        return 8 if self.app.size.width < 100 else 20
+
+    def on_resize(self) -> None:
+        table = self.query_one("#exam-tasks", DataTable)
+        column = table.columns.get("title")  # type: ignore[call-overload]
+        if column is not None and column.width != self.title_width():
+            column.width = self.title_width()
+            table.refresh()
 
     def on_unmount(self) -> None:
         self.closed = True
@@ -135,9 +144,10 @@ class ExamScreen(Screen):
         flagged = [str(t.number) for t in self.exam.tasks if t.flagged]
         lines = [
             f"[b]{escape(self.exam.exam.title)}[/]",
+            f"task {self.exam.current + 1} of {len(self.exam.tasks)}",
             f"pass mark {self.exam.exam.pass_mark}%",
             f"clusters ready {ready}/{len(self.exam.tasks)}",
-            f"flagged: {', '.join(flagged) if flagged else '-'}",
+            f"flagged for review: {', '.join(flagged) if flagged else 'none'}",
         ]
         self.query_one("#facts", Static).update("\n".join(lines))
 

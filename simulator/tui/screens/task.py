@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -26,6 +28,26 @@ if TYPE_CHECKING:
 EXAM_NOTICES = (30, 15, 5)
 
 
+def take_back_terminal() -> None:
+    """Make this process the terminal's foreground process group again.
+
+    A job-control shell in the node's pid namespace cannot see our process group, so it
+    cannot hand the terminal back when it exits; without this the app could neither read
+    keys nor draw.
+    """
+    for stream in (sys.__stdin__, sys.__stdout__):
+        if stream is None or not stream.isatty():
+            continue
+        fd = stream.fileno()
+        previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            if os.tcgetpgrp(fd) != os.getpgrp():
+                os.tcsetpgrp(fd, os.getpgrp())
+        finally:
+            signal.signal(signal.SIGTTOU, previous)
+        return
+
+
 def run_shell(app: "CkaSimApp", argv: list[str], banner: str) -> str | None:
     """Hand the terminal to ``argv`` until it exits; returns an error text or None.
 
@@ -41,6 +63,10 @@ def run_shell(app: "CkaSimApp", argv: list[str], banner: str) -> str | None:
                 subprocess.run(argv)
             except BaseException as exc:  # noqa: BLE001 - see the docstring
                 error = f"the shell failed: {type(exc).__name__}: {exc}"
+            try:
+                take_back_terminal()
+            except OSError as exc:
+                error = error or f"could not take the terminal back: {exc}"
     except SuspendNotSupported:
         error = "this terminal cannot hand over to a shell; run `cka-sim shell` in another terminal"
     return error

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline, Static
 
-BAR_WIDTH = 20
+BAR_WIDTH = 14
 
 
 def score_bars(attempts: Sequence[Any], limit: int = 8) -> Table:
