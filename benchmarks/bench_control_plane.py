@@ -28,10 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_local import _pss, _status, _wait_refill, cluster_processes  # noqa: E402
+from bench_local import _pss, _status, _wait_refill, cluster_processes
 
-from simulator.cluster.local.driver import LocalDriver  # noqa: E402
-from simulator.cluster.node import ClusterSpec, Step  # noqa: E402
+from simulator.cluster.local.driver import LocalDriver
+from simulator.cluster.node import ClusterSpec, Step
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
@@ -44,7 +44,7 @@ def time_create(runs: int) -> tuple[list[float], dict[str, list[float]]]:
         _wait_refill()
         started = time.perf_counter()
 
-        def progress(step: Step) -> None:
+        def progress(step: Step, started: float = started) -> None:
             steps.setdefault(step.name, []).append(time.perf_counter() - started)
 
         cluster = drv.create(ClusterSpec(f"cp-{i}", components=COMPONENTS), progress)

@@ -133,7 +133,7 @@ def test_missing_control_plane_binaries_offline_name_the_files(tmp_path, monkeyp
 
 @needs_control_plane
 def test_create_returns_once_the_api_server_is_ready(created):
-    cluster, steps, elapsed, ready = created
+    _, steps, elapsed, ready = created
     names = [s.name for s in steps]
     assert names[:5] == ["nodes", "certificates", "etcd", "apiserver", "controller-manager"]
     assert ready.ok and ready.out.strip() == "ok", ready.err
@@ -335,7 +335,7 @@ def exam_restore(node, restore: str) -> None:
     kubectl(node, "create", "namespace", "billing").check()
     sh(node, EXAM_RESTORE, timeout=120, NS="billing", RESTORE=restore).check()
     etcd = yaml.safe_load(node.read_file(f"{MANIFESTS}/etcd.yaml"))
-    data = [v for v in etcd["spec"]["volumes"] if v["name"] == "etcd-data"][0]
+    data = next(v for v in etcd["spec"]["volumes"] if v["name"] == "etcd-data")
     assert data["hostPath"]["path"] == "/var/lib/etcd-from-backup"
     wait_for("the deleted namespace back", lambda: kubectl(node, "get", "ns", "billing").ok,
              timeout=90, interval=0.5)

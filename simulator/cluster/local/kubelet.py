@@ -36,7 +36,12 @@ from typing import Any
 
 import yaml
 
-from simulator.cluster.local.apiclient import ApiClient, ApiError, KubeconfigError, Unreachable
+from simulator.cluster.local.apiclient import (
+    ApiClient,
+    ApiError,
+    KubeconfigError,
+    Unreachable,
+)
 
 log = logging.getLogger("cka_sim.kubelet")
 
@@ -249,6 +254,7 @@ class Kubelet:
         self._pods_version = 0
         self._synced_version = -1
         self._client: ApiClient | None = None
+        self._conf_stamp = -1
         self._node_uid: str | None = None
         self._started = time.time()
         self._next_status = 0.0
@@ -298,16 +304,19 @@ class Kubelet:
     def _drop(self) -> None:
         if self._client is not None:
             self._client.close()
-        self._client = None
         self._node_uid = None
         self._posted.clear()
         self._next_status = self._next_lease = self._next_resync = 0.0
 
     def _api(self) -> ApiClient | None:
-        if self._client is None:
-            conf = self.rootfs / KUBELET_CONF
-            if not conf.exists():
-                return None
+        conf = self.rootfs / KUBELET_CONF
+        try:
+            stamp = conf.stat().st_mtime_ns
+        except OSError:
+            return None
+        if stamp != self._conf_stamp:  # a broken kubelet.conf is retried once it changes
+            self._conf_stamp = stamp
+            self._client = None
             try:
                 self._client = ApiClient.from_kubeconfig(conf, self.rootfs / CLIENT_PEM,
                                                          root=self.rootfs)
