@@ -143,8 +143,15 @@ def _copy_etc(etc: Path) -> None:
         src = host / name
         if src.is_dir() and not src.is_symlink():
             shutil.copytree(src, etc / name, symlinks=True, dirs_exist_ok=True,
-                            ignore_dangling_symlinks=True,
+                            ignore_dangling_symlinks=True, ignore=_unreadable_dirs,
                             copy_function=_copy_readable)
+
+
+def _unreadable_dirs(directory: str, names: list[str]) -> list[str]:
+    """Directories an unprivileged user cannot list (``/etc/ssl/private``) are left out."""
+    paths = ((n, os.path.join(directory, n)) for n in names)
+    return [n for n, p in paths
+            if os.path.isdir(p) and not os.path.islink(p) and not os.access(p, os.R_OK | os.X_OK)]
 
 
 def _copy_readable(src: str, dst: str) -> None:
@@ -268,7 +275,8 @@ class NodeProcess:
         self.infra_pid = infra_pid
         go_r, self._go_w = os.pipe()
         self._ready_r, ready_w = os.pipe()
-        argv = [_tool("nsenter"), "-t", str(infra_pid), "--user", "--net", "--",
+        argv = [_tool("nsenter"), "-t", str(infra_pid), "--user", "--preserve-credentials",
+                "--net", "--",
                 _tool("unshare"), "--user", "--map-root-user", "--mount", "--uts", "--ipc",
                 "--net", "--pid", "--fork", "--kill-child", "--",
                 sys.executable, "-m", "simulator.cluster.local.nodeinit",
@@ -303,7 +311,8 @@ class NodeProcess:
         veth = f"veth-{self.ip.rsplit('.', 1)[1]}"
         batch = (f"link add {veth} type veth peer name eth0 netns {self.pid}\n"
                  f"link set {veth} master {BRIDGE}\nlink set {veth} up\n")
-        done = subprocess.run([_tool("nsenter"), "-t", str(self.infra_pid), "--user", "--net",
+        done = subprocess.run([_tool("nsenter"), "-t", str(self.infra_pid), "--user",
+                               "--preserve-credentials", "--net",
                                "--", _tool("ip"), "-batch", "-"], input=batch.encode(),
                               capture_output=True, timeout=10, check=False)
         if done.returncode != 0:
@@ -370,7 +379,8 @@ class LocalNode:
             raise ClusterError(f"node {self.name} is not running",
                                hint="Its processes were stopped or killed. Run `cka-sim stop` "
                                     "then start the task again.")
-        return [_tool("nsenter"), "-t", str(self.pid), "--user", "--mount", "--uts", "--ipc",
+        return [_tool("nsenter"), "-t", str(self.pid), "--user", "--preserve-credentials",
+                "--mount", "--uts", "--ipc",
                 "--net", "--pid", "--", _tool("chroot"), str(self.rootfs)]
 
     def login_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
