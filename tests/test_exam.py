@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import needs_namespaces, run_cli
+
 from simulator import paths
 from simulator.catalog import Catalog
 from simulator.errors import SessionError
@@ -67,7 +67,7 @@ def clusters() -> set[str]:
 
 
 def shell(exam: ExamSession, index: int, script: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*exam.shell_argv(index), "-c", script], capture_output=True, text=True,
+    return subprocess.run([*exam.shell_argv(index), "-c", script], capture_output=True, text=True, check=False,
                           timeout=60)
 
 

@@ -6,9 +6,9 @@ they never depend on the machine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from conftest import REPO, needs_namespaces, run_cli
+
 from simulator import paths
 from simulator.catalog import Catalog
 from simulator.history import Attempt, CheckRecord, History
@@ -131,7 +131,8 @@ def clusters() -> set[str]:
 
 def node_run(session: Session, script: str) -> subprocess.CompletedProcess:
     argv = session.cluster().nodes[0].shell_argv()
-    return subprocess.run([*argv, "-c", script], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*argv, "-c", script], capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 # -- the catalog ------------------------------------------------------------------------------
@@ -409,10 +410,10 @@ async def test_exam_task_list_flags_background_clusters_and_report(pack: Path) -
         await pilot.press("p")
         assert exam.current == 0
 
-        argv = exam.shell_argv(0)
         name = exam.tasks[0].values["backup"]
-        assert subprocess.run([*argv, "-c", SOLVE.format(name=name)], capture_output=True,
-                              timeout=60).returncode == 0
+        solved = await asyncio.to_thread(subprocess.run, [*exam.shell_argv(0), "-c", SOLVE.format(name=name)],
+                                         capture_output=True, timeout=60, check=False)
+        assert solved.returncode == 0
 
         await pilot.press("f")
         assert isinstance(app.screen, ConfirmDialog)
@@ -512,6 +513,13 @@ async def test_resizing_to_a_small_terminal_keeps_every_screen_usable(pack: Path
 # -- snapshots (frozen clock, hand-made sessions, fixed sizes) ------------------------------------
 
 
+async def settle(pilot) -> None:
+    """Let markdown and tables finish rendering before the screenshot (slow machines too)."""
+    for _ in range(3):
+        await pilot.pause(0.1)
+    await pilot.wait_for_scheduled_animations()
+
+
 def fake_session(clock: Clock, mode: str = "practice") -> Session:
     return Session(scenario="demo-backup", source="", seed=7, values={"backup": "etcd-backup"},
                    mode=mode, driver="local", cluster_name="cka-snap01", status="running",
@@ -549,7 +557,7 @@ def test_snapshot_provisioning(pack: Path, snap_compare, size) -> None:
                      Step("certificates", 1, 3, "kubeadm PKI and kubeconfigs"),
                      Step("etcd", 2, 3, "waiting for etcd on controlplane")):
             screen.post_message(ProvisioningScreen.Progressed(step))
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(Clock()), terminal_size=size, run_before=run_before)
 
@@ -566,7 +574,7 @@ def test_snapshot_provisioning_failed(pack: Path, snap_compare) -> None:
         screen.post_message(ProvisioningScreen.Progressed(Step("setup", 0, 2, "run a script")))
         screen.post_message(ProvisioningScreen.Failed("setup step 1 failed: no disk left",
                                                       "fix the scenario's setup"))
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(Clock()), terminal_size=(80, 24), run_before=run_before)
 
@@ -581,7 +589,9 @@ def test_snapshot_task(pack: Path, snap_compare, size) -> None:
         screen.hints = ["`etcdctl snapshot save` needs --cacert, --cert and --key."]
         screen.show_hints()
         screen.on_task_screen_checked(TaskScreen.Checked(fake_report()))
-        await pilot.pause()
+        await settle(pilot)
+        screen.query_one("#task-text").scroll_home(animate=False)  # where it lands depends on timing
+        await settle(pilot)
 
     assert snap_compare(make_app(clock), terminal_size=size, run_before=run_before)
 
@@ -593,7 +603,7 @@ def test_snapshot_task_red_clock_in_exam_mode(pack: Path, snap_compare) -> None:
         session = fake_session(clock, mode="exam")
         session.deadline = clock() + 40
         await pilot.app.push_screen(TaskScreen(session))
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(clock), terminal_size=(100, 30), run_before=run_before)
 
@@ -602,7 +612,7 @@ def test_snapshot_task_red_clock_in_exam_mode(pack: Path, snap_compare) -> None:
 def test_snapshot_results(pack: Path, snap_compare, size) -> None:
     async def run_before(pilot) -> None:
         await pilot.app.push_screen(ResultsScreen(fake_session(Clock()), fake_report()))
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(Clock()), terminal_size=size, run_before=run_before)
 
@@ -611,6 +621,7 @@ def test_snapshot_quit_dialog(pack: Path, snap_compare) -> None:
     async def run_before(pilot) -> None:
         await pilot.app.push_screen(TaskScreen(fake_session(Clock())))
         await pilot.press("q")
+        await settle(pilot)
 
     assert snap_compare(make_app(Clock()), terminal_size=(80, 24), run_before=run_before)
 
@@ -645,7 +656,7 @@ def test_snapshot_exam(pack: Path, snap_compare, size) -> None:
 
     async def run_before(pilot) -> None:
         await pilot.app.push_screen(ExamScreen(fake_exam(clock), background=False))
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(clock), terminal_size=size, run_before=run_before)
 
@@ -663,7 +674,7 @@ def test_snapshot_exam_report(pack: Path, snap_compare) -> None:
                                  for c in exam.tasks[1].scenario.checks]
         report = ExamReport("mini-exam", exam.exam.title, exam.tasks, 60, 545, 600)
         await pilot.app.push_screen(ExamReportScreen(exam, report))
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(clock), terminal_size=(100, 30), run_before=run_before)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from simulator.tui.prefs import Prefs
 
@@ -32,12 +32,12 @@ class CkaSimApp(App[None]):
     TITLE = "cka-sim"
     SUB_TITLE = "CKA practice on real etcd"
     ENABLE_COMMAND_PALETTE = False
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (100, "-wide")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
 
     def __init__(self, scenario_dirs: Iterable[Path | str] = (), *,
-                 clock: Callable[[], float] = time.time, catalog: "Catalog | None" = None,
-                 history: "History | None" = None, probe_docker: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, catalog: Catalog | None = None,
+                 history: History | None = None, probe_docker: bool = True) -> None:
         super().__init__()
         self.scenario_dirs = [Path(d) for d in scenario_dirs]
         self.clock = clock
@@ -51,7 +51,7 @@ class CkaSimApp(App[None]):
             self.prefs.driver = "local"
 
     @property
-    def catalog(self) -> "Catalog":
+    def catalog(self) -> Catalog:
         """Every scenario and exam (loaded on first use)."""
         if self._catalog is None:
             from simulator.catalog import Catalog
@@ -60,7 +60,7 @@ class CkaSimApp(App[None]):
         return self._catalog
 
     @property
-    def history(self) -> "History":
+    def history(self) -> History:
         """The attempts store."""
         if self._history is None:
             from simulator.history import History

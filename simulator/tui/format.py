@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -10,7 +11,7 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 def duration(seconds: float) -> str:
     """``90`` -> ``1m30s``; ``5400`` -> ``1h30m``; negative values get a leading minus."""
     sign = "-" if seconds < 0 else ""
-    total = int(round(abs(seconds)))
+    total = round(abs(seconds))
     h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
     parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s and not h else ""]
@@ -20,7 +21,7 @@ def duration(seconds: float) -> str:
 def clock(seconds: float) -> str:
     """``462`` -> ``07:42``, ``4000`` -> ``1:06:40``; overtime (negative) as ``+01:05``."""
     sign = "+" if seconds < 0 else ""
-    total = int(abs(seconds)) if seconds < 0 else int(seconds + 0.999)
+    total = int(abs(seconds)) if seconds < 0 else math.ceil(seconds)
     h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
     return f"{sign}{h}:{m:02d}:{s:02d}" if h else f"{sign}{m:02d}:{s:02d}"

@@ -19,7 +19,7 @@ class Prefs:
     mode: str = "practice"
 
     @classmethod
-    def load(cls) -> "Prefs":
+    def load(cls) -> Prefs:
         """The saved prefs; defaults when the file is missing or unreadable."""
         try:
             data = json.loads((paths.data_dir() / FILE_NAME).read_text())
@@ -53,7 +53,7 @@ def docker_answers(timeout: float = 3.0) -> bool:
         return False
     try:
         done = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, timeout=timeout)
+                              capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

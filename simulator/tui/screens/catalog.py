@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -34,9 +34,9 @@ NARROW = 100
 class CatalogScreen(Screen):
     """Pick a scenario or an exam; Enter starts it on the remembered driver and mode."""
 
-    app: "CkaSimApp"
+    app: CkaSimApp
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "start", "Start", priority=True),
         Binding("f2", "driver", "Driver"),
         Binding("f3", "mode", "Mode"),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
@@ -14,7 +16,7 @@ from textual.widgets import Button, Label
 class QuitDialog(ModalScreen[str | None]):
     """Leave a task: keep its cluster (resume later), stop it, or stay."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k", "choose('keep')", "Keep"),
         Binding("s", "choose('stop')", "Stop"),
         Binding("escape", "choose(None)", "Stay"),
@@ -46,7 +48,7 @@ class QuitDialog(ModalScreen[str | None]):
 class ConfirmDialog(ModalScreen[bool]):
     """A yes/no question."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "choose(True)", "Yes"),
         Binding("n,escape", "choose(False)", "No"),
     ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -32,7 +32,7 @@ STATUS_MARK = {
 }
 
 
-def start_exam(app: "CkaSimApp", exam_id: str, driver: str) -> None:
+def start_exam(app: CkaSimApp, exam_id: str, driver: str) -> None:
     """Draw the exam's tasks and open its provisioning screen (task 1 first)."""
     from simulator.errors import SimError
     from simulator.exam import ExamSession
@@ -53,9 +53,9 @@ def start_exam(app: "CkaSimApp", exam_id: str, driver: str) -> None:
 class ExamScreen(Screen):
     """The running exam. Clusters for the next tasks are made in the background."""
 
-    app: "CkaSimApp"
+    app: CkaSimApp
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "shell", "Shell"),
         Binding("m", "flag", "Flag"),
         Binding("n", "move(1)", "Next"),
@@ -69,7 +69,7 @@ class ExamScreen(Screen):
         """A task's cluster changed state."""
 
     class Finished(Message):
-        def __init__(self, report: "ExamReport") -> None:
+        def __init__(self, report: ExamReport) -> None:
             super().__init__()
             self.report = report
 
@@ -79,7 +79,7 @@ class ExamScreen(Screen):
             self.message = message
             self.hint = hint
 
-    def __init__(self, exam: "ExamSession", *, background: bool = True) -> None:
+    def __init__(self, exam: ExamSession, *, background: bool = True) -> None:
         super().__init__()
         self.exam = exam
         self.background = background
@@ -273,7 +273,7 @@ class ExamScreen(Screen):
             self.post_message(self.Finished(self.exam.finish()))
         except SimError as exc:
             self.post_message(self.Failed(exc.message, exc.hint))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the learner, never a crash
             self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}", ""))
 
     def on_exam_screen_finished(self, message: Finished) -> None:
@@ -321,14 +321,14 @@ class ExamScreen(Screen):
 class ExamReportScreen(Screen):
     """Per-task scores, each task's checks, and pass or fail at the pass mark."""
 
-    app: "CkaSimApp"
+    app: CkaSimApp
 
-    BINDINGS = [Binding("escape,b", "back", "Catalog (removes clusters)")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,b", "back", "Catalog (removes clusters)")]
 
     class Stopped(Message):
         pass
 
-    def __init__(self, exam: "ExamSession", report: "ExamReport") -> None:
+    def __init__(self, exam: ExamSession, report: ExamReport) -> None:
         super().__init__()
         self.exam = exam
         self.report = report

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from simulator.tui.app import CkaSimApp
 
 
-def domain_averages(attempts: list["Attempt"]) -> list[tuple[str, int, float]]:
+def domain_averages(attempts: list[Attempt]) -> list[tuple[str, int, float]]:
     """Per domain: (domain, attempts, mean percent), sorted by domain."""
     by: dict[str, list[float]] = defaultdict(list)
     for a in attempts:
@@ -29,7 +29,7 @@ def domain_averages(attempts: list["Attempt"]) -> list[tuple[str, int, float]]:
     return [(d, len(v), sum(v) / len(v)) for d, v in sorted(by.items())]
 
 
-def best_times(attempts: list["Attempt"]) -> list[tuple[str, float | None, float]]:
+def best_times(attempts: list[Attempt]) -> list[tuple[str, float | None, float]]:
     """Per scenario: (scenario, fastest time with full marks or None, best percent)."""
     best: dict[str, tuple[float | None, float]] = {}
     for a in attempts:
@@ -43,9 +43,9 @@ def best_times(attempts: list["Attempt"]) -> list[tuple[str, float | None, float
 class HistoryScreen(Screen):
     """Past attempts, newest first, with the stats beside them."""
 
-    app: "CkaSimApp"
+    app: CkaSimApp
 
-    BINDINGS = [Binding("escape,b", "back", "Catalog")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,b", "back", "Catalog")]
 
     def compose(self) -> ComposeResult:
         attempts = self.app.history.attempts()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Center, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -33,15 +33,15 @@ class ProvisioningScreen(Screen):
     runs ``cancel(result)`` (tearing the cluster down) and goes back.
     """
 
-    app: "CkaSimApp"
+    app: CkaSimApp
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("r", "retry", "Retry"),
     ]
 
     class Progressed(Message):
-        def __init__(self, step: "Step") -> None:
+        def __init__(self, step: Step) -> None:
             super().__init__()
             self.step = step
 
@@ -76,14 +76,13 @@ class ProvisioningScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Center(id="prov-center"):
-            with Vertical(id="prov-box"):
-                yield Label(f"Preparing [b]{escape(self.title_text)}[/]", id="prov-title")
-                yield Label(escape(self.subtitle), id="prov-subtitle")
-                yield ProgressBar(total=len(PHASES), show_eta=False, id="prov-bar")
-                yield Static("", id="prov-steps")
-                yield Label("", id="prov-elapsed")
-                yield Static("", id="prov-error")
+        with Center(id="prov-center"), Vertical(id="prov-box"):
+            yield Label(f"Preparing [b]{escape(self.title_text)}[/]", id="prov-title")
+            yield Label(escape(self.subtitle), id="prov-subtitle")
+            yield ProgressBar(total=len(PHASES), show_eta=False, id="prov-bar")
+            yield Static("", id="prov-steps")
+            yield Label("", id="prov-elapsed")
+            yield Static("", id="prov-error")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -130,7 +129,7 @@ class ProvisioningScreen(Screen):
         except SimError as exc:
             self.post_message(self.Failed(exc.message, exc.hint))
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the learner, never a crash
             self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}",
                                           "run `cka-sim doctor`; report it if it persists"))
             return
@@ -204,7 +203,7 @@ class ProvisioningScreen(Screen):
         self.run_start()
 
 
-def practice_screen(app: "CkaSimApp", scenario_id: str, *, driver: str, mode: str,
+def practice_screen(app: CkaSimApp, scenario_id: str, *, driver: str, mode: str,
                     seed: int | None = None, replace: Any = None) -> ProvisioningScreen:
     """A provisioning screen that starts one attempt and then shows its task.
 
@@ -215,7 +214,7 @@ def practice_screen(app: "CkaSimApp", scenario_id: str, *, driver: str, mode: st
 
     catalog = app.catalog
 
-    def start(progress: Callable[["Step"], None]) -> Session:
+    def start(progress: Callable[[Step], None]) -> Session:
         if replace is not None:
             from simulator.cluster.node import Step
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Collapsible, Footer, Header, Label, Markdown, Static
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from simulator.tui.app import CkaSimApp
 
 
-def score_line(report: "Report") -> str:
+def score_line(report: Report) -> str:
     """``Score 3/4 (75%) · 5m12s of 8m`` with the overtime when there was any."""
     colour = "green" if report.percent >= 100 else ("yellow" if report.percent >= 66 else "red")
     line = (f"[b {colour}]Score {report.score}/{report.max_score} ({report.percent:.0f}%)[/]"
@@ -33,9 +33,9 @@ def score_line(report: "Report") -> str:
 class ResultsScreen(Screen):
     """The graded attempt. The cluster stays up until the next start (s opens a shell)."""
 
-    app: "CkaSimApp"
+    app: CkaSimApp
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "retry", "Retry"),
         Binding("n", "new", "New values"),
         Binding("s", "shell", "Shell"),
@@ -43,7 +43,7 @@ class ResultsScreen(Screen):
         Binding("escape,b", "back", "Catalog"),
     ]
 
-    def __init__(self, session: "Session", report: "Report") -> None:
+    def __init__(self, session: Session, report: Report) -> None:
         super().__init__()
         self.session = session
         self.report = report

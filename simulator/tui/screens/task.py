@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult, SuspendNotSupported
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -48,7 +48,7 @@ def take_back_terminal() -> None:
         return
 
 
-def run_shell(app: "CkaSimApp", argv: list[str], banner: str) -> str | None:
+def run_shell(app: CkaSimApp, argv: list[str], banner: str) -> str | None:
     """Hand the terminal to ``argv`` until it exits; returns an error text or None.
 
     Nothing may escape the suspended block (the app would hang), so every error is caught
@@ -60,7 +60,7 @@ def run_shell(app: "CkaSimApp", argv: list[str], banner: str) -> str | None:
             try:
                 sys.stdout.write(f"\x1b[2J\x1b[H{banner}\n")
                 sys.stdout.flush()
-                subprocess.run(argv)
+                subprocess.run(argv, check=False)
             except BaseException as exc:  # noqa: BLE001 - see the docstring
                 error = f"the shell failed: {type(exc).__name__}: {exc}"
             try:
@@ -75,9 +75,9 @@ def run_shell(app: "CkaSimApp", argv: list[str], banner: str) -> str | None:
 class TaskScreen(Screen):
     """One running attempt. The clock is the session's deadline, re-read every second."""
 
-    app: "CkaSimApp"
+    app: CkaSimApp
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "shell", "Shell"),
         Binding("c", "check", "Check"),
         Binding("h", "hint", "Hint"),
@@ -87,12 +87,12 @@ class TaskScreen(Screen):
     ]
 
     class Checked(Message):
-        def __init__(self, report: "Report") -> None:
+        def __init__(self, report: Report) -> None:
             super().__init__()
             self.report = report
 
     class Submitted(Message):
-        def __init__(self, report: "Report") -> None:
+        def __init__(self, report: Report) -> None:
             super().__init__()
             self.report = report
 
@@ -105,7 +105,7 @@ class TaskScreen(Screen):
     class Stopped(Message):
         pass
 
-    def __init__(self, session: "Session") -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
         self.scenario = session.scenario_model(self.app.catalog)
@@ -175,9 +175,7 @@ class TaskScreen(Screen):
     # -- actions ---------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("check", "hint") and self.session.mode == "exam":
-            return False
-        return True
+        return not (action in ("check", "hint") and self.session.mode == "exam")
 
     def action_shell(self) -> None:
         if self.busy:
@@ -215,7 +213,7 @@ class TaskScreen(Screen):
             self.post_message(self.Checked(self.session.check(self.app.catalog)))
         except SimError as exc:
             self.post_message(self.Failed(exc.message, exc.hint))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the learner, never a crash
             self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}", ""))
 
     def on_task_screen_checked(self, message: Checked) -> None:
@@ -267,7 +265,7 @@ class TaskScreen(Screen):
             self.post_message(self.Submitted(self.session.submit(self.app.catalog, self.app.history)))
         except SimError as exc:
             self.post_message(self.Failed(exc.message, exc.hint))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the learner, never a crash
             self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}", ""))
 
     def on_task_screen_submitted(self, message: Submitted) -> None:
