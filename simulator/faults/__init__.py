@@ -4,4 +4,4 @@ A fault is ``fn(ctx, **params)`` that puts a cluster into the broken state a tas
 from, using only the Node API.
 """
 
-from simulator.faults import etcd, files, kube, manifest  # noqa: F401
+from simulator.faults import certs, etcd, files, kube, manifest  # noqa: F401
