@@ -84,6 +84,9 @@ def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skeleton_text: str) ->
         .replace("title: Back up etcd to a snapshot file", "title: A task whose setup fails")
         .replace("setup:\n", 'setup:\n  - run: "echo no disk left >&2; exit 3"\n', 1))
     (scenarios / "exam.yaml").write_text(EXAM)
+    (scenarios / "exam-broken.yaml").write_text(
+        EXAM.replace("mini-exam", "broken-exam").replace("A two-task mock exam", "An exam with a broken task")
+        .replace("[demo-backup, demo-backup-2]", "[demo-backup, demo-broken]"))
     monkeypatch.setenv("CKA_SIM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CKA_SIM_SCENARIOS", str(scenarios))
     yield scenarios
@@ -147,7 +150,8 @@ async def test_catalog_lists_filters_previews_and_remembers_choices(pack: Path) 
         screen = app.screen
         assert isinstance(screen, CatalogScreen)
         assert catalog_titles(app) == ["Back up etcd to a snapshot file", "Back up etcd again",
-                                       "A task whose setup fails", "A two-task mock exam"]
+                                       "A task whose setup fails", "An exam with a broken task",
+                                       "A two-task mock exam"]
         table = screen.query_one("#catalog-table")
         row = [str(c) for c in table.get_row_at(0)]
         assert row == ["Back up etcd to a snapshot file", "Troubleshoot", "easy", "8m", "100%", "1"]
@@ -160,7 +164,7 @@ async def test_catalog_lists_filters_previews_and_remembers_choices(pack: Path) 
         assert screen.query_one("#filter").value == "again"
         assert catalog_titles(app) == ["Back up etcd again"]
         await pilot.press("escape")
-        assert len(catalog_titles(app)) == 4 and screen.focused is table
+        assert len(catalog_titles(app)) == 5 and screen.focused is table
 
         await pilot.press(*"mock")
         assert "Exam" in screen.query_one("#preview-md").source
@@ -263,12 +267,29 @@ async def test_practice_attempt_hint_check_submit_and_results(pack: Path) -> Non
         [attempt] = History().attempts()
         assert (attempt.score, attempt.hints_used, attempt.vars) == (4, 1, {"backup": name})
 
+        await pilot.press("s")  # a look at the graded cluster (no terminal to hand over here)
+        assert "cka-sim shell" in toasts(app)
+
+        await pilot.press("r")  # retry: same values on a fresh cluster
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskScreen))
+        retry = app.screen.session
+        assert retry.seed == session.seed and retry.cluster_name != session.cluster_name
+        assert clusters() == {retry.cluster_name}
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        assert "Score 1/4" in text_of(app.screen.query_one("#results-score"))
+        await pilot.press("n")  # new values
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskScreen))
+        assert app.screen.session.cluster_name not in (session.cluster_name, retry.cluster_name)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
+
         await pilot.press("escape")
         assert isinstance(app.screen, CatalogScreen)
         row = [str(c) for c in app.screen.query_one("#catalog-table").get_row_at(0)]
-        assert row[-2:] == ["100%", "1"]
+        assert row[-2:] == ["100%", "3"]
         # the graded cluster stays up until the next start, which replaces it
-        assert clusters() == {session.cluster_name}
+        assert clusters() == {Session.load().cluster_name}
 
 
 @needs_namespaces
@@ -432,6 +453,35 @@ async def test_exam_task_list_flags_background_clusters_and_report(pack: Path) -
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, CatalogScreen))
         assert clusters() == set()
+
+
+@needs_namespaces
+@pytest.mark.slow
+async def test_exam_task_whose_cluster_fails_says_why_and_retries(pack: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press(*"broken-exam", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExamScreen))
+        screen = app.screen
+        exam = screen.exam
+        await wait_for(pilot, lambda: exam.tasks[1].status == "failed")
+        shown = {b.binding.key for b in screen.active_bindings.values() if b.enabled}
+        assert "r" not in shown  # task 1 is fine
+        await pilot.press("n")
+        md = screen.query_one("#exam-md").source
+        assert "could not be made" in md and "no disk left" in md
+        await pilot.press("s")
+        assert "task 2 is failed" in toasts(app)
+        failed_name = exam.tasks[1].cluster_name
+        await pilot.press("r")
+        assert exam.tasks[1].cluster_name != failed_name
+        await wait_for(pilot, lambda: exam.tasks[1].status == "failed")
+        assert clusters() == {exam.tasks[0].cluster_name}
+        await pilot.press("p", "s")  # task 1's shell: no terminal to hand over in this test
+        assert "cka-sim shell" in toasts(app)
+        await pilot.press("q", "y")
+        await wait_for(pilot, lambda: isinstance(app.screen, CatalogScreen))
+    assert clusters() == set()
 
 
 @needs_namespaces
