@@ -41,15 +41,15 @@ def ctx(cluster):
         cluster.node("controlplane").write_file(path, data, 0o600 if path.endswith((".key", ".conf")) else 0o644)
 
 
-def check(ctx, name, **params):
-    fn = registry.get_checker(name)
-    registry.check_params(fn, "checker", name, params)
+def check(ctx, use, /, **params):
+    fn = registry.get_checker(use)
+    registry.check_params(fn, "checker", use, params)
     return fn(ctx, **params)
 
 
-def fault(ctx, name, **params):
-    fn = registry.get_fault(name)
-    registry.check_params(fn, "fault", name, params)
+def fault(ctx, use, /, **params):
+    fn = registry.get_fault(use)
+    registry.check_params(fn, "fault", use, params)
     fn(ctx, **params)
 
 
