@@ -186,6 +186,18 @@ def test_mirror_pods_of_every_static_pod_are_running(node):
 
 
 @needs_control_plane
+def test_kubectl_logs_of_a_static_pod_come_from_its_container(node):
+    wait_for("the scheduler's leader election in its log", lambda: "Successfully acquired lease"
+             in kubectl(node, "-n", "kube-system", "logs", "kube-scheduler-controlplane").out)
+    tail = kubectl(node, "-n", "kube-system", "logs", "etcd-controlplane", "--tail=1").check()
+    assert len(tail.out.splitlines()) == 1
+    assert json.loads(tail.out)["level"] in ("info", "warn", "debug", "error")
+    previous = kubectl(node, "-n", "kube-system", "logs", "etcd-controlplane", "-p")
+    assert not previous.ok
+    assert 'previous terminated container "etcd"' in previous.err
+
+
+@needs_control_plane
 def test_kubeadm_config_configmap_holds_the_cluster_configuration(node):
     text = kubectl(node, "-n", "kube-system", "get", "configmap", "kubeadm-config", "-o",
                    "jsonpath={.data.ClusterConfiguration}").check().out
@@ -260,6 +272,11 @@ def test_crashing_scheduler_shows_crash_loop_back_off_with_restarts(node):
         status = wait_for("CrashLoopBackOff", crash_looping, timeout=40, interval=0.2)
         assert status["restartCount"] >= 1
         assert not status["ready"]
+        # (the API server drops its kubelet connections once it notices the client
+        # certificate that `kubeadm certs renew all` replaced: a first try may fail)
+        wait_for("the crash in the container's log", lambda: "unknown flag: --no-such-flag" in
+                 kubectl(node, "-n", "kube-system", "logs", "kube-scheduler-controlplane").out,
+                 timeout=10, interval=0.5)
     finally:
         node.write_file(path, original, 0o600)
     wait_for("the scheduler Running again", lambda: (mirror(node, "kube-scheduler") or {}).get(

@@ -193,6 +193,18 @@ def _restore_members(rootfs: dict[str, Path], control: Sequence[tuple[str, str]]
         os.chmod(data, 0o700)
 
 
+def _write_kubelet_serving_certs(rootfs: dict[str, Path], placed: Sequence[tuple[str, str, str]],
+                                 cas) -> None:
+    """Each node's self-signed kubelet serving certificate, with keys from the pool, so the
+    kubelet serves ``kubectl logs`` from its start."""
+    from simulator.cluster.local import kubelet_server
+
+    keys = cas.key_pool.take(len(placed))
+    for i, (name, ip, _) in enumerate(placed):
+        kubelet_server.write_serving_cert(name, ip, rootfs[name] / kubelet_server.CERT_DIR,
+                                          keys[i] if i < len(keys) else None)
+
+
 def _write_admin_kubeconfigs(rootfs: dict[str, Path], control: Sequence[tuple[str, str]]) -> None:
     """``/root/.kube/config`` on each control plane: a copy of admin.conf, as kubeadm init
     tells its user to make (and as exam nodes have)."""
@@ -300,7 +312,9 @@ class LocalDriver:
         rootfs = {name: directory / "nodes" / name / "rootfs" for name, _, _ in placed}
 
         def write_pki() -> None:
-            _lend_spare_keys(directory / "pki" / "keypool", 7 * len(control) + 5 * len(placed))
+            serving = len(placed) if kube else 0
+            _lend_spare_keys(directory / "pki" / "keypool",
+                             7 * len(control) + 5 * len(placed) + serving)
             if seed is not None:
                 _restore_members(rootfs, control, seed, tools["etcdutl"], spec.name)
             cas = pki.load_or_create_cas(directory / "pki")
@@ -310,6 +324,8 @@ class LocalDriver:
                 endpoint = None if role == "control-plane" else f"{control[0][1]}:6443"
                 pki.write_node_pki(etc, cas, name, ip, control_plane=role == "control-plane",
                                    first_control_plane=i == 0, control_plane_endpoint=endpoint)
+            if kube:
+                _write_kubelet_serving_certs(rootfs, placed, cas)
             _write_admin_kubeconfigs(rootfs, control)
             _write_control_plane_manifests(rootfs, control, kube)
             if "etcd" not in spec.components:

@@ -9,6 +9,7 @@ judge it as on a kubeadm node):
   InternalIP and Hostname addresses, ``kubeletVersion``) and posts a Ready status with
   fresh heartbeats every ``STATUS_PERIOD`` seconds, registering it again if deleted;
 - renews ``kube-node-lease/<node>`` every ``LEASE_PERIOD`` seconds (duration 40 s);
+- serves ``kubectl logs`` on port 10250 (:mod:`simulator.cluster.local.kubelet_server`);
 - keeps one mirror pod per static pod in the pod's namespace, named ``<pod>-<node>``,
   annotated ``kubernetes.io/config.mirror``/``config.hash`` (the static pod's uid),
   ``config.source: file`` and ``config.seen``, owned by the Node, with the supervisor's
@@ -42,6 +43,7 @@ from simulator.cluster.local.apiclient import (
     KubeconfigError,
     Unreachable,
 )
+from simulator.cluster.local.kubelet_server import CERT_DIR, KubeletServer
 
 log = logging.getLogger("cka_sim.kubelet")
 
@@ -53,6 +55,7 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION = 40
 LEASE_PERIOD = 10.0
 STATUS_PERIOD = 10.0
+STATE_DIR = "run/cka-sim"
 RESYNC_PERIOD = 10.0
 RETRY = 1.0
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -243,8 +246,12 @@ def _pod_path(namespace: str, name: str = "") -> str:
 class Kubelet:
     """Keeps the API server's view of one node in step with its supervisor."""
 
-    def __init__(self, rootfs: Path, node_name: str, node_ip: str) -> None:
+    def __init__(self, rootfs: Path, node_name: str, node_ip: str,
+                 state_dir: Path | None = None) -> None:
         self.rootfs = Path(rootfs)
+        self.state_dir = Path(state_dir) if state_dir is not None else self.rootfs / STATE_DIR
+        self._server: KubeletServer | None = None
+        self._server_tried = False
         self.node_name = node_name
         self.node_ip = node_ip
         self._lock = threading.Lock()
@@ -282,15 +289,35 @@ class Kubelet:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to end and wait briefly for it."""
+        """Ask the thread to end and wait briefly for it; stop the kubelet endpoint."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(2.0)
+        if self._server is not None:
+            self._server.stop()
+
+    def _serve(self) -> None:
+        """Open the kubelet endpoint (port 10250) once the API server has been reached."""
+        if self._server_tried:
+            return
+        self._server_tried = True
+        try:
+            ca = (self.rootfs / "etc/kubernetes/pki/ca.crt").read_bytes()
+            self._server = KubeletServer(self.rootfs, self.state_dir, self.node_name,
+                                         self.node_ip, ca)
+        except (OSError, ValueError) as exc:
+            log.warning("kubelet: cannot serve port 10250 (kubectl logs will fail): %s", exc)
+            return
+        self._server.start()
 
     def run(self) -> None:
-        """Sync until :meth:`stop`: at once when the pods change, else every second."""
+        """Sync until :meth:`stop`: at once when the pods change, else every second. Port
+        10250 opens as soon as the serving certificate the driver writes is there (or, once
+        the API server has been reached, with a certificate made here)."""
         while not self._stop.is_set():
+            if not self._server_tried and (self.rootfs / CERT_DIR / "kubelet.crt").exists():
+                self._serve()
             try:
                 self.sync()
             except Exception:  # never let the thread die: the node's pods outlive a bug here
@@ -336,17 +363,18 @@ class Kubelet:
                 self._sync_node(api)
                 self._next_status = now + STATUS_PERIOD
             if now >= self._next_lease:
+                self._next_lease = now + LEASE_PERIOD  # a conflict brings it forward
                 self._renew_lease(api)
-                self._next_lease = now + LEASE_PERIOD
             with self._lock:
                 pods, version = self._pods, self._pods_version
             if version != self._synced_version or now >= self._next_resync:
+                self._next_resync = now + RESYNC_PERIOD  # _sync_mirrors may bring it forward
                 self._sync_mirrors(api, pods)
                 self._synced_version = version
-                self._next_resync = now + RESYNC_PERIOD
             if not self._connected:
                 log.info("kubelet: node %s synced with %s", self.node_name, api.server)
                 self._connected = True
+                self._serve()
         except Unreachable:
             if self._connected:
                 log.info("kubelet: API server %s unreachable", api.server)

@@ -178,7 +178,7 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
-    kubelet = Kubelet(Path(rootfs), name, address.split("/", 1)[0])
+    kubelet = Kubelet(Path(rootfs), name, address.split("/", 1)[0], Path(state_dir))
     supervisor = Supervisor(Path(rootfs), name, Path(state_dir), pod_hooks=kubelet.pods_changed)
     kubelet.start()
     try:
