@@ -33,9 +33,9 @@ class QuitDialog(ModalScreen[str | None]):
             yield Label("Keep the cluster to resume later (F5 in the catalog), or stop it "
                         "and drop this attempt.", id="dialog-text")
             with Horizontal(id="dialog-buttons"):
-                yield Button("Keep cluster [k]", id="keep", variant="primary")
-                yield Button("Stop cluster [s]", id="stop", variant="error")
-                yield Button("Stay [Esc]", id="stay")
+                yield Button("Keep cluster (k)", id="keep", variant="primary")
+                yield Button("Stop cluster (s)", id="stop", variant="error")
+                yield Button("Stay (Esc)", id="stay")
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -64,8 +64,8 @@ class ConfirmDialog(ModalScreen[bool]):
             if self.detail:
                 yield Label(self.detail, id="dialog-text")
             with Horizontal(id="dialog-buttons"):
-                yield Button("Yes [y]", id="yes", variant="primary")
-                yield Button("No [n]", id="no")
+                yield Button("Yes (y)", id="yes", variant="primary")
+                yield Button("No (n)", id="no")
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

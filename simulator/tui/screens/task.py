@@ -146,6 +146,10 @@ class TaskScreen(Screen):
         return "\n".join(lines)
 
     def on_mount(self) -> None:
+        if self.session.mode == "exam" and self.session.remaining(self.app.clock()) <= 0:
+            self.notify("Time ran out while you were away: grading now", title="Time",
+                        severity="error")
+            self.call_after_refresh(self.action_submit)
         if self.session.hints_shown:
             self.hints = self.scenario.hints[: self.session.hints_shown]
             self.show_hints()
@@ -175,7 +179,7 @@ class TaskScreen(Screen):
     # -- actions ---------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in ("check", "hint") and self.session.mode == "exam")
+        return not (action in ("check", "hint", "reset") and self.session.mode == "exam")
 
     def action_shell(self) -> None:
         if self.busy:
