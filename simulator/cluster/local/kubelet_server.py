@@ -66,10 +66,11 @@ def write_serving_cert(node: str, ip: str, directory: Path, private: Any = None)
                             critical=False)
              .sign(private, hashes.SHA256()))
     directory.mkdir(parents=True, exist_ok=True)
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.TraditionalOpenSSL,
-                                          serialization.NoEncryption()))
-    os.chmod(key, 0o600)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(private.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption()))
     tmp = cert.with_name(f".{cert.name}.tmp")
     tmp.write_bytes(built.public_bytes(serialization.Encoding.PEM))
     os.replace(tmp, cert)  # last and whole: a kubelet.crt present means both are complete
