@@ -1,0 +1,280 @@
+"""Fault then checker round trips on real embedded nodes: every built-in fault puts a node
+into a state that the checker a task about it would use reports as failed (or, for the
+faults that remove something, as gone), and the checker passed before the fault.
+
+etcd data faults each get a fresh etcd-only cluster; the others share one control-plane
+cluster and undo what they did.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import needs_namespaces
+from simulator import registry
+from simulator.cluster.local import binaries
+from simulator.cluster.local.driver import LocalDriver
+from simulator.cluster.node import ClusterSpec
+
+MANIFESTS = "/etc/kubernetes/manifests"
+PKI = "/etc/kubernetes/pki"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+
+# Every built-in fault and the test that proves a checker sees it.
+ROUNDTRIPS = {
+    "etcd.put": "test_etcd_put_and_delete_show_in_etcd_key",
+    "etcd.delete": "test_etcd_put_and_delete_show_in_etcd_key",
+    "etcd.stop": "test_etcd_stop_fails_etcd_healthy_and_kube_ready",
+    "etcd.corrupt_db": "test_corrupt_db_crash_loops_etcd",
+    "etcd.corrupt_wal": "test_corrupt_wal_crash_loops_etcd",
+    "etcd.wipe_data": "test_wipe_data_loses_every_key",
+    "manifest.set": "test_apiserver_on_the_peer_port_is_not_ready",
+    "manifest.move_out": "test_moved_out_apiserver_is_not_ready",
+    "certs.expire": "test_expired_etcd_server_cert_and_the_renewal_that_fixes_it",
+    "certs.wrong_ca": "test_client_cert_from_a_foreign_ca",
+    "kube.apply": "test_kube_apply_then_delete_a_namespace",
+    "kube.delete": "test_kube_apply_then_delete_a_namespace",
+    "files.chmod": "test_files_chmod_and_remove",
+    "files.chown": "test_files_chown",
+    "files.remove": "test_files_chmod_and_remove",
+}
+
+
+def _missing_binaries() -> list[str]:
+    return [n for n, path, _ in binaries.status() if path is None and n in binaries.KUBERNETES_BINARIES]
+
+
+needs_kubernetes = pytest.mark.skipif(bool(_missing_binaries()),
+                                      reason="Kubernetes binaries missing (run .ci/build-binaries.sh)")
+pytestmark = [pytest.mark.slow, needs_namespaces]
+
+
+def check(ctx, use, /, **params):
+    fn = registry.get_checker(use)
+    registry.check_params(fn, "checker", use, params)
+    return fn(ctx, **params)
+
+
+def fault(ctx, use, /, **params):
+    fn = registry.get_fault(use)
+    registry.check_params(fn, "fault", use, params)
+    fn(ctx, **params)
+
+
+def wait_until(what, probe, timeout=60.0, interval=0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
+
+
+def test_every_builtin_fault_has_a_round_trip():
+    assert set(registry.faults()) == set(ROUNDTRIPS)
+    assert all(name in globals() for name in ROUNDTRIPS.values())
+
+
+# ---------------------------------------------------------------- etcd data faults
+
+
+@pytest.fixture
+def etcd_ctx(request):
+    driver = LocalDriver()
+    made = driver.create(ClusterSpec(f"rt{abs(hash(request.node.name)) % 10**6}"), lambda step: None)
+    ctx = registry.Context(made)
+    yield ctx
+    driver.delete(made)
+
+
+def restarts(ctx) -> int:
+    """How many etcd containers the node's kubelet has started (crictl ps -a)."""
+    done = ctx.run(["crictl", "ps", "-a", "--name", "etcd", "-q"]).check()
+    return len(done.out.split())
+
+
+def test_etcd_put_and_delete_show_in_etcd_key(etcd_ctx):
+    ctx = etcd_ctx
+    assert check(ctx, "etcd.key", key="/registry/namespaces/billing", present=False).passed
+    fault(ctx, "etcd.put", key="/registry/namespaces/billing", value='{"kind":"Namespace"}')
+    assert check(ctx, "etcd.key", key="/registry/namespaces/billing", value='{"kind":"Namespace"}').passed
+    fault(ctx, "etcd.delete", key="/registry/namespaces/", prefix=True)
+    result = check(ctx, "etcd.key", key="/registry/namespaces/billing")
+    assert not result.passed and result.detail == "/registry/namespaces/billing is not in etcd"
+
+
+def test_corrupt_db_crash_loops_etcd(etcd_ctx):
+    ctx = etcd_ctx
+    fault(ctx, "etcd.put", key="/k", value="v")
+    assert check(ctx, "etcd.healthy").passed
+    fault(ctx, "etcd.corrupt_db")
+    wait_until("etcd is restarted again and again", lambda: restarts(ctx) >= 3, timeout=30)
+    result = check(ctx, "etcd.healthy")
+    assert not result.passed and "is not healthy" in result.detail
+    assert not check(ctx, "etcd.key", key="/k").passed
+
+
+def test_corrupt_wal_crash_loops_etcd(etcd_ctx):
+    ctx = etcd_ctx
+    fault(ctx, "etcd.put", key="/k", value="v")
+    fault(ctx, "etcd.corrupt_wal")
+    wait_until("etcd is restarted again and again", lambda: restarts(ctx) >= 3, timeout=30)
+    assert not check(ctx, "etcd.healthy").passed
+
+
+def test_wipe_data_loses_every_key(etcd_ctx):
+    ctx = etcd_ctx
+    fault(ctx, "etcd.put", key="/registry/configmaps/default/app", value="x")
+    fault(ctx, "etcd.wipe_data")
+    wait_until("etcd answers again", lambda: check(ctx, "etcd.healthy").passed, timeout=30)
+    result = check(ctx, "etcd.key", key="/registry/configmaps/default/app")
+    assert not result.passed and result.detail == "/registry/configmaps/default/app is not in etcd"
+
+
+def test_wrong_data_dir_hostpath_is_seen_by_etcd_data_dir(etcd_ctx):
+    ctx = etcd_ctx
+    assert check(ctx, "etcd.data_dir", expected="/var/lib/etcd").passed
+    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-wrong")
+    result = check(ctx, "etcd.data_dir", expected="/var/lib/etcd")
+    assert not result.passed and "etcd's data comes from /var/lib/etcd-wrong" in result.detail
+
+
+# ---------------------------------------------------------------- control-plane faults
+
+
+@pytest.fixture(scope="module")
+def cp_cluster():
+    if _missing_binaries():
+        pytest.skip("Kubernetes binaries missing (run .ci/build-binaries.sh)")
+    driver = LocalDriver()
+    made = driver.create(ClusterSpec("roundtrip", components=COMPONENTS), lambda step: None)
+    yield made
+    driver.delete(made)
+
+
+@pytest.fixture
+def cp(cp_cluster):
+    ctx = registry.Context(cp_cluster)
+    wait_until("the API server is ready", lambda: check(ctx, "kube.ready").passed, timeout=90)
+    return ctx
+
+
+@needs_kubernetes
+def test_etcd_stop_fails_etcd_healthy_and_kube_ready(cp):
+    fault(cp, "etcd.stop")
+    try:
+        assert not check(cp, "etcd.healthy").passed
+        wait_until("the API server reports etcd", lambda: not check(cp, "kube.ready").passed, timeout=30)
+    finally:
+        cp.run(["mv", "/root/etcd.yaml.stopped", f"{MANIFESTS}/etcd.yaml"]).check()
+    wait_until("etcd is back", lambda: check(cp, "etcd.healthy").passed, timeout=30)
+
+
+@needs_kubernetes
+def test_apiserver_on_the_peer_port_is_not_ready(cp):
+    manifest = f"{MANIFESTS}/kube-apiserver.yaml"
+    original = cp.node.read_file(manifest)
+    fault(cp, "manifest.set", component="kube-apiserver", flag="etcd-servers", value="https://127.0.0.1:2380")
+    try:
+        flag = check(cp, "etcd.manifest", component="kube-apiserver", flag="etcd-servers",
+                     equals="https://127.0.0.1:2379")
+        assert not flag.passed and "'https://127.0.0.1:2380'" in flag.detail
+        wait_until("the API server stops being ready", lambda: not check(cp, "kube.ready").passed, timeout=60)
+        time.sleep(3)
+        assert not check(cp, "kube.ready").passed
+    finally:
+        cp.node.write_file(manifest, original, 0o600)
+
+
+@needs_kubernetes
+def test_moved_out_apiserver_is_not_ready(cp):
+    fault(cp, "manifest.move_out", component="kube-apiserver", to="/root/manifests-backup",
+          leave_copy=".kube-apiserver.yaml.swp")
+    try:
+        def refused():
+            result = check(cp, "kube.ready")
+            return result if "refuses connections" in result.detail else None
+        assert not wait_until("the API server is gone", refused, timeout=30).passed
+        assert not check(cp, "kube.exists", kind="Namespace", name="default").passed
+    finally:
+        cp.run(["rm", "-f", f"{MANIFESTS}/.kube-apiserver.yaml.swp"]).check()
+        cp.run(["mv", "/root/manifests-backup/kube-apiserver.yaml", f"{MANIFESTS}/"]).check()
+
+
+@needs_kubernetes
+def test_expired_etcd_server_cert_and_the_renewal_that_fixes_it(cp):
+    server = f"{PKI}/etcd/server.crt"
+    original = cp.node.read_file(server)
+    fault(cp, "certs.expire", path=server, days_ago=3)
+    try:
+        result = check(cp, "certs.valid", path=server)
+        assert not result.passed and "kubeadm certs renew etcd-server" in result.detail
+        assert not check(cp, "etcd.healthy").passed
+        assert not check(cp, "certs.expires_after", path=server, days=30).passed
+        cp.run(["kubeadm", "certs", "renew", "etcd-server"], timeout=60).check()
+        assert check(cp, "certs.valid", path=server).passed
+        assert check(cp, "etcd.healthy").passed
+    finally:
+        if not check(cp, "certs.valid", path=server).passed:
+            cp.node.write_file(server, original)
+
+
+@needs_kubernetes
+def test_client_cert_from_a_foreign_ca(cp):
+    client = f"{PKI}/apiserver-etcd-client.crt"
+    original = cp.node.read_file(client)
+    fault(cp, "certs.wrong_ca", path=client)
+    try:
+        result = check(cp, "certs.valid", path=client)
+        assert not result.passed and "not signed by the CA in /etc/kubernetes/pki/etcd/ca.crt" in result.detail
+        done = cp.run(["etcdctl", "--endpoints=https://127.0.0.1:2379", f"--cacert={PKI}/etcd/ca.crt",
+                       f"--cert={client}", f"--key={PKI}/apiserver-etcd-client.key",
+                       "--command-timeout=3s", "endpoint", "health"], timeout=20)
+        assert not done.ok
+    finally:
+        cp.node.write_file(client, original)
+
+
+@needs_kubernetes
+def test_kube_apply_then_delete_a_namespace(cp):
+    assert check(cp, "kube.absent", kind="Namespace", name="billing").passed
+    fault(cp, "kube.apply", objects=[{"kind": "Namespace", "name": "billing"},
+                                     {"kind": "ConfigMap", "name": "rates", "namespace": "billing",
+                                      "data": {"vat": "20"}}])
+    assert check(cp, "kube.exists", kind="Namespace", name="billing").passed
+    assert check(cp, "kube.field", kind="ConfigMap", name="rates", namespace="billing",
+                 path="data.vat", equals="20").passed
+    fault(cp, "kube.delete", kind="Namespace", name="billing")
+    assert check(cp, "kube.absent", kind="Namespace", name="billing").passed
+    gone = check(cp, "kube.exists", kind="ConfigMap", name="rates", namespace="billing")
+    assert not gone.passed and gone.detail == "ConfigMap billing/rates does not exist"
+
+
+def test_files_chmod_and_remove(etcd_ctx):
+    ctx = etcd_ctx
+    key = f"{PKI}/etcd/server.key"
+    assert check(ctx, "files.mode", path=key, mode="0600").passed
+    fault(ctx, "files.chmod", path=key, mode="0644")
+    result = check(ctx, "files.mode", path=key, mode="0600")
+    assert not result.passed and "has mode 0644, expected 0600" in result.detail
+
+    fault(ctx, "files.remove", path="/etc/kubernetes/pki/etcd/peer.key")
+    gone = check(ctx, "files.exists", path="/etc/kubernetes/pki/etcd/peer.key")
+    assert not gone.passed and "does not exist" in gone.detail
+
+
+def test_files_chown(etcd_ctx):
+    ctx = etcd_ctx
+    mapped = ctx.run(["cat", "/proc/self/uid_map"]).check().out.split()
+    if len(mapped) == 3 and mapped[2] == "1":
+        pytest.skip("this node's user namespace maps only root, so no file can belong to "
+                    "another user (chown fails with EINVAL)")
+    key = f"{PKI}/etcd/server.key"
+    owned = 'test "$(stat -c %u:%g "$TARGET")" = 0:0'
+    assert check(ctx, "script", run=owned, env={"TARGET": key}).passed
+    fault(ctx, "files.chown", path=key, owner="65534:65534")
+    assert not check(ctx, "script", run=owned, env={"TARGET": key}).passed
