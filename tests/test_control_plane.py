@@ -125,7 +125,7 @@ def test_missing_control_plane_binaries_offline_name_the_files(tmp_path, monkeyp
     assert "kube-apiserver" in err.value.message
     assert str(binaries.cache_bin_dir("kube-apiserver")) in err.value.hint
     assert "cka-sim setup" in err.value.hint
-    assert [c.name for c in driver.list()] == []
+    assert "offline" not in [c.name for c in driver.list()]
 
 
 # -- the control plane as a learner sees it -------------------------------------------------
