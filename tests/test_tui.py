@@ -190,7 +190,8 @@ async def test_history_screen_shows_attempts_domains_chart_and_best_times(pack: 
         history.record(Attempt(scenario=scenario, seed=i, mode="practice", driver="local",
                                started_at=FROZEN + i * 3600, ended_at=FROZEN + i * 3600 + 200,
                                time_used=200 + i, time_limit=480, score=score, max_score=4,
-                               domain="troubleshooting"))
+                               domain="troubleshooting",
+                               checks=[CheckRecord("backup", score == 4, score, 4, "found")]))
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("f4")
@@ -202,6 +203,9 @@ async def test_history_screen_shows_attempts_domains_chart_and_best_times(pack: 
         assert [str(c) for c in screen.query_one("#history-best").get_row_at(0)] == \
             ["demo-backup", "3m21s", "100%"]
         assert list(screen.query_one("#history-spark").data) == [50.0, 100.0, 75.0]
+        assert [r.points for r in screen.query_one("#history-checks").results] == [3]  # newest
+        await pilot.press("down")
+        assert [r.points for r in screen.query_one("#history-checks").results] == [4]
         await pilot.press("escape")
         assert isinstance(app.screen, CatalogScreen)
 
@@ -408,6 +412,17 @@ async def test_escape_while_provisioning_cancels_and_cleans_up(pack: Path) -> No
         assert isinstance(screen, ProvisioningScreen) and screen.state == "cancelling"
         await wait_for(pilot, lambda: isinstance(app.screen, CatalogScreen))
         assert Session.load() is None and clusters() == set()
+
+
+@needs_namespaces
+@pytest.mark.slow
+async def test_quitting_while_provisioning_removes_the_cluster_being_made(pack: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press(*"demo-backup", "enter", "ctrl+q")
+        assert isinstance(app.screen, ProvisioningScreen) and app.screen.state == "cancelling"
+        await wait_for(pilot, lambda: not app.is_running)
+    assert Session.load() is None and clusters() == set()
 
 
 # -- an exam ------------------------------------------------------------------------------------

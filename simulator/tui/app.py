@@ -73,6 +73,18 @@ class CkaSimApp(App[None]):
 
         return CatalogScreen()
 
+    async def action_quit(self) -> None:
+        """Quit; a cluster still being made is cleaned up first (a running one is kept)."""
+        from simulator.tui.screens.provisioning import ProvisioningScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ProvisioningScreen) and screen.state in ("running", "cancelling"):
+                screen.quit_after = True
+                screen.action_cancel()
+                self.notify("Removing the cluster being made, then quitting…", timeout=30)
+                return
+        self.exit()
+
     def show_error(self, message: str, hint: str = "") -> None:
         """A user-facing error as a toast: the message, then the hint."""
         from rich.markup import escape

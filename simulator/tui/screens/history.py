@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -14,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
 
 from simulator.tui import format
+from simulator.tui.widgets.check_table import CheckTable
 from simulator.tui.widgets.score_chart import ScoreChart
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ class HistoryScreen(Screen):
             with Vertical(id="history-main"):
                 yield Label(f"Attempts ({len(attempts)})", classes="section-title")
                 yield DataTable(id="history-attempts", cursor_type="row", zebra_stripes=True)
+                yield Label("", id="history-checks-title", classes="section-title")
+                yield CheckTable(id="history-checks")
             with VerticalScroll(id="history-side"):
                 yield Label("Average by domain", classes="section-title")
                 yield DataTable(id="history-domains", cursor_type="none")
@@ -85,6 +89,13 @@ class HistoryScreen(Screen):
         for scenario, fastest, top in best_times(self.attempts):
             best.add_row(scenario, "-" if fastest is None else format.duration(fastest), f"{top:.0f}%")
         table.focus()
+
+    @on(DataTable.RowHighlighted, "#history-attempts")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        attempt = self.attempts[event.cursor_row]
+        self.query_one("#history-checks-title", Label).update(
+            f"Checks of {attempt.scenario} (seed {attempt.seed})")
+        self.query_one("#history-checks", CheckTable).show(attempt.checks)
 
     def action_back(self) -> None:
         self.dismiss()

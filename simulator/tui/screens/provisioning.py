@@ -64,6 +64,7 @@ class ProvisioningScreen(Screen):
                  autostart: bool = True) -> None:
         super().__init__()
         self.autostart = autostart
+        self.quit_after = False
         self.title_text = title
         self.subtitle = subtitle
         self.start = start
@@ -159,7 +160,7 @@ class ProvisioningScreen(Screen):
 
     def on_provisioning_screen_failed(self, message: Failed) -> None:
         if self.state == "cancelling":
-            self.dismiss()
+            self.leave()
             return
         self.state = "failed"
         self.show_steps()
@@ -174,7 +175,14 @@ class ProvisioningScreen(Screen):
         self.refresh_bindings()
 
     def on_provisioning_screen_cleaned_up(self) -> None:
-        self.dismiss()
+        self.leave()
+
+    def leave(self) -> None:
+        """Back to the previous screen, or out of the app when the learner asked to quit."""
+        if self.quit_after:
+            self.app.exit()
+        else:
+            self.dismiss()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "retry":
