@@ -79,7 +79,7 @@ def bench_scenario(scenario_id: str, runs: int, seed: int) -> bool:
                 cluster.nodes[0].run(["bash", "-c", rendered.solution], timeout=600).check()
             per_check: dict[str, list[float]] = {c.name: [] for c in rendered.checks}
 
-            def one_grade():
+            def one_grade(per_check=per_check):
                 outcomes = []
                 for check in rendered.checks:
                     started = time.perf_counter()

@@ -247,7 +247,7 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 
 @checker("certs.expires_after")
-def expires_after(ctx: Context, path: str, days: int | float) -> CheckResult:
+def expires_after(ctx: Context, path: str, days: float) -> CheckResult:
     """The certificate at ``path`` stays valid for more than ``days`` days from now."""
     try:
         cert, _ = read_cert(ctx, path)

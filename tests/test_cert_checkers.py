@@ -8,8 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from conftest import needs_namespaces
+
 from simulator import registry
 from simulator.cluster.local import pki
 from simulator.cluster.local.driver import LocalDriver

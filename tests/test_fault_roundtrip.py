@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import needs_namespaces
+
 from simulator import registry
 from simulator.cluster.local import binaries
 from simulator.cluster.local.driver import LocalDriver

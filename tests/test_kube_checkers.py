@@ -12,8 +12,8 @@ import json
 import time
 
 import pytest
-
 from conftest import needs_namespaces
+
 from simulator import registry
 from simulator.cluster.local import binaries
 from simulator.cluster.local.driver import LocalDriver
@@ -264,3 +264,13 @@ def test_deleted_namespace_is_absent_and_gets_by_name(ctx):
     result = check(ctx, "kube.absent", kind="Namespace", name="scratch")
     assert result.passed and result.detail == "Namespace scratch does not exist, as expected"
     assert not check(ctx, "kube.exists", kind="ConfigMap", name="c", namespace="scratch").passed
+
+
+def test_missing_admin_conf_is_named(ctx):
+    ctx.run(["mv", "/etc/kubernetes/admin.conf", "/root/admin.conf.away"]).check()
+    try:
+        result = check(ctx, "kube.ready")
+    finally:
+        ctx.run(["mv", "/root/admin.conf.away", "/etc/kubernetes/admin.conf"]).check()
+    assert not result.passed
+    assert result.detail == "/etc/kubernetes/admin.conf is missing, so kubectl cannot reach the cluster"

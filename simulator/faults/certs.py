@@ -46,7 +46,7 @@ def _resign(ctx: Context, path: str, ca_cert: bytes, ca_key: bytes,
 
 
 @fault("certs.expire")
-def expire(ctx: Context, path: str, days_ago: int | float = 1, ca: str | None = None,
+def expire(ctx: Context, path: str, days_ago: float = 1, ca: str | None = None,
            ca_key: str | None = None) -> None:
     """Re-sign ``path`` with the CA on disk so that it expired ``days_ago`` days ago.
 
