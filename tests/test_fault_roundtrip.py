@@ -143,6 +143,17 @@ def test_wrong_data_dir_hostpath_is_seen_by_etcd_data_dir(etcd_ctx):
     assert not result.passed and "etcd's data comes from /var/lib/etcd-wrong" in result.detail
 
 
+def test_wrong_certificate_path_in_the_etcd_manifest(etcd_ctx):
+    ctx = etcd_ctx
+    wanted = f"{PKI}/etcd/server.crt"
+    assert check(ctx, "etcd.manifest", flag="cert-file", equals=wanted).passed
+    fault(ctx, "manifest.set", component="etcd", flag="cert-file", value=f"{PKI}/etcd/etcd-server.crt")
+    flag = check(ctx, "etcd.manifest", flag="cert-file", equals=wanted)
+    assert not flag.passed and "etcd-server.crt" in flag.detail
+    wait_until("etcd is restarted again and again", lambda: restarts(ctx) >= 3, timeout=30)
+    assert not check(ctx, "etcd.healthy").passed
+
+
 # ---------------------------------------------------------------- control-plane faults
 
 
