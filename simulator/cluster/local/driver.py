@@ -220,13 +220,11 @@ def _write_admin_kubeconfigs(rootfs: dict[str, Path], control: Sequence[tuple[st
 def _write_control_plane_manifests(rootfs: dict[str, Path], control: Sequence[tuple[str, str]],
                                    components: Sequence[str]) -> None:
     """The kubeadm static-pod manifests of ``components`` on every control plane."""
-    from simulator.cluster.local import manifests
+    from simulator.cluster.local import kubeadm_init, manifests
 
     writers = {"kube-apiserver": manifests.kube_apiserver_manifest,
                "kube-controller-manager": manifests.kube_controller_manager_manifest,
                "kube-scheduler": manifests.kube_scheduler_manifest}
-    from simulator.cluster.local import kubeadm_init
-
     for name, ip in control:
         if components:
             kubeadm_init.write_kubelet_files(rootfs[name])
@@ -373,7 +371,7 @@ class LocalDriver:
                 for i, (name, ip) in enumerate(control[1:], start=2):
                     progress(Step("etcd", 2, total, f"{name} joins the etcd cluster"))
                     self._join(cluster, control[:i], image)
-        self._start_control_plane(first, kube, progress, total)
+        self._start_control_plane([cluster.node(n) for n, _ in control], kube, progress, total)
         state["state"] = "running"
         _write_state(directory, state)
         progress(Step("ready", total, total, f"cluster {spec.name} is up"))
@@ -487,22 +485,24 @@ class LocalDriver:
         for tool in ("unshare", "nsenter", "chroot", "ip"):
             nodes_mod._tool(tool)
 
-    def _start_control_plane(self, first: LocalNode, kube: Sequence[str], progress: Progress,
-                             total: int) -> None:
-        """Wait for the API server's /readyz, run kubeadm's API phases, then wait for the
+    def _start_control_plane(self, control: Sequence[LocalNode], kube: Sequence[str],
+                             progress: Progress, total: int) -> None:
+        """Wait for the API server's /readyz on every control plane, run kubeadm's API phases
+        (the first uploads the configuration, each marks its Node), then wait for the
         controller manager to take its leader lease."""
         from simulator.cluster.local import kubeadm_init
 
         if "kube-apiserver" not in kube:
             return
+        first = control[0]
         done = 3
         progress(Step("apiserver", done, total, f"waiting for kube-apiserver on {first.name}"))
-        self._node_script(first, kubeadm_init.WAIT_READYZ, "kube-apiserver did not become ready",
-                          WAIT=str(int(APISERVER_TIMEOUT)))
-        first.write_file(kubeadm_init.CONFIG_PATH,
-                         kubeadm_init.init_config(first.name, first.ip).encode(), 0o600)
-        self._node_script(first, kubeadm_init.UPLOAD, "kubeadm could not upload its configuration",
-                          CONFIG=kubeadm_init.CONFIG_PATH, MARK="1")
+        self._kubeadm_phases(first, upload=True)
+        if len(control) > 1:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(control) - 1) as pool:
+                for job in [pool.submit(self._kubeadm_phases, n, upload=False)
+                            for n in control[1:]]:
+                    job.result()
         if "kube-controller-manager" in kube:
             done += 1
             progress(Step("controller-manager", done, total,
@@ -510,6 +510,16 @@ class LocalDriver:
             self._node_script(first, kubeadm_init.WAIT_LEADER,
                               "kube-controller-manager did not start",
                               WAIT=str(int(APISERVER_TIMEOUT)), LEASE="kube-controller-manager")
+
+    def _kubeadm_phases(self, node: LocalNode, upload: bool) -> None:
+        from simulator.cluster.local import kubeadm_init
+
+        self._node_script(node, kubeadm_init.WAIT_READYZ, "kube-apiserver did not become ready",
+                          WAIT=str(int(APISERVER_TIMEOUT)))
+        node.write_file(kubeadm_init.CONFIG_PATH,
+                        kubeadm_init.init_config(node.name, node.ip).encode(), 0o600)
+        self._node_script(node, kubeadm_init.UPLOAD, "kubeadm could not mark the control plane",
+                          CONFIG=kubeadm_init.CONFIG_PATH, UPLOAD="1" if upload else "")
 
     def _node_script(self, node: LocalNode, script: str, failure: str, **env: str) -> None:
         done = node.run(["bash", "-c", script], env=env, timeout=APISERVER_TIMEOUT + 30)

@@ -30,14 +30,17 @@ done
 
 UPLOAD = """
 set -e
-kubeadm init phase upload-config all --config "$CONFIG" >/dev/null
+if [ -n "$UPLOAD" ]; then
+    kubeadm init phase upload-config all --config "$CONFIG" >/dev/null
+fi
 kubectl -n kube-system get configmap kubelet-config -o jsonpath='{.data.kubelet}' \
     > /var/lib/kubelet/config.yaml
-if [ -n "$MARK" ]; then
-    kubeadm init phase mark-control-plane --config "$CONFIG" >/dev/null
-fi
+kubeadm init phase mark-control-plane --config "$CONFIG" >/dev/null
 rm -f "$CONFIG"
 """
+"""Run on each control plane with its own configuration at ``$CONFIG``: the first uploads
+the configuration (``UPLOAD=1``), each writes the kubelet's ``config.yaml`` from it and
+marks its Node as ``kubeadm init`` and ``kubeadm join --control-plane`` do."""
 
 WAIT_LEADER = """
 end=$((SECONDS + WAIT))
