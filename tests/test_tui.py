@@ -184,6 +184,13 @@ async def test_catalog_lists_filters_previews_and_remembers_choices(pack: Path) 
         assert isinstance(app.screen, CatalogScreen)
 
 
+def test_a_catalog_that_cannot_load_is_a_message_and_a_hint_not_a_traceback(tmp_path: Path) -> None:
+    done = run_cli("--scenarios", str(tmp_path / "missing"))
+    assert done.returncode == 1
+    assert "error: scenario directory" in done.stderr and "hint:" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
 async def test_history_screen_shows_attempts_domains_chart_and_best_times(pack: Path) -> None:
     history = History()
     for i, (scenario, score) in enumerate([("demo-backup", 2), ("demo-backup", 4), ("demo-backup-2", 3)]):

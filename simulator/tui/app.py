@@ -104,9 +104,13 @@ class CkaSimApp(App[None]):
 def run_app(scenario_dirs: Iterable[Path | str] = ()) -> None:
     """Open the TUI on the user's catalog; returns when the learner quits.
 
-    A practice session survives the app (resume it later); exam clusters do not.
+    A practice session survives the app (resume it later); exam clusters do not. Raises
+    SimError (CatalogError) when the scenario directories cannot be loaded.
     """
-    app = CkaSimApp(scenario_dirs)
+    from simulator.catalog import Catalog
+
+    dirs = list(scenario_dirs)
+    app = CkaSimApp(dirs, catalog=Catalog.load(dirs))  # a SimError here is printed by the CLI
     try:
         app.run()
     finally:

@@ -86,7 +86,7 @@ class CatalogScreen(Screen):
 
     def title_width(self) -> int:
         total = self.app.size.width
-        left = total if total < NARROW else int(total * 0.6)
+        left = total if total < NARROW else total * 2 // 3
         return max(16, left - FIXED_COLUMNS)
 
     def on_resize(self) -> None:
