@@ -39,6 +39,11 @@ def first_title() -> str:
 
 
 def command() -> list[str]:
+    """The installed console script beside this interpreter (not a version manager's shim),
+    else ``python -m simulator``."""
+    beside = Path(sys.executable).with_name("cka-sim")
+    if beside.is_file():
+        return [str(beside)]
     script = shutil.which("cka-sim")
     return [script] if script else [sys.executable, "-m", "simulator"]
 
@@ -74,10 +79,11 @@ def main() -> None:
             times.append(seconds)
             print(f"run {i + 1}: {seconds:.3f} s", file=sys.stderr)
     median = statistics.median(times)
+    load = os.getloadavg()[0]
     verdict = "ok" if median <= TARGET else "over target"
     print(f"{' '.join(Path(a).name for a in argv)}: first painted catalog, median of "
           f"{args.runs}: {median:.3f} s (min {min(times):.3f}, max {max(times):.3f}; "
-          f"target <= {TARGET} s: {verdict})")
+          f"target <= {TARGET} s: {verdict}; load average {load:.2f} on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":
