@@ -206,7 +206,7 @@ class ExamSession:
 
     # -- the clock ---------------------------------------------------------------------------
 
-    def start(self, progress: Progress = _no_progress) -> "ExamSession":
+    def start(self, progress: Progress = _no_progress) -> ExamSession:
         """Provision the first task, then start the global clock.
 
         Raises SessionError (with the task's error) when the first cluster cannot be made.
