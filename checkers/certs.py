@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from simulator.cluster import kubeadm
 from simulator.cluster.local.pki import describe, kubeconfig_client_cert, signed_by
-from simulator.errors import SimError
+from simulator.errors import CheckError, SimError
 from simulator.registry import CheckResult, Context, checker
 
 PKI = kubeadm.PKI
@@ -205,6 +205,8 @@ def valid(ctx: Context, path: str, ca: str | None = None, names: list[str] | Non
     ``key`` defaults to the ``.key`` beside a ``.crt`` when that file exists (and to the
     embedded client key for a kubeconfig). Every problem found is named in the detail.
     """
+    if isinstance(names, str):
+        names = [names]
     try:
         cert, embedded_key = read_cert(ctx, path)
     except Unreadable as exc:
@@ -249,6 +251,11 @@ def _pem(cert: x509.Certificate) -> bytes:
 @checker("certs.expires_after")
 def expires_after(ctx: Context, path: str, days: float) -> CheckResult:
     """The certificate at ``path`` stays valid for more than ``days`` days from now."""
+    try:
+        days = float(days)
+    except (TypeError, ValueError):
+        raise CheckError(f"certs.expires_after: days must be a number, got {days!r}",
+                         hint="for example days: 30") from None
     try:
         cert, _ = read_cert(ctx, path)
     except Unreadable as exc:

@@ -140,6 +140,7 @@ def test_certificate_from_another_named_ca_and_the_wrong_ca_given(ctx):
 
 
 def test_missing_sans_are_named_with_what_the_certificate_has(ctx):
+    assert check(ctx, "certs.valid", path=SERVER, names="controlplane").passed
     result = check(ctx, "certs.valid", path=SERVER, names=["etcd.example.com", "10.0.0.9", "CONTROLPLANE"])
     assert not result.passed
     assert "its SANs lack etcd.example.com, 10.0.0.9 (it has DNS:controlplane" in result.detail
@@ -205,6 +206,8 @@ def test_expires_after(ctx):
     assert not gone.passed and "expired 5 days ago" in gone.detail
     missing = check(ctx, "certs.expires_after", path="/root/none.crt", days=30)
     assert not missing.passed and "there is no certificate" in missing.detail
+    with pytest.raises(CheckError, match="days must be a number"):
+        check(ctx, "certs.expires_after", path=SERVER, days="a month")
 
 
 # ---------------------------------------------------------------- fault parameters
