@@ -476,6 +476,9 @@ async def test_exam_task_list_flags_background_clusters_and_report(pack: Path) -
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, CatalogScreen))
         assert clusters() == set()
+        table = app.screen.query_one("#catalog-table")
+        row = [str(c) for c in table.get_row_at(catalog_titles(app).index("A two-task mock exam"))]
+        assert row[-2:] == ["62%", "1"]
 
 
 @needs_namespaces
@@ -776,7 +779,8 @@ def test_end_to_end_in_a_real_terminal(pack: Path) -> None:
         name = session.values["backup"]
 
         child.send("s")
-        child.expect(r"root@controlplane:~# ")
+        child.expect(r"\[demo-backup (\d+):\d\d\] root@controlplane:~# ")  # the time left
+        assert 6 <= int(child.match.group(1)) <= 7
         child.sendline(SOLVE.format(name=name))
         child.expect(r"Snapshot saved at")
         child.expect(r"root@controlplane:~# ")

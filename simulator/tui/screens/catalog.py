@@ -31,6 +31,20 @@ FIXED_COLUMNS = 12 + 6 + 6 + 5 + 5 + 6 * 2 + 4
 NARROW = 100
 
 
+def exam_scores(attempts: list[Any]) -> dict[str, list[float]]:
+    """Per exam id: the percent of each sitting (its tasks' attempts share a start time)."""
+    sittings: dict[tuple[str, float], list[int]] = {}
+    for a in attempts:
+        if a.exam:
+            total = sittings.setdefault((a.exam, a.started_at), [0, 0])
+            total[0] += a.score
+            total[1] += a.max_score
+    out: dict[str, list[float]] = {}
+    for (exam, _), (score, max_score) in sittings.items():
+        out.setdefault(exam, []).append(format.percent(score, max_score))
+    return out
+
+
 class CatalogScreen(Screen):
     """Pick a scenario or an exam; Enter starts it on the remembered driver and mode."""
 
@@ -120,13 +134,13 @@ class CatalogScreen(Screen):
                 "best": None if score is None else format.percent(score[0], score[1]),
                 "tries": score[2] if score else 0, "model": sc,
             })
+        exams = exam_scores(self.app.history.attempts()) if best and catalog.exams else {}
         for ex in sorted(catalog.exams.values(), key=lambda e: e.id):
-            tries = len({a.started_at for a in self.app.history.attempts() if a.exam == ex.id}) \
-                if best else 0
+            sittings = exams.get(ex.id, [])
             rows.append({
                 "key": f"exam:{ex.id}", "kind": "exam", "id": ex.id, "title": ex.title,
                 "domain": "exam", "level": "exam", "time": ex.duration,
-                "best": None, "tries": tries, "model": ex,
+                "best": max(sittings) if sittings else None, "tries": len(sittings), "model": ex,
             })
         self.rows = rows
         try:
