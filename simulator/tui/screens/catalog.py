@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Markdown, Static
 
-from simulator.tui import format
+from simulator.tui import fmt
 
 if TYPE_CHECKING:
     from simulator.tui.app import CkaSimApp
@@ -41,7 +41,7 @@ def exam_scores(attempts: list[Any]) -> dict[str, list[float]]:
             total[1] += a.max_score
     out: dict[str, list[float]] = {}
     for (exam, _), (score, max_score) in sittings.items():
-        out.setdefault(exam, []).append(format.percent(score, max_score))
+        out.setdefault(exam, []).append(fmt.percent(score, max_score))
     return out
 
 
@@ -131,7 +131,7 @@ class CatalogScreen(Screen):
             rows.append({
                 "key": f"scenario:{sc.id}", "kind": "scenario", "id": sc.id, "title": sc.title,
                 "domain": sc.domain, "level": sc.difficulty, "time": sc.time_limit,
-                "best": None if score is None else format.percent(score[0], score[1]),
+                "best": None if score is None else fmt.percent(score[0], score[1]),
                 "tries": score[2] if score else 0, "model": sc,
             })
         exams = exam_scores(self.app.history.attempts()) if best and catalog.exams else {}
@@ -165,7 +165,7 @@ class CatalogScreen(Screen):
                     Text(row["title"], style="bold" if row["kind"] == "exam" else "",
                          overflow="ellipsis", no_wrap=True),
                     DOMAIN_LABELS.get(row["domain"], row["domain"]), row["level"],
-                    Text(format.duration(row["time"]), justify="right"),
+                    Text(fmt.duration(row["time"]), justify="right"),
                     Text("-" if best is None else f"{best:.0f}%", justify="right",
                          style="green" if best == 100 else ("yellow" if best else "")),
                     Text(str(row["tries"]), justify="right"),
@@ -195,13 +195,13 @@ class CatalogScreen(Screen):
             listing = "\n".join(f"{i}. `{t}`" for i, t in enumerate(tasks, 1)) if tasks else \
                 f"{model.sample.count} tasks drawn at random" + (
                     f" from {', '.join(model.sample.domains)}" if model.sample.domains else "")
-            md.update(f"# {model.title}\n\n**Exam** · {format.duration(model.duration)} · "
+            md.update(f"# {model.title}\n\n**Exam** · {fmt.duration(model.duration)} · "
                       f"pass mark {model.pass_mark}%\n\n{model.description}\n\n## Tasks\n\n{listing}\n")
         else:
             tags = " ".join(f"`{t}`" for t in model.tags)
             md.update(f"# {model.title}\n\n**{model.domain}** · {model.difficulty} · "
-                      f"{format.duration(model.time_limit)} · {model.cluster.control_planes} "
-                      f"control plane(s)  \n{tags}\n\n{format.unrendered(model.task)}")
+                      f"{fmt.duration(model.time_limit)} · {model.cluster.control_planes} "
+                      f"control plane(s)  \n{tags}\n\n{fmt.unrendered(model.task)}")
 
     def show_status(self) -> None:
         prefs = self.app.prefs
@@ -212,7 +212,7 @@ class CatalogScreen(Screen):
         if active is not None and active.status != "submitted":
             if active.status == "running":
                 left = active.remaining(self.app.clock())
-                when = f"{format.clock(left)} left" if left > 0 else "time is up"
+                when = f"{fmt.clock(left)} left" if left > 0 else "time is up"
                 line += f"\n[reverse] ACTIVE [/] {active.scenario} · {active.mode} · {when} — F5 resumes"
             else:
                 line += f"\n[reverse] ACTIVE [/] {active.scenario} is {active.status}"

@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Markdown, Static
 
-from simulator.tui import format
+from simulator.tui import fmt
 from simulator.tui.screens.task import EXAM_NOTICES, run_shell
 from simulator.tui.widgets.check_table import CheckTable
 from simulator.tui.widgets.countdown import Countdown
@@ -46,7 +46,7 @@ def start_exam(app: CkaSimApp, exam_id: str, driver: str) -> None:
     app.exams.append(exam)
     app.push_screen(ProvisioningScreen(
         exam.exam.title, exam.start, ready=lambda ex: ExamScreen(ex), cancel=lambda ex: ex.stop(),
-        subtitle=f"exam · {len(exam.tasks)} tasks · {format.duration(exam.exam.duration)} · "
+        subtitle=f"exam · {len(exam.tasks)} tasks · {fmt.duration(exam.exam.duration)} · "
                  f"pass mark {exam.exam.pass_mark}% · {driver} driver · task 1 first"))
 
 
@@ -238,7 +238,7 @@ class ExamScreen(Screen):
         countdown = self.query_one(Countdown)
         countdown.pause()
         task = self.exam.tasks[self.exam.current]
-        left = format.clock(self.exam.remaining())
+        left = fmt.clock(self.exam.remaining())
         try:
             error = run_shell(self.app, argv, f"cka-sim: task {task.number} on controlplane "
                                               f"({left} left) - type `exit` to return")
@@ -340,8 +340,8 @@ class ExamReportScreen(Screen):
         with VerticalScroll(id="exam-report-body"):
             yield Label(f"[b]{escape(r.title)}[/]", id="results-title")
             yield Static(f"{verdict}  {r.score}/{r.max_score} points ({r.percent:.0f}%) · "
-                         f"pass mark {r.pass_mark}% · time used {format.duration(r.time_used)} "
-                         f"of {format.duration(r.duration)}", id="exam-verdict")
+                         f"pass mark {r.pass_mark}% · time used {fmt.duration(r.time_used)} "
+                         f"of {fmt.duration(r.duration)}", id="exam-verdict")
             yield DataTable(id="exam-report-table", cursor_type="row")
             yield Label("", id="check-title", classes="section-title")
             yield CheckTable(id="exam-report-checks")
@@ -351,7 +351,7 @@ class ExamReportScreen(Screen):
         table = self.query_one(DataTable)
         table.add_columns("#", "Task", "Domain", "Score", "", "Flag")
         for t in self.report.tasks:
-            pct = format.percent(t.score, t.max_score)
+            pct = fmt.percent(t.score, t.max_score)
             colour = "green" if pct >= 100 else ("yellow" if pct >= 66 else "red")
             table.add_row(str(t.number), t.scenario.title, t.scenario.domain,
                           Text(f"{t.score}/{t.max_score}", style=colour), f"{pct:.0f}%",

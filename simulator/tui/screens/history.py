@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
 
-from simulator.tui import format
+from simulator.tui import fmt
 from simulator.tui.widgets.check_table import CheckTable
 from simulator.tui.widgets.score_chart import ScoreChart
 
@@ -72,7 +72,7 @@ class HistoryScreen(Screen):
         table.add_columns("When", "Scenario", "Mode", "Score", "Time", "Hints", "Exam")
         for a in self.attempts:
             colour = "green" if a.percent >= 100 else ("yellow" if a.percent >= 66 else "red")
-            used = format.duration(a.time_used) + "/" + format.duration(a.time_limit)
+            used = fmt.duration(a.time_used) + "/" + fmt.duration(a.time_limit)
             table.add_row(
                 time.strftime("%m-%d %H:%M", time.localtime(a.started_at)),
                 a.scenario, a.mode,
@@ -87,7 +87,7 @@ class HistoryScreen(Screen):
         best = self.query_one("#history-best", DataTable)
         best.add_columns("Scenario", "Fastest 100%", "Best")
         for scenario, fastest, top in best_times(self.attempts):
-            best.add_row(scenario, "-" if fastest is None else format.duration(fastest), f"{top:.0f}%")
+            best.add_row(scenario, "-" if fastest is None else fmt.duration(fastest), f"{top:.0f}%")
         table.focus()
 
     @on(DataTable.RowHighlighted, "#history-attempts")

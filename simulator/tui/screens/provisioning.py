@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Static
 
-from simulator.tui import format
+from simulator.tui import fmt
 
 if TYPE_CHECKING:
     from simulator.cluster.node import Step
@@ -99,7 +99,7 @@ class ProvisioningScreen(Screen):
             seconds = max(0.0, self.app.clock() - self.began)
             note = " · cancelling: cleaning up when the current step ends" \
                 if self.state == "cancelling" else " · Esc cancels"
-            self.query_one("#prov-elapsed", Label).update(f"elapsed {format.duration(seconds)}{note}")
+            self.query_one("#prov-elapsed", Label).update(f"elapsed {fmt.duration(seconds)}{note}")
 
     def show_steps(self) -> None:
         names = [p for p in PHASES if p in self.steps or p in ("nodes", "etcd", "setup", "ready")]
@@ -164,7 +164,7 @@ class ProvisioningScreen(Screen):
             return
         self.state = "failed"
         self.show_steps()
-        elapsed = format.duration(self.app.clock() - self.began)
+        elapsed = fmt.duration(self.app.clock() - self.began)
         self.query_one("#prov-elapsed", Label).update(f"failed after {elapsed}")
         text = f"[b red]Could not start[/]\n{escape(message.message)}"
         if message.hint:

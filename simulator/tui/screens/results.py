@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Collapsible, Footer, Header, Label, Markdown, Static
 
-from simulator.tui import format
+from simulator.tui import fmt
 from simulator.tui.widgets.check_table import CheckTable
 
 if TYPE_CHECKING:
@@ -23,10 +23,10 @@ def score_line(report: Report) -> str:
     """``Score 3/4 (75%) · 5m12s of 8m`` with the overtime when there was any."""
     colour = "green" if report.percent >= 100 else ("yellow" if report.percent >= 66 else "red")
     line = (f"[b {colour}]Score {report.score}/{report.max_score} ({report.percent:.0f}%)[/]"
-            f"  ·  time used {format.duration(report.time_used)} of "
-            f"{format.duration(report.time_limit)}")
+            f"  ·  time used {fmt.duration(report.time_used)} of "
+            f"{fmt.duration(report.time_limit)}")
     if report.overtime > 0:
-        line += f"  ·  [red]{format.duration(report.overtime)} over the limit[/]"
+        line += f"  ·  [red]{fmt.duration(report.overtime)} over the limit[/]"
     return line
 
 

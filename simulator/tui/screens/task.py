@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Markdown, Static
 
-from simulator.tui import format
+from simulator.tui import fmt
 from simulator.tui.widgets.check_table import CheckTable
 from simulator.tui.widgets.countdown import Countdown
 
@@ -193,7 +193,7 @@ class TaskScreen(Screen):
             return
         countdown = self.query_one(Countdown)
         countdown.pause()
-        left = format.clock(self.session.remaining(self.app.clock()))
+        left = fmt.clock(self.session.remaining(self.app.clock()))
         try:
             error = run_shell(self.app, argv, f"cka-sim: shell on controlplane ({left} left) "
                                               "- type `exit` to return to the task")

@@ -11,7 +11,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Digits, Label
 
-from simulator.tui import format
+from simulator.tui import fmt
 
 AMBER_AT = 0.25
 RED_AT = 0.10
@@ -77,7 +77,7 @@ class Countdown(Vertical):
         self.tick()
 
     def watch_remaining(self, left: float) -> None:
-        self.query_one(Digits).update(format.clock(left))
+        self.query_one(Digits).update(fmt.clock(left))
         fraction = left / self.total
         self.set_class(0 < fraction <= AMBER_AT and fraction > RED_AT, "-amber")
         self.set_class(fraction <= RED_AT, "-red")
@@ -86,7 +86,7 @@ class Countdown(Vertical):
             note.update("overtime")
             self.query_one("#countdown-label", Label).update("Time is up")
         else:
-            note.update(f"of {format.duration(self.total)}")
+            note.update(f"of {fmt.duration(self.total)}")
             self.query_one("#countdown-label", Label).update(self.label)
         for minutes in self._notices:
             if minutes not in self._fired and left <= minutes * 60:
