@@ -597,15 +597,15 @@ async def settle(pilot) -> None:
 
 
 def fake_session(clock: Clock, mode: str = "practice") -> Session:
-    return Session(scenario="demo-backup", source="", seed=7, values={"backup": "etcd-backup"},
+    return Session(scenario="demo-backup", source="", seed=7, values={"backup": "snapshot-daily"},
                    mode=mode, driver="local", cluster_name="cka-snap01", status="running",
                    started_at=clock() - 60, deadline=clock() + 420, time_limit=480)
 
 
 def fake_report() -> Report:
     return Report("demo-backup", [
-        CheckOutcome("/opt/backup/etcd-backup.db is a valid etcd snapshot", False, 0, 3,
-                     "no file at /opt/backup/etcd-backup.db: expected an etcd snapshot there"),
+        CheckOutcome("/opt/backup/snapshot-daily.db is a valid etcd snapshot", False, 0, 3,
+                     "no file at /opt/backup/snapshot-daily.db: expected an etcd snapshot there"),
         CheckOutcome("etcd is still healthy", True, 1, 1, "etcd at https://127.0.0.1:2379 is healthy",
                      guard=True),
     ], time_used=545, time_limit=480, final=True, attempt_id=1)
