@@ -410,7 +410,7 @@ def setup(all_: bool) -> None:
     names = ["etcd", "etcdctl", "etcdutl"]
     if all_:
         names += ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubeadm"]
-    found = binaries.ensure(names, progress=lambda msg: click.echo(f"  {msg}", err=True))
+    found = binaries.ensure(names, progress=_progress)
     for name, path in found.items():
         click.echo(f"{name}: {path}")
 
