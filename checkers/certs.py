@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from simulator.cluster import kubeadm
-from simulator.cluster.local.pki import describe, kubeconfig_client_cert, signed_by
+from simulator.cluster.pki import describe, kubeconfig_client_cert, signed_by
 from simulator.errors import CheckError, SimError
 from simulator.registry import CheckResult, Context, checker
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import needs_namespaces
 
 from simulator import registry
-from simulator.cluster.local import pki
+from simulator.cluster import pki
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec
 from simulator.errors import CheckError

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.cluster.local import binaries, pki
+from simulator.cluster import pki
+from simulator.cluster.local import binaries
 from simulator.errors import SimError
 
 NODE = "controlplane"

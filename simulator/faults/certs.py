@@ -12,7 +12,7 @@ import datetime as dt
 from cryptography import x509
 
 from checkers.certs import default_ca, default_ca_key
-from simulator.cluster.local import pki
+from simulator.cluster import pki
 from simulator.errors import CheckError
 from simulator.registry import Context, fault
 

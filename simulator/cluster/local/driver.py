@@ -159,7 +159,7 @@ def _lend_spare_keys(pool: Path, count: int) -> None:
 
 def _refill_spare_keys() -> None:
     """Top the spare-key pool up in a detached low-priority process."""
-    code = ("import sys; from simulator.cluster.local.pki import KeyPool; "
+    code = ("import sys; from simulator.cluster.pki import KeyPool; "
             "KeyPool(__import__('pathlib').Path(sys.argv[1])).fill(int(sys.argv[2]))")
     env = dict(os.environ, PYTHONPATH=nodes_mod._python_path())
     try:
@@ -286,7 +286,8 @@ class LocalDriver:
 
     def _create(self, spec: ClusterSpec, progress: Progress, directory: Path, state: dict,
                 tools: dict[str, Path]) -> LocalCluster:
-        from simulator.cluster.local import manifests, pki
+        from simulator.cluster import pki
+        from simulator.cluster.local import manifests
 
         specs = spec.node_specs()
         roles: dict[str, int] = {}
