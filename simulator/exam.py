@@ -23,10 +23,11 @@ from typing import Any
 from simulator.catalog import Catalog
 from simulator.cluster import get_driver
 from simulator.cluster.node import Cluster, Step
+from simulator.cluster.shell import write_clock
 from simulator.errors import SessionError, SimError
 from simulator.history import Attempt, CheckRecord, History
 from simulator.scenario import Exam, Scenario
-from simulator.session import SESSION_ENV, CheckOutcome, grade, run_setup
+from simulator.session import CheckOutcome, grade, run_setup
 
 Progress = Callable[[Step], None]
 
@@ -200,9 +201,7 @@ class ExamSession:
         return get_driver(self.driver).attach(task.cluster_name)
 
     def _write_clock(self, cluster: Cluster) -> None:
-        env = f"CKA_SIM_TASK={self.exam.id}\nCKA_SIM_DEADLINE={int(self.deadline)}\n"
-        for node in cluster.nodes:
-            node.write_file(SESSION_ENV, env.encode())
+        write_clock(cluster.nodes, self.exam.id, self.deadline)
 
     # -- the clock ---------------------------------------------------------------------------
 

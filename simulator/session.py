@@ -22,13 +22,13 @@ from typing import Any
 from simulator import paths, registry
 from simulator.catalog import Catalog
 from simulator.cluster import get_driver
-from simulator.cluster.node import Cluster, ClusterSpec, Step
+from simulator.cluster.node import Cluster, Step
+from simulator.cluster.shell import write_clock
 from simulator.errors import CheckError, SessionError, SimError
 from simulator.history import Attempt, CheckRecord, History
 from simulator.scenario import Scenario
 
 MODES = ("practice", "exam")
-SESSION_ENV = "/run/cka-sim/session.env"
 
 Progress = Callable[[Step], None]
 
@@ -256,9 +256,7 @@ class Session:
         return get_driver(self.driver).attach(self.cluster_name)
 
     def _write_clock(self, cluster: Cluster) -> None:
-        env = f"CKA_SIM_TASK={self.scenario}\nCKA_SIM_DEADLINE={int(self.deadline)}\n"
-        for node in cluster.nodes:
-            node.write_file(SESSION_ENV, env.encode())
+        write_clock(cluster.nodes, self.scenario, self.deadline)
 
     def _teardown(self) -> None:
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.cluster.local import nodes as nodes_mod
+from simulator.cluster import shell as learner_shell
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Completed
 from simulator.errors import ClusterError
@@ -341,8 +341,8 @@ def test_login_shell_prompt_shows_task_and_time_left(node):
                           encoding="utf-8", dimensions=(40, 200))
     try:
         shell.expect_exact("root@controlplane:~# ")
-        node.write_file(nodes_mod.SESSION_ENV_PATH,
-                        nodes_mod.session_env("etcd-backup", time.time() + 7 * 60 + 42))
+        node.write_file(learner_shell.SESSION_ENV_PATH,
+                        learner_shell.session_env("etcd-backup", time.time() + 7 * 60 + 42))
         shell.sendline("tty")
         shell.expect(r"/dev/pts/\d+")
         shell.expect(r"\[etcd-backup 7:4[012]\] root@controlplane:~# ")
@@ -350,7 +350,7 @@ def test_login_shell_prompt_shows_task_and_time_left(node):
         shell.expect(pexpect.EOF)
     finally:
         shell.close(force=True)
-        node.run(["rm", "-f", nodes_mod.SESSION_ENV_PATH])
+        node.run(["rm", "-f", learner_shell.SESSION_ENV_PATH])
 
 
 # -- lifecycle ---------------------------------------------------------------------------

@@ -37,8 +37,8 @@ from simulator.cluster.kind.nodes import (
     tool,
 )
 from simulator.cluster.local import binaries
-from simulator.cluster.local.nodes import _BASHRC, _PROFILE, SESSION_ENV_PATH
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
+from simulator.cluster.shell import BASHRC, PROFILE, SESSION_ENV_PATH
 from simulator.errors import ClusterError, DockerUnavailable
 from simulator.paths import cache_dir, clusters_dir
 
@@ -342,8 +342,8 @@ class KindDriver:
                                    hint=f"{tools['etcdctl']} must be a Linux executable for "
                                         f"the node's architecture.\n{probe.err.strip()}")
         node.write_file(NODE_NAME_PATH, f"{node.name}\n".encode())
-        node.write_file("/root/.bashrc", (_BASHRC + _PROMPT_NAME).encode())
-        node.write_file("/root/.profile", _PROFILE.encode())
+        node.write_file("/root/.bashrc", (BASHRC + _PROMPT_NAME).encode())
+        node.write_file("/root/.profile", PROFILE.encode())
         node.run(["mkdir", "-p", os.path.dirname(SESSION_ENV_PATH)]).check()
 
     def _wait_healthy(self, node: KindNode) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import simulator
 from simulator.cluster.node import Completed
+from simulator.cluster.shell import BASHRC, PROFILE
 from simulator.errors import ClusterError, NamespacesUnavailable
 
 BRIDGE = "cka0"
@@ -33,7 +34,6 @@ SUBNET_PREFIX = "172.30.0."
 GATEWAY = SUBNET_PREFIX + "1"
 PREFIX_LEN = 24
 MARKER_ENV = "CKA_SIM_LOCAL_CLUSTER"
-SESSION_ENV_PATH = "/run/cka-sim/session.env"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 NODE_SCRIPTS = {"crontab": Path(__file__).with_name("crontab.py")}
@@ -56,46 +56,6 @@ _ETC_DIRS = ("profile.d", "skel", "ssl", "ca-certificates", "pki", "alternatives
              "ld.so.conf.d", "terminfo", "vim", "bash_completion.d", "default", "iproute2",
              "environment.d", "crypto-policies", "xdg")
 
-_BASHRC = r"""# cka-sim: the learner's shell on a practice node.
-[ -z "$PS1" ] && return
-HISTCONTROL=ignoredups
-HISTSIZE=5000
-shopt -s histappend checkwinsize
-alias ls='ls --color=auto'
-alias ll='ls -alF'
-alias k=kubectl
-[ -r /usr/share/bash-completion/bash_completion ] && . /usr/share/bash-completion/bash_completion
-__cka_sim_prompt() {
-    local key value task="" deadline="" now left
-    __cka_sim_prefix=""
-    if [ -r /run/cka-sim/session.env ]; then
-        while IFS='=' read -r key value; do
-            case "$key" in
-                CKA_SIM_TASK) task=$value ;;
-                CKA_SIM_DEADLINE) deadline=$value ;;
-            esac
-        done < /run/cka-sim/session.env
-    fi
-    [ -n "$task" ] || return 0
-    case "$deadline" in
-        ''|*[!0-9]*) __cka_sim_prefix="[$task] " ;;
-        *)
-            printf -v now '%(%s)T' -1
-            left=$(( deadline - now ))
-            (( left < 0 )) && left=0
-            printf -v __cka_sim_prefix '[%s %d:%02d] ' "$task" $(( left / 60 )) $(( left % 60 ))
-            ;;
-    esac
-}
-PROMPT_COMMAND=__cka_sim_prompt
-PS1='${__cka_sim_prefix}\u@\h:\w\$ '
-"""
-
-_PROFILE = """# cka-sim
-if [ -n "$BASH_VERSION" ] && [ -f "$HOME/.bashrc" ]; then
-    . "$HOME/.bashrc"
-fi
-"""
 
 
 def node_ip(index: int, role: str) -> str:
@@ -119,11 +79,6 @@ def proc_start(pid: int) -> int | None:
 def alive(pid: int | None, start: int | None) -> bool:
     """True when the process ``pid`` started at ``start`` is still running (no pid reuse)."""
     return bool(pid) and start is not None and proc_start(pid) == start
-
-
-def session_env(task: str, deadline: float) -> bytes:
-    """Contents of ``/run/cka-sim/session.env``, read by the node's prompt."""
-    return f"CKA_SIM_TASK={task}\nCKA_SIM_DEADLINE={int(deadline)}\n".encode()
 
 
 def _copy_etc(etc: Path) -> None:
@@ -189,8 +144,8 @@ def prepare_rootfs(rootfs: Path, hostname: str, hosts: dict[str, str]) -> None:
         os.symlink("../proc/self/mounts", etc / "mtab")
     for sub in ("kubernetes/manifests", "kubernetes/pki"):
         (etc / sub).mkdir(parents=True, exist_ok=True)
-    (rootfs / "root/.bashrc").write_text(_BASHRC)
-    (rootfs / "root/.profile").write_text(_PROFILE)
+    (rootfs / "root/.bashrc").write_text(BASHRC)
+    (rootfs / "root/.profile").write_text(PROFILE)
     for sub in ("var/lib/etcd",):
         (rootfs / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     (rootfs / "var/log/pods").mkdir(parents=True, exist_ok=True)
