@@ -18,7 +18,7 @@ PACK = REPO / "scenarios"
 SCENARIO_IDS = {
     "etcd-backup", "etcd-backup-status", "etcd-restore", "etcd-corrupted",
     "etcd-wrong-data-dir", "etcd-pre-restore-backup", "etcd-automated-backup",
-    "etcd-restore-deleted-namespace", "apiserver-stopped",
+    "etcd-restore-deleted-namespace", "apiserver-stopped", "apiserver-wrong-etcd-port",
 }
 EXAM_IDS = {"etcd-dr-sprint", "cka-mock-etcd"}
 FILES = sorted(PACK.rglob("*.yaml"))
