@@ -8,6 +8,7 @@ checks it names. A scenario that cannot be solved or can be fooled fails the gat
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 from simulator.catalog import Catalog
 from simulator.cluster import get_driver
-from simulator.cluster.node import Cluster
+from simulator.cluster.node import Cluster, Completed
 from simulator.errors import SimError
 from simulator.scenario import Scenario
 from simulator.session import CheckOutcome, grade, run_setup
@@ -35,6 +36,32 @@ class GateResult:
     def to_json(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "seed": self.seed, "passed": self.passed,
                 "problems": self.problems, "seconds": round(self.seconds, 1)}
+
+
+# A line ``# on node NAME`` in a solution moves the rest of the script to that node, as
+# a candidate would ssh there; the lines before the first one run on the first node.
+NODE_MARK = re.compile(r"^#\s*on node\s+(\S+)\s*$", re.MULTILINE)
+
+
+def script_parts(script: str, first_node: str) -> list[tuple[str, str]]:
+    """``script`` split at ``# on node NAME`` lines into (node, part) pairs, in order."""
+    parts, node, start = [], first_node, 0
+    for mark in NODE_MARK.finditer(script):
+        parts.append((node, script[start:mark.start()]))
+        node, start = mark.group(1), mark.end()
+    parts.append((node, script[start:]))
+    return [(n, text) for n, text in parts if text.strip()]
+
+
+def run_script(cluster: Cluster, script: str, *, stop_on_error: bool) -> Completed | None:
+    """Run each node's part of ``script`` with bash as root on that node; the last result
+    (the first failing one with ``stop_on_error``)."""
+    done = None
+    for node, text in script_parts(script, cluster.nodes[0].name):
+        done = cluster.node(node).run(["bash", "-c", text], timeout=600)
+        if stop_on_error and not done.ok:
+            break
+    return done
 
 
 def _describe(outcomes: list[CheckOutcome]) -> str:
@@ -77,8 +104,8 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
             result.problems.append(f"fresh environment already passes: {_describe(earned)}")
         if lost_guards:
             result.problems.append(f"guard checks fail on a fresh environment: {_describe(lost_guards)}")
-        done = cluster.nodes[0].run(["bash", "-c", rendered.solution], timeout=600)
-        if not done.ok:
+        done = run_script(cluster, rendered.solution, stop_on_error=True)
+        if done is not None and not done.ok:
             tail = (done.err or done.out).strip().splitlines()[-3:]
             result.problems.append(f"solution exited {done.returncode}: {' | '.join(tail)}")
         solved = grade(rendered, cluster, values, state)
@@ -98,7 +125,7 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
             result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
             continue
         try:
-            cluster.nodes[0].run(["bash", "-c", wrong.script], timeout=600)
+            run_script(cluster, wrong.script, stop_on_error=False)
             outcomes = grade(rendered, cluster, values, state)
         finally:
             drv.delete(cluster)

@@ -14,9 +14,11 @@ import pytest
 from conftest import needs_namespaces
 
 from simulator import registry
+from simulator.cluster import kubeadm
 from simulator.cluster.local import binaries
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec
+from simulator.errors import CheckError
 
 MANIFESTS = "/etc/kubernetes/manifests"
 PKI = "/etc/kubernetes/pki"
@@ -39,6 +41,7 @@ ROUNDTRIPS = {
     "files.chmod": "test_files_chmod_and_remove",
     "files.chown": "test_files_chown",
     "files.remove": "test_files_chmod_and_remove",
+    "files.copy": "test_files_copy_brings_a_snapshot_from_another_node",
 }
 
 
@@ -289,3 +292,22 @@ def test_files_chown(etcd_ctx):
     assert check(ctx, "script", run=owned, env={"TARGET": key}).passed
     fault(ctx, "files.chown", path=key, owner="65534:65534")
     assert not check(ctx, "script", run=owned, env={"TARGET": key}).passed
+
+
+def test_files_copy_brings_a_snapshot_from_another_node():
+    driver = LocalDriver()
+    made = driver.create(ClusterSpec("rtcopy", workers=1), lambda step: None)
+    try:
+        first = registry.Context(made)
+        worker = first.on("node01")
+        path = "/opt/backup/etcd-snapshot.db"
+        first.run(["mkdir", "-p", "/opt/backup"]).check()
+        kubeadm.etcdctl(first.node, "snapshot", "save", path, timeout=60).check()
+        assert not check(worker, "files.exists", path=path).passed
+        fault(worker, "files.copy", path=path, from_node="controlplane")
+        assert check(worker, "snapshot.valid", path=path).passed
+        assert check(worker, "files.mode", path=path, mode="0600").passed
+        with pytest.raises(CheckError, match="does not exist on controlplane"):
+            fault(worker, "files.copy", path="/opt/backup/none.db", from_node="controlplane")
+    finally:
+        driver.delete(made)

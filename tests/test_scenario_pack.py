@@ -19,6 +19,7 @@ SCENARIO_IDS = {
     "etcd-backup", "etcd-backup-status", "etcd-restore", "etcd-corrupted",
     "etcd-wrong-data-dir", "etcd-pre-restore-backup", "etcd-automated-backup",
     "etcd-restore-deleted-namespace", "apiserver-stopped", "apiserver-wrong-etcd-port",
+    "etcd-multi-member-restore",
 }
 EXAM_IDS = {"etcd-dr-sprint", "cka-mock-etcd"}
 FILES = sorted(PACK.rglob("*.yaml"))

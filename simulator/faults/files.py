@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+
+from simulator.errors import CheckError
 from simulator.registry import Context, fault
 
 
@@ -22,3 +25,23 @@ def chown(ctx: Context, path: str, owner: str) -> None:
 def remove(ctx: Context, path: str) -> None:
     """Delete ``path`` (recursively for a directory)."""
     ctx.run(["rm", "-rf", "--", path]).check()
+
+
+@fault("files.copy")
+def copy(ctx: Context, path: str, from_node: str, to: str | None = None,
+         mode: str | int = "0600") -> None:
+    """Copy ``path`` from node ``from_node`` onto the step's node (at ``to``, by default
+    the same path), creating its parent directories; as if it had been copied with scp."""
+    try:
+        data = ctx.cluster.node(from_node).read_file(path)
+    except FileNotFoundError:
+        raise CheckError(f"files.copy: {path} does not exist on {from_node}",
+                         hint="create it first in an earlier setup step on that node") from None
+    try:
+        bits = int(mode, 8) if isinstance(mode, str) else int(mode)
+    except ValueError:
+        raise CheckError(f"files.copy: mode must be octal like \"0644\", got {mode!r}",
+                         hint="mode: \"0600\"") from None
+    dest = to or path
+    ctx.run(["mkdir", "-p", posixpath.dirname(dest) or "/"]).check()
+    ctx.node.write_file(dest, data, bits)
