@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO, needs_namespaces, run_cli
 from simulator.catalog import Catalog
-from simulator.gate import gate_scenario
+from simulator.gate import gate_scenario, script_parts
 from simulator.scenario import Exam, Scenario, load_file, validate_file
 from simulator.session import ensure_checker_names
 
@@ -19,7 +19,7 @@ SCENARIO_IDS = {
     "etcd-backup", "etcd-backup-status", "etcd-restore", "etcd-corrupted",
     "etcd-wrong-data-dir", "etcd-pre-restore-backup", "etcd-automated-backup",
     "etcd-restore-deleted-namespace", "apiserver-stopped", "apiserver-wrong-etcd-port",
-    "etcd-multi-member-restore",
+    "etcd-multi-member-restore", "etcd-expired-certs",
 }
 EXAM_IDS = {"etcd-dr-sprint", "cka-mock-etcd"}
 FILES = sorted(PACK.rglob("*.yaml"))
@@ -30,6 +30,7 @@ def _builtin() -> Catalog:
 
 
 def test_the_pack_holds_exactly_the_published_ids_at_their_paths() -> None:
+    assert len(SCENARIO_IDS) == 12
     assert {p.stem for p in PACK.glob("*.yaml")} == SCENARIO_IDS
     assert {p.stem for p in (PACK / "exams").glob("*.yaml")} == EXAM_IDS
     for path in FILES:
@@ -57,6 +58,22 @@ def test_every_task_is_written_for_the_learner(scenario_id: str) -> None:
     for wrong in sc.wrong_solutions:
         assert set(wrong.fails) < {c.name for c in sc.checks}, \
             f"{wrong.name!r} must lose some checks, not all of them"
+
+
+@pytest.mark.parametrize("scenario_id", sorted(SCENARIO_IDS))
+def test_scripts_name_only_nodes_of_the_scenarios_cluster(scenario_id: str) -> None:
+    sc = _builtin().get(scenario_id)
+    nodes = sc.cluster.node_names()
+    for script in [sc.solution, *(w.script for w in sc.wrong_solutions)]:
+        assert {node for node, _ in script_parts(script, nodes[0])} <= set(nodes)
+
+
+def test_the_multi_member_restore_runs_each_members_restore_on_its_node() -> None:
+    rendered, _ = _builtin().get("etcd-multi-member-restore").instantiate(0)
+    parts = script_parts(rendered.solution, "controlplane")
+    assert [node for node, _ in parts] == ["controlplane", "controlplane", "controlplane2", "controlplane3"]
+    for node, text in parts[1:]:
+        assert f"--name {node}\n" in text.replace(" \\\n", "\n")
 
 
 def test_exams_name_only_pack_scenarios_with_the_published_clock() -> None:
