@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, needs_namespaces, run_cli
+
 from simulator.catalog import Catalog
 from simulator.gate import gate_scenario, script_parts
 from simulator.scenario import Exam, Scenario, load_file, validate_file
