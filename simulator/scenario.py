@@ -361,7 +361,7 @@ class WrongSolution(_Model):
     """A plausible mistake; the quality gate asserts it loses exactly the named checks."""
 
     name: str = Field(min_length=1, description="What the mistake is.")
-    script: str = Field(min_length=1, description="Bash script playing the mistake.")
+    script: str = Field(min_length=1, description="Bash script playing the mistake (same `# on node NAME` sections as solution).")
     fails: list[str] = Field(min_length=1, description="Names of the checks this mistake must fail (all others pass).")
 
 
@@ -384,7 +384,9 @@ class Scenario(_Model):
     hints: list[str] = Field(default_factory=list, description="Hints revealed one at a time.")
     checks: list[Check] = Field(min_length=1, description="Graded checks; the score is the sum of points of passing checks.")
     explanation: str = Field("", description="Root cause and reasoning, shown after submission (markdown).")
-    solution: str = Field(min_length=1, description="Reference solution (bash), run by the quality gate; must score full marks.")
+    solution: str = Field(min_length=1, description="Reference solution (bash), run by the quality gate; must score full marks. "
+                          "It runs on the first node; a line `# on node NAME` runs the rest on NAME, "
+                          "as a candidate would after ssh.")
     wrong_solutions: list[WrongSolution] = Field(default_factory=list, description="Plausible mistakes and the checks each must fail.")
     tags: list[str] = Field(default_factory=list, description="Free-form labels for filtering.")
 
