@@ -9,7 +9,10 @@ written against them works unchanged on every driver.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
+import signal
+import subprocess
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -177,3 +180,37 @@ def shell_script(node: Node, script: str, env: dict[str, str] | None = None,
                  timeout: float = 120) -> Completed:
     """Run a constant bash ``script`` on ``node``; variable values go in ``env``."""
     return node.run(["bash", "-c", script], env=env, timeout=timeout)
+
+
+def run_process(full_argv: Sequence[str], argv: Sequence[str], node_name: str, *,
+                input: bytes | None, timeout: float,
+                env: dict[str, str] | None = None) -> Completed:
+    """Run ``full_argv`` (the driver's way into a node, then ``argv``) to completion.
+
+    The child gets a process group of its own, killed whole on timeout or interruption;
+    a timeout raises ClusterError naming the node and the command.
+    """
+    proc = subprocess.Popen(list(full_argv), env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.communicate()
+        raise ClusterError(f"command timed out after {timeout:g} s on {node_name}: "
+                           f"{' '.join(argv)}",
+                           hint="The node may be overloaded, or the command waits for "
+                                "input or for a service that is down.") from None
+    except BaseException:
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+    return Completed(tuple(argv), proc.returncode, out, err)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
-from simulator.cluster.node import Completed
+from simulator.cluster.node import Completed, run_process
 from simulator.errors import ClusterError, DockerUnavailable
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -95,31 +95,17 @@ class KindNode:
         # the command carries its own deadline, a little after ours.
         inner = ["timeout", "-s", "KILL", "--", f"{timeout + GRACE:g}", *argv]
         binary = tool("docker", DOCKER_HINT)
-        proc = subprocess.Popen([binary, *flags, self.container, *inner],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        try:
-            out, err = proc.communicate(input or b"", timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise ClusterError(f"command timed out after {timeout:g} s on {self.name}: "
-                               f"{' '.join(argv)}",
-                               hint="The node may be overloaded, or the command waits for "
-                                    "input or for a service that is down.") from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        if proc.returncode != 0 and not out:
-            text = err.decode(errors="replace")
+        done = run_process([binary, *flags, self.container, *inner], argv, self.name,
+                           input=input or b"", timeout=timeout)
+        if done.returncode != 0 and not done.stdout:
+            text = done.err
             if engine_down(text):
                 raise DockerUnavailable("the Docker engine does not answer", hint=ENGINE_HINT)
             if text.startswith("Error response from daemon") and _GONE.search(text):
                 raise ClusterError(f"node {self.name} (container {self.container}) is not "
                                    "running", hint="Run `cka-sim stop`, then start the task "
                                                    "again.\n" + text.strip())
-        return Completed(tuple(argv), proc.returncode, out, err)
+        return done
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 30,
             env: dict[str, str] | None = None) -> Completed:

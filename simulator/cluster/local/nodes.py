@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import simulator
-from simulator.cluster.node import Completed
+from simulator.cluster.node import Completed, run_process
 from simulator.cluster.shell import BASHRC, PROFILE
 from simulator.errors import ClusterError, NamespacesUnavailable
 
@@ -351,23 +351,8 @@ class LocalNode:
         """Run ``argv`` as root inside the node (login environment, cwd ``/root``)."""
         argv = [str(a) for a in argv]
         full = self._enter() + ["/usr/bin/env", "-C", "/root", "--"] + argv
-        proc = subprocess.Popen(full, env=self.login_env(env), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        try:
-            out, err = proc.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _killpg(proc.pid)
-            proc.communicate()
-            raise ClusterError(f"command timed out after {timeout:g} s on {self.name}: "
-                               f"{' '.join(argv)}",
-                               hint="The node may be overloaded, or the command waits for "
-                                    "input or for a service that is down.") from None
-        except BaseException:
-            _killpg(proc.pid)
-            proc.wait()
-            raise
-        return Completed(tuple(argv), proc.returncode, out, err)
+        return run_process(full, argv, self.name, input=input, timeout=timeout,
+                           env=self.login_env(env))
 
     def shell_argv(self) -> list[str]:
         """argv of an interactive root login shell on the node (ends with ``bash -l``)."""
@@ -437,10 +422,3 @@ class LocalNode:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(host, mode)
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
