@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from clusterkit import check, fault
 from conftest import needs_namespaces
 
 from simulator import registry
@@ -39,18 +40,6 @@ def ctx(cluster):
     yield context
     for path, data in saved.items():
         cluster.node("controlplane").write_file(path, data, 0o600 if path.endswith((".key", ".conf")) else 0o644)
-
-
-def check(ctx, use, /, **params):
-    fn = registry.get_checker(use)
-    registry.check_params(fn, "checker", use, params)
-    return fn(ctx, **params)
-
-
-def fault(ctx, use, /, **params):
-    fn = registry.get_fault(use)
-    registry.check_params(fn, "fault", use, params)
-    fn(ctx, **params)
 
 
 # ---------------------------------------------------------------- certs.valid passes

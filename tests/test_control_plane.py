@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clusterkit import wait_until
 
 from simulator.cluster.local import binaries
 from simulator.cluster.local.driver import LocalDriver
@@ -49,14 +50,7 @@ def kubectl(node, *args: str, timeout: float = 30) -> Completed:
 
 
 def wait_for(what: str, probe, timeout: float = 30, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s")
-        time.sleep(interval)
+    return wait_until(what, probe, timeout, interval)
 
 
 def mirror(node, name: str) -> dict | None:

@@ -11,11 +11,17 @@ from __future__ import annotations
 import time
 
 import pytest
+from clusterkit import (
+    check,
+    fault,
+    missing_kubernetes_binaries,
+    needs_kubernetes,
+    wait_until,
+)
 from conftest import needs_namespaces
 
 from simulator import registry
 from simulator.cluster import kubeadm
-from simulator.cluster.local import binaries
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec
 from simulator.errors import CheckError
@@ -45,36 +51,7 @@ ROUNDTRIPS = {
 }
 
 
-def _missing_binaries() -> list[str]:
-    return [n for n, path, _ in binaries.status() if path is None and n in binaries.KUBERNETES_BINARIES]
-
-
-needs_kubernetes = pytest.mark.skipif(bool(_missing_binaries()),
-                                      reason="Kubernetes binaries missing (run .ci/build-binaries.sh)")
 pytestmark = [pytest.mark.slow, needs_namespaces]
-
-
-def check(ctx, use, /, **params):
-    fn = registry.get_checker(use)
-    registry.check_params(fn, "checker", use, params)
-    return fn(ctx, **params)
-
-
-def fault(ctx, use, /, **params):
-    fn = registry.get_fault(use)
-    registry.check_params(fn, "fault", use, params)
-    fn(ctx, **params)
-
-
-def wait_until(what, probe, timeout=60.0, interval=0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s")
-        time.sleep(interval)
 
 
 def test_every_builtin_fault_has_a_round_trip():
@@ -162,7 +139,7 @@ def test_wrong_certificate_path_in_the_etcd_manifest(etcd_ctx):
 
 @pytest.fixture(scope="module")
 def cp_cluster():
-    if _missing_binaries():
+    if missing_kubernetes_binaries():
         pytest.skip("Kubernetes binaries missing (run .ci/build-binaries.sh)")
     driver = LocalDriver()
     made = driver.create(ClusterSpec("roundtrip", components=COMPONENTS), lambda step: None)

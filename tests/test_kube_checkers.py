@@ -12,10 +12,10 @@ import json
 import time
 
 import pytest
+from clusterkit import check, fault, needs_kubernetes, wait_until
 from conftest import needs_namespaces
 
 from simulator import registry
-from simulator.cluster.local import binaries
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec
 
@@ -23,37 +23,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 KUBECTL = ["kubectl", "--kubeconfig=/etc/kubernetes/admin.conf"]
 
 
-def _missing_binaries() -> list[str]:
-    return [n for n, path, _ in binaries.status() if path is None and n in binaries.KUBERNETES_BINARIES]
-
-
-needs_kubernetes = pytest.mark.skipif(bool(_missing_binaries()),
-                                      reason=f"Kubernetes binaries missing: {_missing_binaries()} "
-                                             "(run .ci/build-binaries.sh)")
 pytestmark = [pytest.mark.slow, needs_namespaces, needs_kubernetes]
-
-
-def check(ctx, use, /, **params):
-    fn = registry.get_checker(use)
-    registry.check_params(fn, "checker", use, params)
-    return fn(ctx, **params)
-
-
-def fault(ctx, use, /, **params):
-    fn = registry.get_fault(use)
-    registry.check_params(fn, "fault", use, params)
-    fn(ctx, **params)
-
-
-def wait_until(what, probe, timeout=90.0, interval=0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +37,7 @@ def cluster():
 @pytest.fixture
 def ctx(cluster):
     context = registry.Context(cluster)
-    wait_until("the API server is ready", lambda: check(context, "kube.ready").passed)
+    wait_until("the API server is ready", lambda: check(context, "kube.ready").passed, timeout=90.0)
     return context
 
 
@@ -75,7 +45,7 @@ def ctx(cluster):
 def app(cluster):
     """A namespace with a ConfigMap and a Deployment, made through the kube.apply fault."""
     context = registry.Context(cluster)
-    wait_until("the API server is ready", lambda: check(context, "kube.ready").passed)
+    wait_until("the API server is ready", lambda: check(context, "kube.ready").passed, timeout=90.0)
     fault(context, "kube.apply", objects=[
         {"kind": "Namespace", "name": "shop"},
         {"kind": "ConfigMap", "name": "app-config", "namespace": "shop",

@@ -1,0 +1,46 @@
+"""Helpers shared by the tests that grade and break real clusters through the registry."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from simulator import registry
+from simulator.cluster.local import binaries
+
+
+def missing_kubernetes_binaries() -> list[str]:
+    return [n for n, path, _ in binaries.status()
+            if path is None and n in binaries.KUBERNETES_BINARIES]
+
+
+needs_kubernetes = pytest.mark.skipif(
+    bool(missing_kubernetes_binaries()),
+    reason=f"Kubernetes binaries missing: {missing_kubernetes_binaries()} (run .ci/build-binaries.sh)")
+
+
+def check(ctx, use, /, **params):
+    """Run the registered checker ``use`` as a scenario would, parameters checked first."""
+    fn = registry.get_checker(use)
+    registry.check_params(fn, "checker", use, params)
+    return fn(ctx, **params)
+
+
+def fault(ctx, use, /, **params):
+    """Inject the registered fault ``use`` as a setup step would."""
+    fn = registry.get_fault(use)
+    registry.check_params(fn, "fault", use, params)
+    fn(ctx, **params)
+
+
+def wait_until(what, probe, timeout=60.0, interval=0.3):
+    """Poll ``probe`` until it returns something true; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
