@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_local import _pss, _status, _wait_refill, cluster_processes
+import bench_local
+from bench_local import _wait_refill
 
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Step
@@ -57,18 +58,7 @@ def time_create(runs: int) -> tuple[list[float], dict[str, list[float]]]:
 
 
 def idle_memory(idle: float) -> tuple[float, float, dict[str, int]]:
-    drv = LocalDriver()
-    cluster = drv.create(ClusterSpec("cp-idle", components=COMPONENTS), lambda step: None)
-    try:
-        _wait_refill()
-        time.sleep(idle)
-        procs = cluster_processes(cluster)
-        per = {f"{comm}[{pid}]": _status(pid, "VmRSS") for pid, comm in procs.items()}
-        rss = sum(per.values()) / 1024
-        pss = sum(_pss(pid) for pid in procs) / 1024
-    finally:
-        drv.delete(cluster)
-    return rss, pss, per
+    return bench_local.idle_memory(idle, ClusterSpec("cp-idle", components=COMPONENTS))
 
 
 def main() -> int:

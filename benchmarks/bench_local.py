@@ -101,9 +101,9 @@ def cluster_processes(cluster) -> dict[str, str]:
     return found
 
 
-def idle_memory(idle: float) -> tuple[float, float, dict[str, int]]:
+def idle_memory(idle: float, spec: ClusterSpec | None = None) -> tuple[float, float, dict[str, int]]:
     drv = LocalDriver()
-    cluster = drv.create(ClusterSpec("idle"), lambda step: None)
+    cluster = drv.create(spec or ClusterSpec("idle"), lambda step: None)
     try:
         _wait_refill()
         time.sleep(idle)
