@@ -1,4 +1,4 @@
-"""kubeadm-form static-pod manifests, their reader, and a real etcd run from the manifest."""
+"""kubeadm-form static-pod manifests, the static-pod reader, and a real etcd run from the manifest."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.cluster import pki
+from simulator.cluster import pki, staticpod
 from simulator.cluster.local import binaries
 from simulator.cluster.local import manifests as m
 from simulator.errors import SimError
@@ -125,12 +125,28 @@ def flags(argv: list[str]) -> dict[str, str]:
     return dict(a[2:].split("=", 1) for a in argv[1:])
 
 
+def load(text: str, file: str = "/etc/kubernetes/manifests/pod.yaml") -> staticpod.PodSpec:
+    return staticpod.parse(text, file, NODE)
+
+
+def argv_of(pod: staticpod.PodSpec) -> list[str]:
+    return list(pod.container().argv)
+
+
+def host_mounts(pod: staticpod.PodSpec) -> list[staticpod.Mount]:
+    return list(pod.container().mounts)
+
+
+def as_tuple(x: staticpod.Mount) -> tuple:
+    return (x.source, x.target, x.read_only, x.type)
+
+
 def test_etcd_manifest_is_byte_for_byte_kubeadms():
     assert m.etcd_manifest(NODE, IP) == KUBEADM_ETCD_YAML
 
 
 def test_etcd_before_3_6_gets_the_experimental_flag_spellings():
-    argv = m.container_command(m.load_pod(m.etcd_manifest(NODE, IP, image=m.etcd_image("3.5.1"))))
+    argv = argv_of(load(m.etcd_manifest(NODE, IP, image=m.etcd_image("3.5.1"))))
     f = flags(argv)
     assert f["experimental-initial-corrupt-check"] == "true"
     assert f["experimental-watch-progress-notify-interval"] == "5s"
@@ -142,19 +158,19 @@ def test_joined_member_lists_the_cluster_and_joins_an_existing_one():
     members = {"controlplane": "172.30.0.10", "controlplane2": "172.30.0.11",
                "controlplane3": "https://172.30.0.12:2380"}
     text = m.etcd_manifest("controlplane3", "172.30.0.12", initial_cluster=members, existing=True)
-    f = flags(m.container_command(m.load_pod(text)))
+    f = flags(argv_of(load(text)))
     assert f["initial-cluster"] == ("controlplane=https://172.30.0.10:2380,"
                                     "controlplane2=https://172.30.0.11:2380,"
                                     "controlplane3=https://172.30.0.12:2380")
     assert f["initial-cluster-state"] == "existing"
     assert f["name"] == "controlplane3"
     assert f["listen-peer-urls"] == "https://172.30.0.12:2380"
-    assert "initial-cluster-state" not in flags(m.container_command(m.load_pod(m.etcd_manifest(NODE, IP))))
+    assert "initial-cluster-state" not in flags(argv_of(load(m.etcd_manifest(NODE, IP))))
 
 
 def test_apiserver_manifest_has_kubeadms_flags_volumes_and_json_storage():
-    pod = m.load_pod(m.kube_apiserver_manifest(NODE, IP, "https://127.0.0.1:2379"))
-    argv = m.container_command(pod)
+    pod = load(m.kube_apiserver_manifest(NODE, IP, "https://127.0.0.1:2379"))
+    argv = argv_of(pod)
     f = flags(argv)
     assert argv[0] == "kube-apiserver" and argv[1:] == sorted(argv[1:])
     assert f["storage-media-type"] == "application/json"
@@ -164,9 +180,9 @@ def test_apiserver_manifest_has_kubeadms_flags_volumes_and_json_storage():
     assert f["advertise-address"] == IP and f["secure-port"] == "6443"
     assert f["service-account-issuer"] == "https://kubernetes.default.svc.cluster.local"
     assert f["authorization-mode"] == "Node,RBAC"
-    assert pod["metadata"]["annotations"] == {
+    assert pod.doc["metadata"]["annotations"] == {
         "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": "172.30.0.10:6443"}
-    mounts = [tuple(x) for x in m.host_path_mounts(pod)]
+    mounts = [as_tuple(x) for x in host_mounts(pod)]
     assert mounts == [
         ("/etc/ssl/certs", "/etc/ssl/certs", True, "DirectoryOrCreate"),
         ("/etc/ca-certificates", "/etc/ca-certificates", True, "DirectoryOrCreate"),
@@ -174,33 +190,33 @@ def test_apiserver_manifest_has_kubeadms_flags_volumes_and_json_storage():
         ("/usr/local/share/ca-certificates", "/usr/local/share/ca-certificates", True, "DirectoryOrCreate"),
         ("/usr/share/ca-certificates", "/usr/share/ca-certificates", True, "DirectoryOrCreate"),
     ]
-    container = pod["spec"]["containers"][0]
+    container = pod.doc["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"] == {
         "host": IP, "path": "/livez", "port": "probe-port", "scheme": "HTTPS"}
     assert container["ports"] == [{"containerPort": 6443, "name": "probe-port", "protocol": "TCP"}]
-    wrong_port = flags(m.container_command(m.load_pod(
+    wrong_port = flags(argv_of(load(
         m.kube_apiserver_manifest(NODE, IP, "https://127.0.0.1:2380"))))
     assert wrong_port["etcd-servers"] == "https://127.0.0.1:2380"
 
 
 def test_controller_manager_and_scheduler_manifests_match_kubeadm():
-    cm = m.load_pod(m.kube_controller_manager_manifest(NODE, IP))
-    f = flags(m.container_command(cm))
+    cm = load(m.kube_controller_manager_manifest(NODE, IP))
+    f = flags(argv_of(cm))
     assert f["kubeconfig"] == f["authentication-kubeconfig"] == "/etc/kubernetes/controller-manager.conf"
     assert f["cluster-signing-key-file"] == "/etc/kubernetes/pki/ca.key"
     assert f["controllers"] == "*,bootstrapsigner,tokencleaner"
     assert f["cluster-name"] == "kubernetes" and "allocate-node-cidrs" not in f
-    names = [v["name"] for v in cm["spec"]["volumes"]]
+    names = [v["name"] for v in cm.doc["spec"]["volumes"]]
     assert names == ["ca-certs", "etc-ca-certificates", "flexvolume-dir", "k8s-certs", "kubeconfig",
                      "usr-local-share-ca-certificates", "usr-share-ca-certificates"]
-    (flex,) = [x for x in m.host_path_mounts(cm) if x.host_path == m.FLEXVOLUME_DIR]
+    (flex,) = [x for x in host_mounts(cm) if x.source == m.FLEXVOLUME_DIR]
     assert flex.read_only is False
-    with_pods = flags(m.container_command(m.load_pod(
+    with_pods = flags(argv_of(load(
         m.kube_controller_manager_manifest(pod_subnet="10.244.0.0/16"))))
     assert with_pods["cluster-cidr"] == "10.244.0.0/16" and with_pods["allocate-node-cidrs"] == "true"
 
-    sched = m.load_pod(m.kube_scheduler_manifest(NODE, IP))
-    assert m.container_command(sched) == [
+    sched = load(m.kube_scheduler_manifest(NODE, IP))
+    assert argv_of(sched) == [
         "kube-scheduler",
         "--authentication-kubeconfig=/etc/kubernetes/scheduler.conf",
         "--authorization-kubeconfig=/etc/kubernetes/scheduler.conf",
@@ -208,38 +224,38 @@ def test_controller_manager_and_scheduler_manifests_match_kubeadm():
         "--kubeconfig=/etc/kubernetes/scheduler.conf",
         "--leader-elect=true",
     ]
-    assert [tuple(x) for x in m.host_path_mounts(sched)] == [
+    assert [as_tuple(x) for x in host_mounts(sched)] == [
         ("/etc/kubernetes/scheduler.conf", "/etc/kubernetes/scheduler.conf", True, "FileOrCreate")]
     for pod in (cm, sched):
-        assert pod["spec"]["priorityClassName"] == "system-node-critical"
-        assert pod["metadata"]["labels"]["tier"] == "control-plane"
-        assert "annotations" not in pod["metadata"]
+        assert pod.doc["spec"]["priorityClassName"] == "system-node-critical"
+        assert pod.doc["metadata"]["labels"]["tier"] == "control-plane"
+        assert "annotations" not in pod.doc["metadata"]
 
 
 def test_editing_only_the_etcd_data_hostpath_moves_the_data_but_not_the_flag():
     """The exam's restore edit: the container still says --data-dir=/var/lib/etcd."""
     text = m.etcd_manifest(NODE, IP).replace("      path: /var/lib/etcd\n",
                                              "      path: /var/lib/etcd-restored\n")
-    pod = m.load_pod(text)
-    assert flags(m.container_command(pod))["data-dir"] == "/var/lib/etcd"
-    mounts = {x.mount_path: x.host_path for x in m.host_path_mounts(pod)}
+    pod = load(text)
+    assert flags(argv_of(pod))["data-dir"] == "/var/lib/etcd"
+    mounts = {x.target: x.source for x in host_mounts(pod)}
     assert mounts == {"/var/lib/etcd": "/var/lib/etcd-restored",
                       "/etc/kubernetes/pki/etcd": "/etc/kubernetes/pki/etcd"}
 
 
 def test_reader_reports_learner_mistakes_with_the_line():
     broken = m.etcd_manifest(NODE, IP).replace("  hostNetwork: true", " hostNetwork: true")
-    with pytest.raises(m.ManifestError) as info:
-        m.load_pod(broken, source="/etc/kubernetes/manifests/etcd.yaml")
-    assert "etcd.yaml: invalid YAML at line" in info.value.message and info.value.hint
-    with pytest.raises(m.ManifestError, match="kind is 'Deployment'"):
-        m.load_pod("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")
+    with pytest.raises(staticpod.ManifestError) as info:
+        load(broken, "/etc/kubernetes/manifests/etcd.yaml")
+    assert "etcd.yaml: couldn't parse as pod (invalid YAML at line" in info.value.message and info.value.hint
+    with pytest.raises(staticpod.ManifestError, match="got 'apps/v1' 'Deployment'"):
+        load("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")
     renamed = m.etcd_manifest(NODE, IP).replace("    name: etcd-data\n", "    name: etcd-dat\n", 1)
-    with pytest.raises(m.ManifestError, match="mounts volume 'etcd-dat', which is not defined"):
-        m.host_path_mounts(m.load_pod(renamed))
-    json_pod = m.load_pod('{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},'
-                          '"spec":{"containers":[{"name":"c","command":["sleep"],"args":["1"]}]}}')
-    assert m.container_command(json_pod) == ["sleep", "1"]
+    with pytest.raises(staticpod.ManifestError, match="volumeMounts\\[0\\].name: Not found: 'etcd-dat'"):
+        load(renamed)
+    json_pod = load('{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},'
+                     '"spec":{"containers":[{"name":"c","image":"i","command":["sleep"],"args":["1"]}]}}')
+    assert argv_of(json_pod) == ["sleep", "1"]
 
 
 # --------------------------------------------------------------------------- real etcd
@@ -276,7 +292,7 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def localize(argv: list[str], pod: dict, root: Path, node_ip: str,
+def localize(argv: list[str], pod: staticpod.PodSpec, root: Path, node_ip: str,
              client: int, peer: int, metrics: int) -> list[str]:
     """The manifest's command as the supervisor would run it, moved to loopback ports
     and to hostPaths under ``root`` (this test runs without a node's mount namespace)."""
@@ -284,7 +300,7 @@ def localize(argv: list[str], pod: dict, root: Path, node_ip: str,
              "https://127.0.0.1:2379": f"https://127.0.0.1:{client}",
              f"https://{node_ip}:2380": f"https://127.0.0.1:{peer}",
              "http://127.0.0.1:2381": f"http://127.0.0.1:{metrics}"}
-    mounts = sorted(m.host_path_mounts(pod), key=lambda x: -len(x.mount_path))
+    mounts = sorted(host_mounts(pod), key=lambda x: -len(x.target))
     out = [argv[0]]
     for arg in argv[1:]:
         name, value = arg.split("=", 1)
@@ -293,8 +309,8 @@ def localize(argv: list[str], pod: dict, root: Path, node_ip: str,
             for old, new in ports.items():
                 part = part.replace(old, new)
             for mount in mounts:
-                if part == mount.mount_path or part.startswith(mount.mount_path + "/"):
-                    part = str(root) + mount.host_path + part[len(mount.mount_path):]
+                if part == mount.target or part.startswith(mount.target + "/"):
+                    part = str(root) + mount.source + part[len(mount.target):]
                     break
             if part not in parts:
                 parts.append(part)
@@ -310,9 +326,9 @@ def test_real_etcd_runs_from_the_manifest_with_the_generated_certificates(tmp_pa
     root = tmp_path / "node"
     cas = pki.load_or_create_cas(tmp_path / "cache")
     pki.write_node_pki(root / "etc/kubernetes", cas, NODE, IP)
-    pod = m.load_pod(m.etcd_manifest(NODE, IP, image=m.etcd_image(version)))
+    pod = load(m.etcd_manifest(NODE, IP, image=m.etcd_image(version)))
     client, peer, metrics = free_ports(3)
-    argv = localize(m.container_command(pod), pod, root, IP, client, peer, metrics)
+    argv = localize(argv_of(pod), pod, root, IP, client, peer, metrics)
     argv[0] = str(bins / "etcd")
     assert f"--data-dir={root}/var/lib/etcd" in argv
     assert f"--cert-file={root}/etc/kubernetes/pki/etcd/server.crt" in argv
@@ -339,7 +355,7 @@ def test_real_etcd_runs_from_the_manifest_with_the_generated_certificates(tmp_pa
         assert result.returncode == 0, (result.stderr.decode(), (tmp_path / "etcd.log").read_text()[-3000:])
         assert b"is healthy" in result.stdout + result.stderr
         if tuple(int(x) for x in version.split(".")[:2]) >= (3, 6):
-            container = pod["spec"]["containers"][0]
+            container = pod.doc["spec"]["containers"][0]
             probe = container["readinessProbe"]["httpGet"]
             (port,) = [p for p in container["ports"] if p["name"] == probe["port"]]
             assert port["containerPort"] == 2381

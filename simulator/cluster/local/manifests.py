@@ -1,4 +1,4 @@
-"""Static-pod manifests exactly as kubeadm v1.35 writes them, and a reader for them.
+"""Static-pod manifests exactly as kubeadm v1.35 writes them.
 
 Pod specs follow ``cmd/kubeadm/app/phases/etcd/local.go`` and
 ``phases/controlplane/{manifests,volumes}.go`` with ``util/staticpod/utils.go``: flags
@@ -8,8 +8,7 @@ mounts sorted by name, etcd's mounts in kubeadm's order, probes with kubeadm's t
 ``sigs.k8s.io/yaml``: keys sorted, sequences not indented under their key, no line
 wrapping, ``status: {}``; v1.35 no longer writes ``creationTimestamp: null``.
 
-The reader half (:func:`load_pod`, :func:`container_command`, :func:`host_path_mounts`)
-is what the static-pod supervisor uses on whatever the learner left in the directory.
+Reading what a learner left in the directory is :mod:`simulator.cluster.staticpod`'s job.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from collections.abc import Mapping, Sequence
 
 import yaml
 
-from simulator.errors import ClusterError
 
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "3.6.6"
@@ -46,10 +44,6 @@ HEALTH_CHECK_TIMEOUT_S = 240  # kubeadm's ControlPlaneComponentHealthCheck defau
 DEBIAN_CA_PATHS = ("/etc/ca-certificates", "/usr/local/share/ca-certificates",
                    "/usr/share/ca-certificates")
 FLEXVOLUME_DIR = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
-
-
-class ManifestError(ClusterError):
-    """A static-pod manifest cannot be read as a Pod the supervisor can run."""
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -468,99 +462,3 @@ def kube_scheduler_manifest(
     kubeconfig = f"{KUBERNETES_DIR}/scheduler.conf"
     mounts = [_Mount("kubeconfig", kubeconfig, kubeconfig, True, "FileOrCreate")]
     return _dump(_pod("kube-scheduler", container, mounts, sort_mounts=True))
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclasses.dataclass(frozen=True)
-class HostPathMount:
-    """A container's view of one hostPath volume."""
-
-    host_path: str
-    mount_path: str
-    read_only: bool
-    type: str
-
-    def __iter__(self):
-        return iter((self.host_path, self.mount_path, self.read_only, self.type))
-
-
-def load_pod(text: str | bytes, source: str = "manifest") -> dict:
-    """Parse a static-pod manifest (YAML or JSON) into a dict; :class:`ManifestError` if not a Pod.
-
-    The message names ``source`` and, for YAML errors, the line, as the kubelet's log would.
-    """
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestError(f"{source}: invalid YAML at{where}: {problem}",
-                            hint="fix the indentation or quoting there; "
-                                 "the pod stays down until the file parses") from exc
-    if not isinstance(doc, dict):
-        raise ManifestError(f"{source}: not a YAML mapping",
-                            hint="a static-pod manifest is one Pod object")
-    if doc.get("kind") != "Pod":
-        raise ManifestError(f"{source}: kind is {doc.get('kind')!r}, expected 'Pod'",
-                            hint="only Pods run from /etc/kubernetes/manifests")
-    containers = (doc.get("spec") or {}).get("containers")
-    if not isinstance(containers, list) or not containers or not isinstance(containers[0], dict):
-        raise ManifestError(f"{source}: spec.containers is missing or empty",
-                            hint="a static pod needs at least one container")
-    if not (doc.get("metadata") or {}).get("name"):
-        raise ManifestError(f"{source}: metadata.name is missing", hint="name the pod")
-    return doc
-
-
-def container_command(pod: Mapping, container: str | None = None) -> list[str]:
-    """``command`` + ``args`` of the named container (the first when ``container`` is None)."""
-    spec = _container(pod, container)
-    command = spec.get("command") or []
-    args = spec.get("args") or []
-    if not isinstance(command, list) or not isinstance(args, list):
-        raise ManifestError(f"container {spec.get('name')!r}: command and args must be lists",
-                            hint="write each argument as its own '- ' item")
-    argv = [str(part) for part in [*command, *args]]
-    if not argv:
-        raise ManifestError(f"container {spec.get('name')!r} has no command",
-                            hint="the simulator runs the container's command directly")
-    return argv
-
-
-def host_path_mounts(pod: Mapping, container: str | None = None) -> list[HostPathMount]:
-    """The container's volume mounts that come from hostPath volumes, in mount order.
-
-    Each item unpacks as ``(hostPath, mountPath, readOnly, type)``. A mount naming a
-    volume that does not exist raises :class:`ManifestError` (the kubelet refuses such a pod).
-    """
-    spec = _container(pod, container)
-    volumes = {}
-    for volume in (pod.get("spec") or {}).get("volumes") or []:
-        if isinstance(volume, dict) and "name" in volume:
-            volumes[volume["name"]] = volume
-    mounts: list[HostPathMount] = []
-    for mount in spec.get("volumeMounts") or []:
-        name = mount.get("name")
-        if name not in volumes:
-            raise ManifestError(
-                f"container {spec.get('name')!r} mounts volume {name!r}, which is not defined",
-                hint="every volumeMounts[].name needs a matching spec.volumes[] entry",
-            )
-        host = volumes[name].get("hostPath")
-        if not isinstance(host, dict) or not host.get("path"):
-            continue
-        mounts.append(HostPathMount(str(host["path"]), str(mount.get("mountPath", "")),
-                                    bool(mount.get("readOnly", False)), str(host.get("type", ""))))
-    return mounts
-
-
-def _container(pod: Mapping, name: str | None) -> dict:
-    containers = (pod.get("spec") or {}).get("containers") or []
-    for spec in containers:
-        if name is None or spec.get("name") == name:
-            return spec
-    raise ManifestError(f"no container named {name!r} in the pod",
-                        hint="check spec.containers[].name")

@@ -48,10 +48,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from simulator.cluster.local import container as container_launcher
+from simulator.cluster import staticpod
 from simulator.cluster.local.container import TASKS_DIR, Bind, remove_bundle
+from simulator.cluster.staticpod import ContainerSpec, ManifestError, PodSpec
 
 log = logging.getLogger("cka_sim.supervisor")
 
@@ -79,174 +80,9 @@ PodHook = Callable[[list[dict[str, Any]]], None]
 """Called with the full pod summary (as in ``pods.json``) each time it changes."""
 
 
-class ManifestError(ValueError):
-    """A manifest file is not a valid pod; the message reads like the kubelet's."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ContainerSpec:
-    """One container of a static pod, ready to launch."""
-
-    name: str
-    image: str
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    workdir: str
-    binds: tuple[Bind, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class PodSpec:
-    """A static pod read from one manifest file."""
-
-    file: str  # path inside the node
-    name: str  # metadata.name
-    namespace: str
-    full_name: str  # <name>-<node>
-    uid: str
-    containers: tuple[ContainerSpec, ...]
-    grace: float
-    restart_policy: str
-
-
-def expand(value: str, env: dict[str, str]) -> str:
-    """Expand ``$(VAR)`` from ``env`` as the kubelet does; ``$$`` is a literal ``$``."""
-    out: list[str] = []
-    i = 0
-    while i < len(value):
-        if value[i] == "$" and i + 1 < len(value):
-            if value[i + 1] == "$":
-                out.append("$")
-                i += 2
-                continue
-            if value[i + 1] == "(":
-                end = value.find(")", i + 2)
-                if end != -1:
-                    name = value[i + 2 : end]
-                    out.append(env[name] if name in env else value[i : end + 1])
-                    i = end + 1
-                    continue
-        out.append(value[i])
-        i += 1
-    return "".join(out)
-
-
-def _require(cond: bool, problems: list[str], message: str) -> bool:
-    if not cond:
-        problems.append(message)
-    return cond
-
-
 def parse_manifest(data: bytes, file: str, node_name: str) -> PodSpec:
-    """Read a static pod manifest (YAML or JSON) as the kubelet would; raise ManifestError."""
-    try:
-        doc = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"couldn't parse as pod ({str(exc).splitlines()[0]})") from None
-    if not isinstance(doc, dict):
-        raise ManifestError("couldn't parse as pod (not a YAML mapping)")
-    if doc.get("kind") != "Pod" or doc.get("apiVersion") != "v1":
-        raise ManifestError(
-            f"invalid pod: expected apiVersion v1, kind Pod, got {doc.get('apiVersion')!r} {doc.get('kind')!r}"
-        )
-    meta = doc.get("metadata") or {}
-    spec = doc.get("spec") or {}
-    problems: list[str] = []
-    if not isinstance(meta, dict) or not isinstance(spec, dict):
-        raise ManifestError("invalid pod: metadata and spec must be mappings")
-    name = meta.get("name")
-    _require(isinstance(name, str) and bool(name), problems, "metadata.name: Required value")
-    namespace = meta.get("namespace") or "default"
-    volumes: dict[str, dict[str, Any]] = {}
-    for i, vol in enumerate(spec.get("volumes") or []):
-        if not _require(isinstance(vol, dict) and vol.get("name"), problems, f"spec.volumes[{i}].name: Required value"):
-            continue
-        hp = vol.get("hostPath")
-        if hp is not None:
-            if _require(isinstance(hp, dict) and str(hp.get("path", "")).startswith("/"), problems,
-                        f"spec.volumes[{i}].hostPath.path: must be an absolute path"):
-                _require((hp.get("type") or "") in _HOSTPATH_TYPES, problems,
-                         f"spec.volumes[{i}].hostPath.type: Unsupported value: {hp.get('type')!r}")
-        volumes[vol["name"]] = vol
-    raw_containers = spec.get("containers")
-    _require(isinstance(raw_containers, list) and bool(raw_containers), problems, "spec.containers: Required value")
-    uid = _pod_uid(data, file, node_name)
-    containers: list[ContainerSpec] = []
-    seen: set[str] = set()
-    for i, c in enumerate(raw_containers if isinstance(raw_containers, list) else []):
-        where = f"spec.containers[{i}]"
-        if not _require(isinstance(c, dict), problems, f"{where}: must be a mapping"):
-            continue
-        cname, image = c.get("name"), c.get("image")
-        _require(isinstance(cname, str) and bool(cname), problems, f"{where}.name: Required value")
-        _require(cname not in seen, problems, f"{where}.name: Duplicate value: {cname!r}")
-        seen.add(cname)
-        _require(isinstance(image, str) and bool(image), problems, f"{where}.image: Required value")
-        env: dict[str, str] = {}
-        for j, e in enumerate(c.get("env") or []):
-            if not _require(isinstance(e, dict) and e.get("name"), problems, f"{where}.env[{j}].name: Required value"):
-                continue
-            if "valueFrom" in e:
-                log.warning("pod %s: %s.env[%d] valueFrom is not supported; variable left unset", name, where, j)
-                continue
-            env[str(e["name"])] = expand(str(e.get("value", "")), env)
-        command = [expand(str(a), env) for a in (c.get("command") or [])]
-        args = [expand(str(a), env) for a in (c.get("args") or [])]
-        binds: list[Bind] = []
-        for j, m in enumerate(c.get("volumeMounts") or []):
-            mwhere = f"{where}.volumeMounts[{j}]"
-            if not _require(isinstance(m, dict) and m.get("name") in volumes, problems,
-                            f"{mwhere}.name: Not found: {m.get('name') if isinstance(m, dict) else m!r}"):
-                continue
-            if not _require(str(m.get("mountPath", "")).startswith("/"), problems,
-                            f"{mwhere}.mountPath: must be an absolute path"):
-                continue
-            source = _volume_source(volumes[m["name"]], uid)
-            if source is None:
-                log.warning("pod %s: volume %s is neither hostPath nor emptyDir; not mounted", name, m["name"])
-                continue
-            path, type_ = source
-            if m.get("subPath"):
-                path = os.path.join(path, str(m["subPath"]))
-                type_ = ""
-            binds.append(Bind(path, str(m["mountPath"]), bool(m.get("readOnly")), type_))
-        if isinstance(cname, str) and isinstance(image, str):
-            containers.append(
-                ContainerSpec(cname, image, tuple(command + args), tuple(env.items()),
-                              str(c.get("workingDir") or "/"), tuple(binds))
-            )
-    if problems:
-        raise ManifestError("invalid pod: [" + ", ".join(problems) + "]")
-    grace = spec.get("terminationGracePeriodSeconds")
-    grace = float(grace) if isinstance(grace, (int, float)) and grace >= 0 else 30.0
-    return PodSpec(
-        file=file,
-        name=name,
-        namespace=str(namespace),
-        full_name=f"{name}-{node_name}",
-        uid=uid,
-        containers=tuple(containers),
-        grace=grace,
-        restart_policy=str(spec.get("restartPolicy") or "Always"),
-    )
-
-
-_HOSTPATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice")
-
-
-def _pod_uid(data: bytes, file: str, node_name: str) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    for part in (data, node_name.encode(), file.encode()):
-        h.update(part)
-    return h.hexdigest()
-
-
-def _volume_source(vol: dict[str, Any], uid: str) -> tuple[str, str] | None:
-    if isinstance(vol.get("hostPath"), dict):
-        return str(vol["hostPath"]["path"]), str(vol["hostPath"].get("type") or "")
-    if "emptyDir" in vol:
-        return f"/var/lib/kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/{vol['name']}", "DirectoryOrCreate"
-    return None
+    """Read a static pod manifest as the kubelet would (:func:`staticpod.parse`); log what is not run."""
+    return staticpod.parse(data, file, node_name, warn=log.warning)
 
 
 def _now_ns() -> int:
@@ -372,7 +208,7 @@ class Supervisor:
         self._pods: dict[str, _Pod] = {}  # by uid
         self._history: dict[str, _Container] = {}  # every container record kept, by id
         self._by_pid: dict[int, _Container] = {}
-        self._parsed: dict[str, tuple[bytes, PodSpec | None]] = {}  # file name -> (digest, pod)
+        self._parsed: dict[str, tuple[bytes, PodSpec | ManifestError]] = {}  # file name -> (digest, pod)
         self._desired: dict[str, PodSpec] = {}  # by uid
         self._summary: list[dict[str, Any]] = []
         self._summary_json = ""
@@ -511,14 +347,14 @@ class Supervisor:
     def _scan(self) -> None:
         mdir = self.rootfs / MANIFESTS
         try:
-            names = sorted(e.name for e in os.scandir(mdir) if not e.name.startswith(".") and e.is_file())
+            names = staticpod.manifest_names(e.name for e in os.scandir(mdir) if e.is_file())
         except FileNotFoundError:
             names = []
         except OSError as exc:
             log.warning("cannot read %s: %s", mdir, exc)
             return
         now = time.time()
-        parsed: dict[str, tuple[bytes, PodSpec | None]] = {}
+        parsed: dict[str, tuple[bytes, PodSpec | ManifestError]] = {}
         for name in names:
             path = mdir / name
             try:
@@ -539,24 +375,17 @@ class Supervisor:
             try:
                 parsed[name] = (digest, parse_manifest(data, file, self.node_name))
             except ManifestError as exc:
-                log.error('Could not process manifest file path="%s" err="%s"', file, exc)
-                parsed[name] = (digest, None)
+                log.error('Could not process manifest file path="%s" err="%s"', file, exc.message)
+                parsed[name] = (digest, exc)
         if parsed == self._parsed:
             return
         self._parsed = parsed
-        desired: dict[str, PodSpec] = {}
-        kept: dict[str, str] = {}
-        for _, pod in parsed.values():
-            if pod is None:
-                continue
-            key = f"{pod.namespace}/{pod.full_name}"
-            if key in kept:
-                log.error('Pod failed validation due to duplicate pod name, ignoring pod="%s" file="%s" kept="%s"',
-                          key, pod.file, kept[key])
-                continue
-            kept[key] = pod.file
-            desired[pod.uid] = pod
-        self._desired = desired
+        chosen = staticpod.effective(((name, pod) for name, (_, pod) in parsed.items()),
+                                     self.node_name, f"/{MANIFESTS}")
+        for file, why in chosen.skipped:
+            if why.startswith("duplicate pod name"):
+                log.error('Pod failed validation, ignoring file="%s": %s', file, why)
+        self._desired = {pod.uid: pod for pod in chosen.pods}
 
     # reconciling --------------------------------------------------------------------
 
@@ -615,8 +444,8 @@ class Supervisor:
         link.unlink(missing_ok=True)
         link.symlink_to(log_path)
         argv = [*_LAUNCHER, "--rootfs", str(self.rootfs), "--id", cid]
-        for b in spec.binds:
-            argv += ["--bind", b.to_arg()]
+        for m in spec.mounts:
+            argv += ["--bind", Bind(m.source, m.target, m.read_only, m.type).to_arg()]
         argv += ["--workdir", spec.workdir, "--env", f"HOSTNAME={self.node_name}"]
         for k, v in spec.env:
             argv += ["--env", f"{k}={v}"]
@@ -646,7 +475,7 @@ class Supervisor:
             "env": [f"{k}={v}" for k, v in spec.env],
             "workingDir": spec.workdir,
             "mounts": [
-                {"containerPath": b.target, "hostPath": b.source, "readonly": b.read_only} for b in spec.binds
+                {"containerPath": m.target, "hostPath": m.source, "readonly": m.read_only} for m in spec.mounts
             ],
         }
         container = _Container(record)
