@@ -7,11 +7,11 @@ import base64
 import json
 import posixpath
 import re
+import urllib.parse
 from typing import Any
 
-import yaml
-
-from simulator.cluster import kubeadm
+from simulator.cluster import kubeadm, staticpod
+from simulator.errors import CheckError, ClusterError
 from simulator.registry import CheckResult, Context, checker
 
 
@@ -60,69 +60,79 @@ def key(ctx: Context, key: str, present: bool = True, value: str | None = None) 
     return CheckResult(True, f"{key} is in etcd" + (f" with value {value!r}" if value is not None else ""))
 
 
-def load_pod(ctx: Context, component: str) -> dict[str, Any] | None:
+def _endpoint_revision(ctx: Context) -> tuple[int | None, str]:
+    """(revision the etcd at the default endpoint serves, error text)."""
+    done = kubeadm.etcdctl(ctx.node, "endpoint", "status", "-w", "json", "--dial-timeout=2s",
+                           "--command-timeout=3s", timeout=15)
+    if not done.ok:
+        return None, _first_line(done.err or done.out)
     try:
-        return yaml.safe_load(ctx.node.read_file(f"{kubeadm.MANIFESTS}/{component}.yaml"))
-    except FileNotFoundError:
-        return None
-    except yaml.YAMLError:
-        return {}
+        status = json.loads(done.out)[0]["Status"]
+        return int(status["header"]["revision"]), ""
+    except (ValueError, LookupError, TypeError):
+        return None, f"unexpected answer from etcdctl endpoint status: {done.out[:120]!r}"
 
 
-def flag_value(command: list[str], flag: str) -> str | None:
-    prefix = f"--{flag.lstrip('-')}="
-    for arg in command:
-        if arg.startswith(prefix):
-            return arg[len(prefix):]
-    return None
-
-
-def effective_data_dir(pod: dict[str, Any]) -> tuple[str | None, str]:
-    """(directory on the node backing etcd's --data-dir, explanation) from its manifest.
-
-    The directory is None when no hostPath volume backs --data-dir: etcd then keeps its
-    data inside the container, empty at every start and invisible from the node.
-    """
-    container = pod["spec"]["containers"][0]
-    command = [*container.get("command", []), *container.get("args", [])]
-    data_dir = posixpath.normpath(flag_value(command, "data-dir") or "/default.etcd")
-    volumes = {v.get("name"): (v.get("hostPath") or {}).get("path") for v in pod["spec"].get("volumes", [])}
-    best = None
-    for mount in container.get("volumeMounts", []):
-        mount_path = posixpath.normpath(mount.get("mountPath", ""))
-        if data_dir == mount_path or data_dir.startswith(mount_path.rstrip("/") + "/"):
-            if best is None or len(mount_path) > len(best[0]):
-                best = (mount_path, mount.get("name"))
-    if best is None or not volumes.get(best[1]):
-        return None, f"--data-dir={data_dir} is not on a hostPath volume (it lives inside the container)"
-    mount_path, name = best
-    host = posixpath.normpath(posixpath.join(volumes[name], posixpath.relpath(data_dir, mount_path)))
-    return host, f"--data-dir={data_dir} is volume {name} mounted at {mount_path}, hostPath {volumes[name]}"
+def serving_container(ctx: Context, component: str) -> tuple[staticpod.Container | None, str]:
+    """(the one running ``component`` container on the node, or None with the reason)."""
+    try:
+        found = staticpod.containers(ctx.node, component)
+    except ClusterError as exc:
+        return None, exc.message
+    running = [c for c in found if c.running]
+    if not running:
+        if not found:
+            return None, (f"no {component} container has run on {ctx.node_name}: is its manifest in "
+                          f"{kubeadm.MANIFESTS}? (crictl ps -a)")
+        return None, (f"{component} is not running on {ctx.node_name}: its latest container "
+                      f"(attempt {found[0].attempt}) has exited; look at crictl logs {found[0].id[:13]}")
+    pods = sorted({c.pod for c in running})
+    if len(pods) > 1:
+        return None, (f"{len(pods)} static pods run {component} at once ({', '.join(pods)}): "
+                      f"keep one manifest for it in {kubeadm.MANIFESTS}")
+    return running[0], ""
 
 
 @checker("etcd.data_dir")
-def data_dir(ctx: Context, expected: str, component: str = "etcd") -> CheckResult:
-    """The node directory that really backs the running etcd's data (through the hostPath)."""
-    pod = load_pod(ctx, component)
-    if pod is None:
-        return CheckResult(False, f"{kubeadm.MANIFESTS}/{component}.yaml is missing: etcd is not running")
-    if not pod:
-        return CheckResult(False, f"{kubeadm.MANIFESTS}/{component}.yaml is not valid YAML")
-    try:
-        host, why = effective_data_dir(pod)
-    except (KeyError, IndexError, TypeError):
-        return CheckResult(False, f"{kubeadm.MANIFESTS}/{component}.yaml has no etcd container")
+def data_dir(ctx: Context, expected: str, component: str = "etcd",
+             snapshot: str | None = None) -> CheckResult:
+    """The node directory the running etcd container really serves its data from.
+
+    Judged on the container the runtime runs (its ``--data-dir`` and mounts, as
+    ``crictl inspect`` reports them), whichever manifest it came from. With ``snapshot``,
+    the served data must also come from that snapshot: etcd's revision is at least the
+    snapshot's, which an empty or freshly initialised directory is not.
+    """
     want = posixpath.normpath(expected)
+    running, why_not = serving_container(ctx, component)
+    if running is None:
+        return CheckResult(False, why_not)
+    inside = staticpod.flag(running.argv, "data-dir") or "/default.etcd"
+    host, why = staticpod.data_dir_on_host(inside, running.mounts)
     if host is None:
-        return CheckResult(False, f"etcd's data is not on the node: {why}, so etcd starts empty; "
-                                  f"expected it served from {want} through the etcd-data hostPath")
+        return CheckResult(False, f"etcd's data is not on the node: --data-dir={inside}, but {why}, so "
+                                  f"etcd starts empty; expected it served from {want} through the etcd-data hostPath")
     if host != want:
-        return CheckResult(False, f"etcd's data comes from {host} ({why}); expected {want}")
+        return CheckResult(False, f"the running etcd serves its data from {host} ({why}); expected {want}")
     probe = ctx.run(["test", "-d", posixpath.join(want, "member")])
     if not probe.ok:
-        return CheckResult(False, f"etcd is set to use {want}, but {want}/member does not exist: "
+        return CheckResult(False, f"etcd runs on {want}, but {want}/member does not exist: "
                                   "was the snapshot restored there?")
-    return CheckResult(True, f"etcd serves its data from {want} ({why})")
+    if snapshot is not None:
+        from checkers.snapshot import load_snapshot
+
+        info, failed = load_snapshot(ctx, snapshot)
+        if failed is not None or info is None:
+            return CheckResult(False, f"cannot tell whether {want} holds the restored snapshot: "
+                                      f"{failed.detail if failed else 'unreadable'}")
+        revision, error = _endpoint_revision(ctx)
+        if revision is None:
+            return CheckResult(False, f"etcd runs on {want} but does not answer yet: {error}")
+        if revision < info.revision:
+            return CheckResult(False, f"etcd runs on {want}, but serves revision {revision}, below the "
+                                      f"snapshot's {info.revision}: that directory was not restored from "
+                                      f"{snapshot} (an empty data directory starts a new, empty etcd)")
+    return CheckResult(True, f"the running etcd serves its data from {want} ({why})")
 
 
 @checker("etcd.members")
@@ -164,27 +174,55 @@ def get_field(obj: Any, path: str) -> Any:
     return obj
 
 
+def _urls(value: str) -> list[urllib.parse.SplitResult]:
+    return [urllib.parse.urlsplit(part.strip()) for part in value.split(",") if part.strip()]
+
+
 @checker("etcd.manifest")
 def manifest(ctx: Context, component: str = "etcd", flag: str | None = None,
-             field: str | None = None, equals: Any = None, contains: str | None = None) -> CheckResult:
-    """A flag or a field of a static pod manifest has a value (or contains a text)."""
-    pod = load_pod(ctx, component)
-    path = f"{kubeadm.MANIFESTS}/{component}.yaml"
+             field: str | None = None, equals: Any = None, includes: str | None = None,
+             port: int | None = None, scheme: str | None = None) -> CheckResult:
+    """A flag or a field of the static pod the kubelet runs for ``component``.
+
+    The pod is the one the kubelet picks, whichever file in the manifests directory defines
+    it first. Flags are read as the component parses them (``--f=v`` or ``--f v``, the
+    last one winning). ``equals`` compares the whole value, ``includes`` one item of a
+    comma-separated list, and ``port``/``scheme`` every URL of such a list.
+    """
+    if flag is None and field is None:
+        raise CheckError("etcd.manifest needs a flag or a field", hint="with: {flag: data-dir, equals: ...}")
+    effective = staticpod.node_pods(ctx.node)
+    pod = effective.pod(component)
     if pod is None:
-        return CheckResult(False, f"{path} is missing")
-    if not pod:
-        return CheckResult(False, f"{path} is not valid YAML")
+        skipped = [f"{file}: {why}" for file, why in effective.skipped]
+        return CheckResult(False, f"the kubelet runs no {component} pod from {kubeadm.MANIFESTS}"
+                                  + (f" ({'; '.join(skipped)})" if skipped else ""))
+    path = pod.file
     if flag is not None:
-        container = (pod.get("spec", {}).get("containers") or [{}])[0]
-        found = flag_value([*container.get("command", []), *container.get("args", [])], flag)
+        container = pod.container(component) or pod.container()
+        found = staticpod.flag(container.argv, flag) if container else None
         what = f"--{flag.lstrip('-')}"
     else:
-        found = get_field(pod, field or "")
+        found = get_field(pod.doc, field or "")
         what = field
     if found is None:
         return CheckResult(False, f"{path} has no {what}")
-    if equals is not None and str(found) != str(equals):
+    text = str(found)
+    if equals is not None and text != str(equals):
         return CheckResult(False, f"{what} is {found!r} in {path}, expected {equals!r}")
-    if contains is not None and contains not in str(found):
-        return CheckResult(False, f"{what} is {found!r} in {path}, expected it to contain {contains!r}")
-    return CheckResult(True, f"{what} is {found!r}")
+    items = [part.strip() for part in text.split(",")]
+    if includes is not None and includes not in items:
+        return CheckResult(False, f"{what} is {found!r} in {path}, expected it to list {includes!r}")
+    if port is not None or scheme is not None:
+        try:
+            urls = _urls(text)
+            ports = [u.port for u in urls]
+        except ValueError:
+            return CheckResult(False, f"{what} is {found!r} in {path}: not a list of URLs")
+        if not urls:
+            return CheckResult(False, f"{what} is empty in {path}")
+        if port is not None and any(p != int(port) for p in ports):
+            return CheckResult(False, f"{what} is {found!r} in {path}: expected port {port} in every URL")
+        if scheme is not None and any(u.scheme != scheme for u in urls):
+            return CheckResult(False, f"{what} is {found!r} in {path}: expected {scheme}:// URLs")
+    return CheckResult(True, f"{what} is {found!r} in {path}")
