@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
+import shlex
 from dataclasses import dataclass
 
 from simulator.errors import CheckError
@@ -122,34 +124,136 @@ def contains(ctx: Context, path: str, pattern: str, regex: bool = False) -> Chec
 
 # ---------------------------------------------------------------- cron
 
-_SHORTCUTS = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
-}
 _ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
 _CRON_D_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _USER_CRONTABS = ("/var/spool/cron/crontabs/root", "/var/spool/cron/root")
+_MACROS = {
+    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
+}
+_SHELLS = {"sh", "bash", "dash"}
+_PRELUDE = {"cd", "export", "umask", "source", ".", "set"}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a cron line fires, in a form where equivalent schedules are equal.
+
+    Days follow Vixie cron (Debian's cron): when the day-of-month or the day-of-week field
+    starts with ``*``, a day must match both; otherwise it matches either.
+    """
+
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    months: frozenset[int]
+    days: frozenset[tuple[int, int]]  # (day of month, day of week) pairs that fire
+    dom: frozenset[int] = dataclasses.field(compare=False, default=frozenset())
+    dow: frozenset[int] = dataclasses.field(compare=False, default=frozenset())
+
+
+def parse_schedule(text: str) -> Schedule | None:
+    """The :class:`Schedule` of five cron fields or a macro (``@daily``); None if it is not
+    one (wrong field count, a value out of range, ``@reboot``)."""
+    from croniter import croniter
+    from croniter.croniter import CroniterError
+
+    fields = " ".join(text.split()).lower()
+    fields = _MACROS.get(fields, fields)
+    raw = fields.split(" ")
+    if len(raw) != 5:
+        return None
+    try:
+        expanded = croniter.expand(fields)[0]
+    except (CroniterError, ValueError, KeyError, IndexError):
+        return None
+    full = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+    def values(i: int) -> frozenset[int]:
+        low, high = full[i]
+        if expanded[i] == ["*"]:
+            return frozenset(range(low, high + 1))
+        return frozenset(0 if (i == 4 and v == 7) else int(v) for v in expanded[i])
+
+    dom, dow = values(2), values(4)
+    either_star = raw[2].startswith("*") or raw[4].startswith("*")
+    days = frozenset((d, w) for d in range(1, 32) for w in range(7)
+                     if ((d in dom) and (w in dow) if either_star else (d in dom) or (w in dow)))
+    return Schedule(values(0), values(1), values(3), days, dom, dow)
 
 
 def normalize_schedule(schedule: str) -> str | None:
-    """A canonical form of a cron schedule ("00 02 * * *" -> "0 2 * * *"); None if not one."""
-    text = " ".join(schedule.split()).lower()
-    if text in _SHORTCUTS:
-        text = _SHORTCUTS[text]
-    fields = text.split(" ")
-    if len(fields) != 5:
+    """A canonical text of a cron schedule, equal for equivalent schedules; None if not one."""
+    parsed = parse_schedule(schedule)
+    if parsed is None:
         return None
+
+    def text(values: frozenset[int], low: int, high: int) -> str:
+        return "*" if values == frozenset(range(low, high + 1)) else ",".join(map(str, sorted(values)))
+
+    doms = frozenset(d for d, _ in parsed.days)
+    dows = frozenset(w for _, w in parsed.days)
+    if parsed.days != frozenset((d, w) for d in doms for w in dows):
+        doms, dows = parsed.dom, parsed.dow  # either day field fires, as cron reads two restricted fields
+    return " ".join([text(parsed.minutes, 0, 59), text(parsed.hours, 0, 23), text(doms, 1, 31),
+                     text(parsed.months, 1, 12), text(dows, 0, 6)])
+
+
+def _simple_commands(command: str) -> list[tuple[str, list[str]]]:
+    """(operator before it, words) of each simple command in a cron command line, as
+    ``sh -c`` would split it; comments are dropped. ``%`` ends the command, as in cron."""
+    line = re.split(r"(?<!\\)%", command, maxsplit=1)[0]
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()<>")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    out: list[tuple[str, list[str]]] = [("", [])]
+    try:
+        for token in lexer:
+            if token and set(token) <= set(";&|()"):
+                out.append((token, []))
+            else:
+                out[-1][1].append(token)
+    except ValueError:
+        return []
+    return [(op, words) for op, words in out if words]
+
+
+def _runs(words: list[str], script: list[str], depth: int = 0) -> bool:
+    """Whether the simple command ``words`` executes ``script`` (its path, then its args):
+    directly, or through sh/bash (``bash SCRIPT``, ``bash -c 'SCRIPT'``)."""
+    while words and _ENV_LINE.match(words[0]) and not words[0].startswith("="):
+        words = words[1:]  # VAR=value before the command
+    if not words:
+        return False
+    if words[:len(script)] == script:
+        return True
+    if posixpath.basename(words[0]) in _SHELLS and depth == 0:
+        rest = words[1:]
+        while rest and rest[0].startswith("-"):
+            if rest[0] == "-c" and len(rest) > 1:
+                return any(_runs(w, script, depth + 1) for _, w in _leading(rest[1]))
+            rest = rest[1:]
+        return rest[:len(script)] == script
+    return False
+
+
+def _leading(command: str) -> list[tuple[str, list[str]]]:
+    """The simple commands of ``command`` that surely run: the first, and the ones after
+    ``;`` or ``&&`` that only follow harmless set-up (``cd``, ``export``, ...)."""
     out = []
-    for i, field in enumerate(fields):
-        field = re.sub(r"\d+", lambda m: str(int(m.group())), field)
-        if field == "*/1":
-            field = "*"
-        if i == 4 and field == "7":
-            field = "0"
-        if not re.fullmatch(r"[0-9a-z*/,\-]+", field):
-            return None
-        out.append(field)
-    return " ".join(out)
+    for op, words in _simple_commands(command):
+        if out and op not in (";", "&&"):
+            break
+        out.append((op, words))
+        if words[0] not in _PRELUDE and not _ENV_LINE.match(words[0]):
+            break
+    return out
+
+
+def executes(command: str, script: str) -> bool:
+    """Whether a cron command line runs ``script`` (a path, maybe with arguments) as a
+    program: mentioning it in a comment, an argument or after ``||`` does not count."""
+    wanted = shlex.split(script)
+    return bool(wanted) and any(_runs(words, wanted) for _, words in _leading(command))
 
 
 @dataclass(frozen=True)
@@ -247,27 +351,36 @@ def cron_entries(ctx: Context) -> list[CronEntry]:
 
 @checker("cron.entry")
 def entry(ctx: Context, schedule: str, command: str) -> CheckResult:
-    """Pass when root's crontab or a system crontab runs ``command`` (a substring) on ``schedule``.
+    """Pass when root's crontab or a system crontab runs ``command`` on ``schedule``.
 
-    Schedules compare after normalization ("00 02 * * *" equals "0 2 * * *"; "@daily"
-    equals "0 0 * * *").
+    Schedules are parsed and compare by when they fire ("0 2 * * 0-6" is "0 2 * * *",
+    "@daily" is "0 0 * * *"). The line must execute ``command``: as its program, or
+    through sh/bash; a mention in a comment or an argument does not count. Lines in
+    /etc/crontab and /etc/cron.d must name the user.
     """
-    wanted = normalize_schedule(schedule)
+    wanted = parse_schedule(schedule)
     if wanted is None:
         raise CheckError(f"cron.entry: {schedule!r} is not a cron schedule",
                          hint="five fields such as '0 2 * * *', or @daily/@hourly/...")
     needle = " ".join(command.split())
     entries = cron_entries(ctx)
-    same_command = [e for e in entries if needle in e.command]
+    same_command = [e for e in entries if executes(e.command, needle)]
     for e in same_command:
-        if normalize_schedule(e.schedule) == wanted and not e.ignored:
+        if parse_schedule(e.schedule) == wanted and not e.ignored:
             return CheckResult(True, f"{e.source} runs {e.command!r} at {e.schedule!r}")
     for e in same_command:
-        if normalize_schedule(e.schedule) == wanted:
+        if parse_schedule(e.schedule) == wanted:
             return CheckResult(False, e.ignored)
     if same_command:
-        found = "; ".join(f"{e.source}: {e.schedule!r}" for e in same_command[:5])
+        found = "; ".join(f"{e.source}: {e.schedule!r}"
+                          + ("" if parse_schedule(e.schedule) else " (not a valid schedule)")
+                          for e in same_command[:5])
         return CheckResult(False, f"{needle!r} is scheduled at {found}, expected {schedule!r}")
+    mentions = [e for e in entries if needle in e.command]
+    if mentions:
+        e = mentions[0]
+        return CheckResult(False, f"{e.source} mentions {needle} in {e.command!r}, but that line does "
+                                  f"not run it: the command must start with {needle} (or bash {needle})")
     if not entries:
         return CheckResult(False, f"no cron jobs at all: expected {schedule} running {needle!r} "
                                   "in root's crontab (crontab -e) or /etc/cron.d")

@@ -102,7 +102,12 @@ BACKUP = "ETCDCTL_API=3 etcdctl snapshot save /opt/backup/etcd.db"
 def test_normalize_schedule():
     assert normalize_schedule("00 02 * * *") == normalize_schedule("0 2 * * *") == "0 2 * * *"
     assert normalize_schedule("@daily") == "0 0 * * *"
-    assert normalize_schedule("*/05 * * * 7") == "*/5 * * * 0"
+    assert normalize_schedule("*/20 * * * 7") == "0,20,40 * * * 0" == normalize_schedule("0-59/20 * * * sun")
+    assert normalize_schedule("0 2 * * 0-6") == normalize_schedule("0 2 * * *") == "0 2 * * *"
+    # two restricted day fields fire on either (cron's rule), so 0-6 makes it daily
+    assert normalize_schedule("0 2 1 * 0-6") == "0 2 * * *"
+    assert normalize_schedule("0 2 1 * 1") == "0 2 1 * 1" != normalize_schedule("0 2 * * 1")
+    assert normalize_schedule("61 2 * * *") is None and normalize_schedule("0 2 * * * 2027") is None
     assert normalize_schedule("0 2 * *") is None
     assert normalize_schedule("@reboot") is None
 
@@ -123,23 +128,52 @@ def test_root_crontab_entry(node_ctx):
 def test_daily_shortcut_only_for_midnight(node_ctx):
     ctx, node = node_ctx
     node.write_file("/var/spool/cron/crontabs/root", f"@daily {BACKUP}\n".encode())
-    assert check(ctx, "cron.entry", schedule="0 0 * * *", command="snapshot save").passed
-    assert not check(ctx, "cron.entry", schedule="0 2 * * *", command="snapshot save").passed
+    assert check(ctx, "cron.entry", schedule="0 0 * * *", command="etcdctl snapshot save").passed
+    assert not check(ctx, "cron.entry", schedule="0 2 * * *", command="etcdctl snapshot save").passed
 
 
 def test_cron_d_entry_with_user(node_ctx):
     ctx, node = node_ctx
     node.write_file("/etc/cron.d/etcd-backup", f"30 1 * * 0 root {BACKUP}\n".encode())
-    result = check(ctx, "cron.entry", schedule="30 1 * * 7", command="snapshot save /opt/backup/etcd.db")
+    result = check(ctx, "cron.entry", schedule="30 1 * * 7", command="etcdctl snapshot save /opt/backup/etcd.db")
     assert result.passed and "/etc/cron.d/etcd-backup" in result.detail
     node.write_file("/etc/crontab", f"0 4 * * * root {BACKUP}\n".encode())
-    assert check(ctx, "cron.entry", schedule="0 4 * * *", command="snapshot save").passed
+    assert check(ctx, "cron.entry", schedule="0 4 * * *", command="etcdctl snapshot save").passed
+
+
+SCRIPT = "/usr/local/bin/etcd-backup.sh"
+
+
+@pytest.mark.parametrize("line", [
+    f"0 2 * * * root true # {SCRIPT}",
+    f"0 2 * * * root echo {SCRIPT}",
+    f"0 2 * * * root false && {SCRIPT}",
+    f"0 2 * * * root true || {SCRIPT}",
+    f"0 2 * * * {SCRIPT}",  # no user field: cron takes the script path for the user
+])
+def test_cron_line_that_only_mentions_the_script_does_not_count(node_ctx, line):
+    ctx, node = node_ctx
+    node.write_file("/etc/cron.d/etcd-backup", f"{line}\n".encode())
+    assert not check(ctx, "cron.entry", schedule="0 2 * * *", command=SCRIPT).passed
+
+
+@pytest.mark.parametrize("line", [
+    f"0 2 * * * root {SCRIPT}",
+    f"0 2 * * 0-6 root bash {SCRIPT} >> /var/log/etcd-backup.log 2>&1",
+    f"00 02 1-31 * * root /bin/sh -c '{SCRIPT}'",
+    f"0 2 * * * root cd /tmp && PATH=/usr/local/bin:/usr/bin:/bin {SCRIPT}",
+])
+def test_cron_line_that_runs_the_script_counts(node_ctx, line):
+    ctx, node = node_ctx
+    node.write_file("/etc/cron.d/etcd-backup", f"{line}\n".encode())
+    result = check(ctx, "cron.entry", schedule="0 2 * * *", command=SCRIPT)
+    assert result.passed, result.detail
 
 
 def test_cron_d_file_with_a_dot_is_ignored_by_cron(node_ctx):
     ctx, node = node_ctx
     node.write_file("/etc/cron.d/etcd.backup", f"0 2 * * * root {BACKUP}\n".encode())
-    result = check(ctx, "cron.entry", schedule="0 2 * * *", command="snapshot save")
+    result = check(ctx, "cron.entry", schedule="0 2 * * *", command="etcdctl snapshot save")
     assert not result.passed and "cron ignores /etc/cron.d/etcd.backup" in result.detail
 
 
