@@ -3,7 +3,7 @@
     python benchmarks/bench_check.py [--scenario etcd-pre-restore-backup] [--runs 5] [--seed 1]
                                      [--control-plane]
 
-Creates the scenario's cluster, applies its setup, and times ``session.grade`` (every
+Creates the scenario's cluster, applies its setup, and times ``grading.grade`` (every
 check of the scenario, as ``cka-sim check`` runs them) ``--runs`` times on the fresh
 environment, then again after the reference solution (target: median <= 1.5 s for 6-8
 checks). Prints the median and the median of each check, so a slow checker stands out.
@@ -29,7 +29,8 @@ from simulator import registry  # noqa: E402
 from simulator.catalog import Catalog  # noqa: E402
 from simulator.cluster.local.driver import LocalDriver  # noqa: E402
 from simulator.cluster.node import ClusterSpec  # noqa: E402
-from simulator.session import grade, run_setup  # noqa: E402
+from simulator.grading import grade  # noqa: E402
+from simulator.session import run_setup  # noqa: E402
 
 TARGET = 1.5
 

@@ -25,9 +25,10 @@ from simulator.cluster import get_driver
 from simulator.cluster.node import Cluster, Step
 from simulator.cluster.shell import write_clock
 from simulator.errors import SessionError, SimError
+from simulator.grading import CheckOutcome, grade
 from simulator.history import Attempt, CheckRecord, History
 from simulator.scenario import Exam, Scenario
-from simulator.session import CheckOutcome, grade, run_setup
+from simulator.session import run_setup
 
 Progress = Callable[[Step], None]
 

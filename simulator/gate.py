@@ -18,8 +18,9 @@ from simulator.catalog import Catalog
 from simulator.cluster import get_driver
 from simulator.cluster.node import Cluster, Completed
 from simulator.errors import SimError
+from simulator.grading import CheckOutcome, grade
 from simulator.scenario import Scenario
-from simulator.session import CheckOutcome, grade, run_setup
+from simulator.session import run_setup
 
 
 @dataclasses.dataclass

@@ -24,7 +24,8 @@ from simulator.catalog import Catalog
 from simulator.cluster import get_driver
 from simulator.cluster.node import Cluster, Step
 from simulator.cluster.shell import write_clock
-from simulator.errors import CheckError, SessionError, SimError
+from simulator.errors import CheckError, SessionError
+from simulator.grading import Report, grade
 from simulator.history import Attempt, CheckRecord, History
 from simulator.scenario import Scenario
 
@@ -35,60 +36,6 @@ Progress = Callable[[Step], None]
 
 def _no_progress(step: Step) -> None:
     return None
-
-
-@dataclasses.dataclass
-class CheckOutcome:
-    """One check as graded: points earned out of ``max_points``."""
-
-    name: str
-    passed: bool
-    points: int
-    max_points: int
-    detail: str = ""
-    guard: bool = False
-
-
-@dataclasses.dataclass
-class Report:
-    """Per-check results and the score of an attempt at one moment."""
-
-    scenario: str
-    results: list[CheckOutcome]
-    time_used: float
-    time_limit: float
-    final: bool = False
-    attempt_id: int | None = None
-
-    @property
-    def score(self) -> int:
-        return sum(r.points for r in self.results)
-
-    @property
-    def max_score(self) -> int:
-        return sum(r.max_points for r in self.results)
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.score / self.max_score if self.max_score else 0.0
-
-    @property
-    def overtime(self) -> float:
-        return max(0.0, self.time_used - self.time_limit)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario,
-            "final": self.final,
-            "attempt_id": self.attempt_id,
-            "score": self.score,
-            "max_score": self.max_score,
-            "percent": round(self.percent, 1),
-            "time_used": round(self.time_used, 1),
-            "time_limit": self.time_limit,
-            "overtime": round(self.overtime, 1),
-            "checks": [dataclasses.asdict(r) for r in self.results],
-        }
 
 
 def session_file() -> Path:
@@ -105,33 +52,6 @@ def _session_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def grade(scenario: Scenario, cluster: Cluster, values: dict[str, Any],
-          state: dict[str, Any]) -> list[CheckOutcome]:
-    """Run every check of an instantiated scenario against ``cluster``.
-
-    A checker that crashes counts as failed with the error in its detail; an unknown
-    checker or bad parameters are the scenario's fault and raise CheckError.
-    """
-    results = []
-    for check in scenario.checks:
-        fn = registry.get_checker(check.use)
-        registry.check_params(fn, "checker", check.use, check.with_)
-        ctx = registry.Context(cluster, node_name=check.node or cluster.nodes[0].name,
-                               vars=values, state=state)
-        try:
-            outcome = fn(ctx, **check.with_)
-        except SimError as exc:
-            outcome = registry.CheckResult(False, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
-        except Exception as exc:  # a checker must never take the grading down
-            outcome = registry.CheckResult(False, f"could not check: {type(exc).__name__}: {exc}")
-        results.append(CheckOutcome(
-            name=check.name, passed=outcome.passed,
-            points=check.points if outcome.passed else 0, max_points=check.points,
-            detail=outcome.detail, guard=check.guard,
-        ))
-    return results
 
 
 def run_setup(scenario: Scenario, cluster: Cluster, values: dict[str, Any],

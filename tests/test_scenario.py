@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import textwrap
+import typing
 from pathlib import Path
 
 import jsonschema
@@ -193,7 +194,7 @@ def test_cluster_requirements(tmp_path):
     spec = req.to_spec("c1")
     assert spec.components == ("etcd", "kube-apiserver")
     assert [n.name for n in spec.node_specs()] == ["controlplane", "controlplane2", "node01"]
-    assert set(sc.get_args(sc.Component)) == set(COMPONENTS)
+    assert set(typing.get_args(sc.Component)) == set(COMPONENTS)
 
 
 # --------------------------------------------------------------------------- templating

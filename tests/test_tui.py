@@ -21,7 +21,8 @@ from conftest import REPO, needs_namespaces, run_cli
 from simulator import paths
 from simulator.catalog import Catalog
 from simulator.history import Attempt, CheckRecord, History
-from simulator.session import CheckOutcome, Report, Session
+from simulator.grading import CheckOutcome, Report
+from simulator.session import Session
 from simulator.tui.app import CkaSimApp
 from simulator.tui.prefs import Prefs
 from simulator.tui.screens.catalog import CatalogScreen

@@ -15,7 +15,8 @@ from simulator.tui import fmt
 from simulator.tui.widgets.check_table import CheckTable
 
 if TYPE_CHECKING:
-    from simulator.session import Report, Session
+    from simulator.grading import Report
+    from simulator.session import Session
     from simulator.tui.app import CkaSimApp
 
 

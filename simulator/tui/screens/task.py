@@ -22,7 +22,8 @@ from simulator.tui.widgets.check_table import CheckTable
 from simulator.tui.widgets.countdown import Countdown
 
 if TYPE_CHECKING:
-    from simulator.session import Report, Session
+    from simulator.grading import Report
+    from simulator.session import Session
     from simulator.tui.app import CkaSimApp
 
 EXAM_NOTICES = (30, 15, 5)
