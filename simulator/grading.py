@@ -11,7 +11,7 @@ from typing import Any
 
 from simulator import registry
 from simulator.cluster.node import Cluster
-from simulator.errors import SimError
+from simulator.errors import CheckError, SimError
 from simulator.scenario import Scenario
 
 
@@ -73,21 +73,33 @@ def grade(scenario: Scenario, cluster: Cluster, values: dict[str, Any],
           state: dict[str, Any]) -> list[CheckOutcome]:
     """Run every check of an instantiated scenario against ``cluster``.
 
-    A checker that crashes counts as failed with the error in its detail; an unknown
-    checker or bad parameters are the scenario's fault and raise CheckError.
+    A check whose ``requires`` did not all pass is not run and earns nothing. A checker
+    that crashes, or meets a cluster error, counts as failed with the error in its detail;
+    an unknown checker, bad parameters or a CheckError raised by the checker are the
+    scenario's fault and end grading with a CheckError naming the scenario and the check.
     """
-    results = []
+    results: list[CheckOutcome] = []
+    passed: dict[str, bool] = {}
     for check in scenario.checks:
         fn = registry.get_checker(check.use)
         registry.check_params(fn, "checker", check.use, check.with_)
         ctx = registry.Context(cluster, node_name=check.node or cluster.nodes[0].name,
                                vars=values, state=state)
+        missing = [name for name in check.requires if not passed.get(name, False)]
         try:
-            outcome = fn(ctx, **check.with_)
+            if missing:
+                outcome = registry.CheckResult(False, "not counted: it needs "
+                                               + " and ".join(repr(n) for n in missing) + " to pass first")
+            else:
+                outcome = fn(ctx, **check.with_)
+        except CheckError as exc:
+            raise CheckError(f"scenario {scenario.id!r}, check {check.name!r}: {exc.message}",
+                             hint=exc.hint or "this is a mistake in the scenario file, not in your work") from exc
         except SimError as exc:
             outcome = registry.CheckResult(False, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
         except Exception as exc:  # a checker must never take the grading down
             outcome = registry.CheckResult(False, f"could not check: {type(exc).__name__}: {exc}")
+        passed[check.name] = outcome.passed
         results.append(CheckOutcome(
             name=check.name, passed=outcome.passed,
             points=check.points if outcome.passed else 0, max_points=check.points,

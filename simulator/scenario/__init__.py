@@ -18,6 +18,7 @@ from simulator.scenario.diagnostics import locate
 from simulator.scenario.fieldtypes import Duration, FileMode, format_duration, parse_duration
 from simulator.scenario.loading import load_file, loads, validate_file
 from simulator.scenario.models import (
+    ATTACKS,
     DOMAINS,
     DOTTED,
     FAULT_NAME,
@@ -65,7 +66,7 @@ from simulator.scenario.templating import (
 )
 
 __all__ = [
-    "DOMAINS", "DOTTED", "FAULT_NAME", "PLACEHOLDER", "RECORDS", "RESERVED_NAMES", "SAFE_WORD",
+    "ATTACKS", "DOMAINS", "DOTTED", "FAULT_NAME", "PLACEHOLDER", "RECORDS", "RESERVED_NAMES", "SAFE_WORD",
     "SCHEMA_VERSION", "SETUP_ACTIONS", "SKELETON", "SLUG", "TEMPLATED_FIELDS", "VAR_NAME",
     "ApplyStep", "Check", "ClusterReq", "Component", "Difficulty", "Domain", "Duration", "Exam",
     "ExamSample", "FaultStep", "FileMode", "FileSpec", "FileStep", "Instance", "NodeName",

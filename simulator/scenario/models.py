@@ -43,6 +43,13 @@ from simulator.scenario.templating import (
 
 SCHEMA_VERSION = 1
 
+ATTACKS: dict[str, str] = {
+    "empty-data-dir": "the etcd-data hostPath pointed at an empty directory with a member/ folder, no restore",
+    "db-copy": "a raw copy of /var/lib/etcd/member/snap/db where a snapshot is expected",
+    "solution-prefix": "the reference solution without its last step (its last paragraph)",
+}
+Attack = Literal["empty-data-dir", "db-copy", "solution-prefix"]
+
 DOMAINS: dict[str, str] = {
     "cluster-architecture": "Cluster Architecture, Installation and Configuration",
     "workloads-scheduling": "Workloads and Scheduling",
@@ -259,10 +266,34 @@ class Check(_Model):
     name: str = Field(min_length=1, description="What the learner sees, e.g. 'Namespace billing is back'. Unique in the scenario.")
     use: str = Field(pattern=DOTTED, description="Checker name, e.g. snapshot.valid, kube.exists or script.")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="Parameters for the checker.")
-    points: int = Field(1, ge=1, description="Points earned when the check passes (partial credit).")
+    points: int = Field(1, ge=0, description="Points earned when the check passes (partial credit); "
+                                             "at least 1, and none on a guard.")
     node: str | None = Field(None, description="Node to check on (default: the first control plane).")
-    guard: bool = Field(False, description="Passes in a fresh environment on purpose (e.g. 'the cluster still works'); "
-                                           "exempt from the fresh-environment-scores-0 gate.")
+    guard: bool = Field(False, description="A condition, not an achievement: it passes in a fresh environment on "
+                                           "purpose (e.g. 'the cluster still works'), is worth no points, and the "
+                                           "gate requires it to hold before and after the reference solution.")
+    requires: list[str] = Field(default_factory=list, description=(
+        "Names of earlier checks this one depends on: it counts only when they all pass "
+        "(e.g. 'the namespace created after the backup is gone' requires 'etcd serves the restored data', "
+        "so an empty etcd earns nothing for it)."))
+
+    @model_validator(mode="after")
+    def _guard_points(self) -> Check:
+        if self.guard:
+            if "points" in self.model_fields_set and self.points != 0:
+                raise ValueError("a guard is a condition worth no points: remove `points` "
+                                 "(or make it an earned check without `guard`)")
+            self.points = 0
+        elif self.points < 1:
+            raise ValueError("an earned check is worth at least 1 point (a condition worth none is a `guard`)")
+        return self
+
+
+class Alternative(_Model):
+    """Another correct way to do the task; the quality gate asserts it earns full marks."""
+
+    name: str = Field(min_length=1, description="What this way does differently.")
+    script: str = Field(min_length=1, description="Bash script (same `# on node NAME` sections as solution).")
 
 
 class WrongSolution(_Model):
@@ -295,7 +326,13 @@ class Scenario(_Model):
     solution: str = Field(min_length=1, description="Reference solution (bash), run by the quality gate; must score full marks. "
                           "It runs on the first node; a line `# on node NAME` runs the rest on NAME, "
                           "as a candidate would after ssh.")
+    alternatives: list[Alternative] = Field(default_factory=list, description=(
+        "Other correct ways to do the task (another tool, another file); each must score full marks."))
     wrong_solutions: list[WrongSolution] = Field(default_factory=list, description="Plausible mistakes and the checks each must fail.")
+    exempt_attacks: dict[Attack, Annotated[str, Field(min_length=10)]] = Field(
+        default_factory=dict, json_schema_extra={"additionalProperties": False},
+        description=("Built-in attacks of the quality gate this scenario is exempt from, each with the reason: "
+                     + "; ".join(f"{k} ({v})" for k, v in ATTACKS.items()) + ". Doing nothing is never exempt."))
     tags: list[str] = Field(default_factory=list, description="Free-form labels for filtering.")
 
     _source: Path | None = PrivateAttr(None)
@@ -334,6 +371,7 @@ class Scenario(_Model):
             if field == "checks":
                 for check in data["checks"]:
                     check["name"] = render(check["name"], values)
+                    check["requires"] = render(check["requires"], values)
                     check["with"] = render(check["with"], values)
             else:
                 data[field] = render(data[field], values)
@@ -453,6 +491,12 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
         names.setdefault(check.name, i)
     if all(c.guard for c in sc.checks):
         problems.append((("checks",), "every check is a guard; at least one check must be earned by the learner"))
+    for i, check in enumerate(sc.checks):
+        for j, name in enumerate(check.requires):
+            if name not in names or names[name] >= i:
+                problems.append((("checks", i, "requires", j),
+                                 f"no earlier check is named {name!r}: a check can require only checks "
+                                 "listed before it" + did_you_mean(name, [c.name for c in sc.checks[:i]])))
     for i, wrong in enumerate(sc.wrong_solutions):
         for j, name in enumerate(wrong.fails):
             if name not in names:
@@ -484,8 +528,8 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
             continue
         if not is_templated(loc):
             problems.append((loc, (f"{{{{ {used[0]} }}}} is not substituted in this field; vars go in "
-                                   "task, hints, setup, checks (name, with), explanation, solution "
-                                   "and wrong_solutions")))
+                                   "task, hints, setup, checks (name, with, requires), explanation, solution, "
+                                   "alternatives and wrong_solutions")))
             continue
         for name in used:
             if name not in sc.vars:

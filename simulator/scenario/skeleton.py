@@ -23,7 +23,7 @@ cluster:
   components: [etcd]         # etcd (required), kube-apiserver, kube-controller-manager, kube-scheduler
 
 # Drawn per attempt from a recorded seed. Write {{{{ name }}}} in the task, hints, setup,
-# checks (name and with), explanation, solution and wrong_solutions.
+# checks (name, with, requires), explanation, solution, alternatives and wrong_solutions.
 vars:
   backup: {{choice: [etcd-backup, snapshot-daily, etcd-before-upgrade]}}
 
@@ -53,18 +53,31 @@ checks:
     points: 3
   - name: etcd is still healthy
     use: etcd.healthy
-    guard: true              # passes in a fresh cluster on purpose
+    guard: true              # a condition: holds in a fresh cluster, worth no points
+  # requires: [NAME, ...]    # count a check only when these earlier checks pass
 
 explanation: |
   A snapshot is taken through the etcd API (`etcdctl snapshot save`); it ends with a
   checksum that `etcdutl snapshot status` and restore verify.
 
+# The gate also runs the solution without its last paragraph (its last step), which must
+# not score full marks: keep the step that completes the task in the last paragraph.
 solution: |
+  grep -E -- '--(trusted-ca|cert|key)-file' /etc/kubernetes/manifests/etcd.yaml
+
   ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 \\
     --cacert=/etc/kubernetes/pki/etcd/ca.crt \\
     --cert=/etc/kubernetes/pki/etcd/server.crt \\
     --key=/etc/kubernetes/pki/etcd/server.key \\
     snapshot save /opt/backup/{{{{ backup }}}}.db
+
+# Other correct ways; each must score full marks.
+alternatives:
+  - name: etcdctl configured through its environment variables
+    script: |
+      export ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 ETCDCTL_CACERT=/etc/kubernetes/pki/etcd/ca.crt \\
+        ETCDCTL_CERT=/etc/kubernetes/pki/etcd/server.crt ETCDCTL_KEY=/etc/kubernetes/pki/etcd/server.key
+      etcdctl snapshot save /opt/backup/{{{{ backup }}}}.db
 
 wrong_solutions:
   - name: copied the live database file instead of taking a snapshot

@@ -24,7 +24,8 @@ EXPRESSION = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s*\|(?!\|)|\.[A-Za-
 SAFE_WORD = re.compile(r"^[A-Za-z0-9._/:@+=,-]+$")
 
 
-TEMPLATED_FIELDS = ("task", "hints", "setup", "checks", "explanation", "solution", "wrong_solutions")
+TEMPLATED_FIELDS = ("task", "hints", "setup", "checks", "explanation", "solution", "alternatives",
+                    "wrong_solutions")
 
 
 def placeholders(text: str) -> list[str]:
@@ -92,12 +93,12 @@ def is_templated(loc: tuple[str | int, ...]) -> bool:
     if not loc or loc[0] not in TEMPLATED_FIELDS:
         return False
     if loc[0] == "checks":
-        return len(loc) > 2 and loc[2] in ("name", "with")
+        return len(loc) > 2 and loc[2] in ("name", "with", "requires")
     return True
 
 
 def is_script(loc: tuple[str | int, ...]) -> bool:
     return (loc == ("solution",)
             or (loc[0] == "setup" and loc[2:] == ("run",))
-            or (loc[0] == "wrong_solutions" and loc[2:] == ("script",)))
+            or (loc[0] in ("alternatives", "wrong_solutions") and loc[2:] == ("script",)))
 
