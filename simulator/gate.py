@@ -1,8 +1,10 @@
 """The quality gate every scenario must pass (``cka-sim scenario test``).
 
-On fresh clusters: before any action every check the learner must earn fails (guards
-pass); the reference solution scores full marks; each wrong solution loses exactly the
-checks it names. A scenario that cannot be solved or can be fooled fails the gate.
+On fresh clusters: before any action the scenario scores exactly 0 and its guards hold;
+the reference solution and each listed alternative score full marks; each wrong solution
+loses exactly the checks it names; and the built-in attacks of :mod:`simulator.attacks` (an empty data directory, a raw
+database copy, the solution without its last step) earn no more than they may. A scenario
+that cannot be solved or can be fooled fails the gate.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from simulator.catalog import Catalog
 from simulator.cluster import get_driver
 from simulator.cluster.node import Cluster, Completed
 from simulator.errors import SimError
+from simulator.attacks import attacks
 from simulator.grading import CheckOutcome, grade
-from simulator.scenario import Scenario
+from simulator.scenario import ATTACKS, Scenario
 from simulator.session import run_setup
 
 
@@ -99,6 +102,10 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
         return result
     try:
         fresh = grade(rendered, cluster, values, state)
+        score = sum(o.points for o in fresh)
+        if score:
+            result.problems.append(f"doing nothing scores {score}/{sum(o.max_points for o in fresh)}: "
+                                   "a fresh environment must score exactly 0")
         earned = [o for o in fresh if o.passed and not o.guard]
         lost_guards = [o for o in fresh if o.guard and not o.passed]
         if earned:
@@ -116,6 +123,27 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
                 f"{o.name!r}: {o.detail}" for o in missed))
     finally:
         drv.delete(cluster)
+
+    for alternative in rendered.alternatives:
+        progress(f"{scenario.id}: alternative {alternative.name!r}")
+        state = {}
+        try:
+            cluster = _fresh(rendered, driver, values, state)
+        except SimError as exc:
+            result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
+            continue
+        try:
+            done = run_script(cluster, alternative.script, stop_on_error=True)
+            outcomes = grade(rendered, cluster, values, state)
+        finally:
+            drv.delete(cluster)
+        if done is not None and not done.ok:
+            tail = (done.err or done.out).strip().splitlines()[-3:]
+            result.problems.append(f"alternative {alternative.name!r} exited {done.returncode}: {' | '.join(tail)}")
+        missed = [o for o in outcomes if not o.passed]
+        if missed:
+            result.problems.append(f"alternative {alternative.name!r} misses: " + "; ".join(
+                f"{o.name!r}: {o.detail}" for o in missed))
 
     for wrong in rendered.wrong_solutions:
         progress(f"{scenario.id}: wrong solution {wrong.name!r}")
@@ -139,6 +167,29 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
         if should_pass:
             result.problems.append(f"wrong solution {wrong.name!r} also fails: "
                                    + "; ".join(f"{o.name!r}: {o.detail}" for o in should_pass))
+    for attack in attacks(rendered, lambda c, text: run_script(c, text, stop_on_error=False)):
+        progress(f"{scenario.id}: attack {attack.name!r}")
+        state = {}
+        try:
+            cluster = _fresh(rendered, driver, values, state)
+        except SimError as exc:
+            result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
+            continue
+        try:
+            attack.play(cluster)
+            outcomes = grade(rendered, cluster, values, state)
+        except SimError as exc:
+            result.problems.append(f"attack {attack.name!r} could not be played: {exc.message}")
+            continue
+        finally:
+            drv.delete(cluster)
+        score, top = sum(o.points for o in outcomes), sum(o.max_points for o in outcomes)
+        if top and score / top > attack.limit:
+            paid = [o for o in outcomes if o.passed and o.points]
+            result.problems.append(
+                f"attack {attack.name!r} ({ATTACKS[attack.name]}) scores {score}/{top}, more than "
+                f"{'full marks allow' if attack.limit >= 0.999 else f'{attack.limit:.0%}'}: it passes "
+                + ", ".join(repr(o.name) for o in paid))
     result.seconds = time.monotonic() - began
     return result
 

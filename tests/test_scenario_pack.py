@@ -64,7 +64,7 @@ def test_every_task_is_written_for_the_learner(scenario_id: str) -> None:
 def test_scripts_name_only_nodes_of_the_scenarios_cluster(scenario_id: str) -> None:
     sc = _builtin().get(scenario_id)
     nodes = sc.cluster.node_names()
-    for script in [sc.solution, *(w.script for w in sc.wrong_solutions)]:
+    for script in [sc.solution, *(a.script for a in sc.alternatives), *(w.script for w in sc.wrong_solutions)]:
         assert {node for node, _ in script_parts(script, nodes[0])} <= set(nodes)
 
 
@@ -100,7 +100,7 @@ def test_list_json_shows_every_scenario_and_both_exams(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs_namespaces
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("scenario_id", sorted(SCENARIO_IDS))
 def test_quality_gate(scenario_id: str) -> None:
     result = gate_scenario(_builtin().get(scenario_id), driver="local")
