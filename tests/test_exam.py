@@ -129,7 +129,7 @@ def test_the_deadline_ends_the_exam_and_unmade_tasks_score_zero(pack: Catalog) -
         assert report.time_used == 600  # capped at the duration
         assert report.tasks[1].status == "pending"
         assert all("not graded" in r.detail for r in report.tasks[1].results)
-        assert (report.score, report.passed) == (1, False)  # task 1's guard only
+        assert (report.score, report.passed) == (0, False)  # guards earn nothing
         assert exam.provision_wanted() is None  # nothing is made after the end
     finally:
         exam.stop()

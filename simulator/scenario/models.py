@@ -266,26 +266,33 @@ class Check(_Model):
     name: str = Field(min_length=1, description="What the learner sees, e.g. 'Namespace billing is back'. Unique in the scenario.")
     use: str = Field(pattern=DOTTED, description="Checker name, e.g. snapshot.valid, kube.exists or script.")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="Parameters for the checker.")
-    points: int = Field(1, ge=0, description="Points earned when the check passes (partial credit); "
-                                             "at least 1, and none on a guard.")
     node: str | None = Field(None, description="Node to check on (default: the first control plane).")
     guard: bool = Field(False, description="A condition, not an achievement: it passes in a fresh environment on "
                                            "purpose (e.g. 'the cluster still works'), is worth no points, and the "
                                            "gate requires it to hold before and after the reference solution.")
+    points: int = Field(1, ge=0, description="Points earned when the check passes (partial credit); "
+                                             "at least 1, and none on a guard.")
     requires: list[str] = Field(default_factory=list, description=(
         "Names of earlier checks this one depends on: it counts only when they all pass "
         "(e.g. 'the namespace created after the backup is gone' requires 'etcd serves the restored data', "
         "so an empty etcd earns nothing for it)."))
 
+    @field_validator("points")
+    @classmethod
+    def _points(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("guard"):
+            if value != 0:
+                raise PydanticCustomError("guard_points", "a guard is a condition worth no points: remove "
+                                          "`points` (or make it an earned check without `guard`)")
+        elif value < 1:
+            raise PydanticCustomError("points", "expected a number >= 1, got {value} (a condition worth "
+                                      "no points is a `guard`)", {"value": value})
+        return value
+
     @model_validator(mode="after")
     def _guard_points(self) -> Check:
         if self.guard:
-            if "points" in self.model_fields_set and self.points != 0:
-                raise ValueError("a guard is a condition worth no points: remove `points` "
-                                 "(or make it an earned check without `guard`)")
             self.points = 0
-        elif self.points < 1:
-            raise ValueError("an earned check is worth at least 1 point (a condition worth none is a `guard`)")
         return self
 
 
