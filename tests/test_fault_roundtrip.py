@@ -119,8 +119,62 @@ def test_wrong_data_dir_hostpath_is_seen_by_etcd_data_dir(etcd_ctx):
     ctx = etcd_ctx
     assert check(ctx, "etcd.data_dir", expected="/var/lib/etcd").passed
     fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-wrong")
-    result = check(ctx, "etcd.data_dir", expected="/var/lib/etcd")
-    assert not result.passed and "etcd's data comes from /var/lib/etcd-wrong" in result.detail
+    # judged on the running container: it fails once the kubelet has restarted etcd there
+    wait_until("etcd runs on the wrong directory",
+               lambda: "serves its data from /var/lib/etcd-wrong" in check(ctx, "etcd.data_dir",
+                                                                          expected="/var/lib/etcd").detail,
+               timeout=30)
+    assert not check(ctx, "etcd.data_dir", expected="/var/lib/etcd").passed
+
+
+def etcd_answers(ctx) -> bool:
+    return check(ctx, "etcd.healthy").passed
+
+
+def test_data_dir_follows_the_manifest_the_kubelet_runs_not_etcd_yaml(etcd_ctx):
+    """A stray copy whose name sorts first is the pod that runs: grading follows it."""
+    ctx = etcd_ctx
+    node = ctx.node
+    text = node.read_file(f"{MANIFESTS}/etcd.yaml").decode()
+    node.run(["mkdir", "-p", "/var/lib/etcd-stray/member"]).check()
+    node.write_file(f"{MANIFESTS}/00-etcd.yaml",
+                    text.replace("path: /var/lib/etcd\n", "path: /var/lib/etcd-stray\n").encode(), 0o600)
+    wait_until("etcd runs from the stray manifest",
+               lambda: "/var/lib/etcd-stray" in check(ctx, "etcd.data_dir", expected="/var/lib/etcd").detail,
+               timeout=30)
+    stray = check(ctx, "etcd.manifest", field="spec.volumes[name=etcd-data].hostPath.path",
+                  equals="/var/lib/etcd")
+    assert not stray.passed and "00-etcd.yaml" in stray.detail
+
+
+def test_an_empty_member_directory_is_no_restore(etcd_ctx):
+    """The fake restore: mkdir DIR/member and point the hostPath there. etcd starts empty
+    on it, below the snapshot's revision, so the restore check fails and says why."""
+    ctx = etcd_ctx
+    for i in range(5):
+        fault(ctx, "etcd.put", key=f"/registry/configmaps/default/c{i}", value="x")
+    ctx.run(["mkdir", "-p", "/opt/backup"]).check()
+    kubeadm.etcdctl(ctx.node, "snapshot", "save", "/opt/backup/etcd-snapshot.db").check()
+    ctx.run(["mkdir", "-p", "/var/lib/etcd-from-backup/member"]).check()
+    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-from-backup")
+    wait_until("etcd answers on the empty directory",
+               lambda: "/var/lib/etcd-from-backup" in check(ctx, "etcd.data_dir",
+                                                           expected="/var/lib/etcd-from-backup").detail
+               and etcd_answers(ctx), timeout=30)
+    fake = check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
+                 snapshot="/opt/backup/etcd-snapshot.db")
+    assert not fake.passed and "below the snapshot's" in fake.detail
+    # the same directory restored for real passes
+    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd")
+    wait_until("etcd is back on /var/lib/etcd",
+               lambda: check(ctx, "etcd.data_dir", expected="/var/lib/etcd").passed, timeout=30)
+    ctx.run(["rm", "-rf", "/var/lib/etcd-from-backup"]).check()
+    ctx.run(["etcdutl", "snapshot", "restore", "/opt/backup/etcd-snapshot.db",
+             "--data-dir", "/var/lib/etcd-from-backup"]).check()
+    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-from-backup")
+    wait_until("etcd serves the restored snapshot",
+               lambda: check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
+                             snapshot="/opt/backup/etcd-snapshot.db").passed, timeout=30)
 
 
 def test_wrong_certificate_path_in_the_etcd_manifest(etcd_ctx):
