@@ -44,10 +44,10 @@ from simulator.cluster.local.apiclient import (
     Unreachable,
 )
 from simulator.cluster.local.kubelet_server import CERT_DIR, KubeletServer
+from simulator.versions import KUBERNETES_VERSION
 
 log = logging.getLogger("cka_sim.kubelet")
 
-KUBELET_VERSION = "v1.35.4"
 CONTAINER_RUNTIME = "containerd://2.1.4"
 KUBELET_CONF = "etc/kubernetes/kubelet.conf"
 CLIENT_PEM = "var/lib/kubelet/pki/kubelet-client-current.pem"
@@ -140,7 +140,7 @@ def node_status(node: str, ip: str, rootfs: Path, started: float) -> dict[str, A
             "containerRuntimeVersion": CONTAINER_RUNTIME,
             "kernelVersion": platform.release(),
             "kubeProxyVersion": "",
-            "kubeletVersion": KUBELET_VERSION,
+            "kubeletVersion": KUBERNETES_VERSION,
             "machineID": _read(str(rootfs / "etc/machine-id")),
             "operatingSystem": "linux",
             "osImage": _os_image(),

@@ -22,9 +22,10 @@ from collections.abc import Mapping, Sequence
 import yaml
 
 from simulator.errors import ClusterError
+from simulator.versions import ETCD_VERSION as _ETCD_RELEASE
+from simulator.versions import KUBERNETES_VERSION
 
-KUBERNETES_VERSION = "v1.35.4"
-ETCD_VERSION = "3.6.6"
+ETCD_VERSION = _ETCD_RELEASE.lstrip("v")
 IMAGE_REPOSITORY = "registry.k8s.io"
 DEFAULT_ETCD_IMAGE = f"{IMAGE_REPOSITORY}/etcd:{ETCD_VERSION}-0"
 
