@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from simulator.cluster import kubeadm
 from simulator.cluster.local.apiclient import (
     ApiClient,
     ApiError,
@@ -49,7 +50,7 @@ from simulator.versions import KUBERNETES_VERSION
 log = logging.getLogger("cka_sim.kubelet")
 
 CONTAINER_RUNTIME = "containerd://2.1.4"
-KUBELET_CONF = "etc/kubernetes/kubelet.conf"
+KUBELET_CONF = kubeadm.KUBELET_CONF.lstrip("/")
 CLIENT_PEM = "var/lib/kubelet/pki/kubelet-client-current.pem"
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION = 40
@@ -133,7 +134,7 @@ def node_status(node: str, ip: str, rootfs: Path, started: float) -> dict[str, A
                       "kubelet has sufficient PID available"),
             condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubeadm.KUBELET_PORT}},
         "nodeInfo": {
             "architecture": _ARCHES.get(platform.machine(), platform.machine()),
             "bootID": _read("/proc/sys/kernel/random/boot_id"),
@@ -303,7 +304,7 @@ class Kubelet:
             return
         self._server_tried = True
         try:
-            ca = (self.rootfs / "etc/kubernetes/pki/ca.crt").read_bytes()
+            ca = (self.rootfs / kubeadm.PKI.lstrip("/") / "ca.crt").read_bytes()
             self._server = KubeletServer(self.rootfs, self.state_dir, self.node_name,
                                          self.node_ip, ca)
         except (OSError, ValueError) as exc:
