@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Kubernetes control-plane binaries and etcd the simulator runs, from the Go
-# module proxy (no git clones), into the user cache that simulator.cluster.local.binaries
+# module proxy (no git clones), into the user cache that simulator.cluster.binaries
 # searches:
 #
 #   $CACHE_DIR/bin/kubernetes-<KUBE_VERSION>/{kube-apiserver,kube-controller-manager,

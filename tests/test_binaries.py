@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cluster.local import binaries
 from simulator import versions
+from simulator.cluster import binaries
 from simulator.cluster.node import Step
 from simulator.errors import BinaryMissing
 

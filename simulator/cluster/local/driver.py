@@ -25,8 +25,8 @@ import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+from simulator.cluster import binaries as binaries_mod
 from simulator.cluster import kubeadm
-from simulator.cluster.local import binaries as binaries_mod
 from simulator.cluster.local import nodes as nodes_mod
 from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
@@ -672,6 +672,15 @@ class LocalDriver:
                 else:
                     self._kill_marked({directory})
         return [text for text, _ in findings]
+
+    def setup(self, progress: Progress, *, everything: bool = False) -> dict[str, Path]:
+        """Find or download etcd, etcdctl and etcdutl (every node runs them) and, with
+        ``everything``, the Kubernetes control-plane binaries; their paths by name.
+        Raises BinaryMissing when one cannot be had."""
+        names = list(binaries_mod.ETCD_BINARIES)
+        if everything:
+            names += binaries_mod.KUBERNETES_BINARIES
+        return binaries_mod.ensure(names, progress=progress)
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         """(check, ok, detail) lines: what the embedded driver can use on this machine;
