@@ -129,3 +129,16 @@ def test_every_runtime_dependency_is_used_by_the_product():
         if not used:
             unused.append(dist)
     assert unused == []
+
+
+def test_a_long_module_says_at_its_top_why_it_is_one_module():
+    exempt = {"simulator/scenario.py"}  # being split into a package
+    unexplained = []
+    for path in _modules().values():
+        text = path.read_text()
+        name = str(path.relative_to(REPO))
+        if text.count("\n") > 700 and name not in exempt:
+            docstring = ast.get_docstring(ast.parse(text)) or ""
+            if "Why one module" not in docstring:
+                unexplained.append(name)
+    assert unexplained == []

@@ -12,6 +12,13 @@ The three CAs and the service-account key pair are made once per cluster and cac
 each node then gets fresh leaf keys. RSA key generation dominates the cost, so leaf
 keys come from a per-cluster pool (filled ahead of time with :meth:`CAs.fill_key_pool`)
 and whatever the pool lacks is generated in parallel threads.
+
+Why one module of ~800 lines: its sections (keys, certificates, CAs and the key pool, a
+node's PKI and kubeconfigs, re-signing, inspection) all build or read the same kubeadm
+certificates with the same helpers (``sign_cert``, ``load_cert``/``load_key``, file
+modes), and what they must agree on (subjects, SANs, usages, validity) is easier to keep
+right when it is read in one place. The sections are marked; re-signing and inspection,
+which only checkers and faults use, are the seam to cut along if it grows.
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ does: ``etcdctl member add`` on the first node, then the joiner's manifest with
 ``--initial-cluster-state=existing``.
 
 State lives in ``clusters_dir()/<name>/cluster.json`` (see :mod:`simulator.cluster.local`).
+
+Why one module of ~700 lines: creating a cluster is one ordered sequence (rootfs, PKI in
+a thread while the namespaces start, etcd membership, control plane) whose steps share
+the cluster's directory and state record, and delete/clean must undo exactly what create
+did. Node processes, the PKI, manifests and binaries already live in their own modules;
+what remains here is the order of things and its failure handling.
 """
 
 from __future__ import annotations
