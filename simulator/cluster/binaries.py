@@ -54,10 +54,16 @@ _CHUNK = 1 << 20
 _TIMEOUT = 30.0
 
 
+def etcd_cache_dir(version: str) -> Path:
+    """The cache directory of etcd, etcdctl and etcdutl ``version`` (``3.5.1`` or
+    ``v3.5.1``; not created)."""
+    return cache_dir() / "bin" / f"etcd-v{version.lstrip('v')}"
+
+
 def cache_bin_dir(name: str) -> Path:
     """The cache directory where ``name`` of the pinned version lives (not created)."""
     if name in ETCD_BINARIES:
-        return cache_dir() / "bin" / f"etcd-{ETCD_VERSION}"
+        return etcd_cache_dir(ETCD_VERSION)
     return cache_dir() / "bin" / f"kubernetes-{KUBERNETES_VERSION}"
 
 

@@ -40,7 +40,7 @@ from simulator.cluster.kind.nodes import (
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
 from simulator.cluster.shell import BASHRC, PROFILE, SESSION_ENV_PATH
 from simulator.errors import ClusterError, DockerUnavailable
-from simulator.paths import cache_dir, clusters_dir
+from simulator.paths import clusters_dir
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
@@ -131,7 +131,7 @@ def etcd_tools(version: str | None) -> tuple[dict[str, Path], str]:
     for name in ETCD_TOOLS:
         candidates = []
         if version:
-            candidates.append(cache_dir() / "bin" / f"etcd-v{version}" / name)
+            candidates.append(binaries.etcd_cache_dir(version) / name)
         candidates.append(binaries.find(name))
         for path in candidates:
             if not (path.is_file() and os.access(path, os.X_OK)):
@@ -148,7 +148,7 @@ def etcd_tools(version: str | None) -> tuple[dict[str, Path], str]:
         return chosen, f"etcdctl/etcdutl {version}, as the cluster's etcd"
     return chosen, (f"etcdctl/etcdutl {', '.join(versions)}: no {version} here, the "
                     f"cluster runs etcd {version} (put etcd-v{version} tools in "
-                    f"{cache_dir() / 'bin' / f'etcd-v{version}'} to match it)")
+                    f"{binaries.etcd_cache_dir(version)} to match it)")
 
 
 def _record_dir(name: str) -> Path:
