@@ -407,9 +407,9 @@ def doctor(clean: bool) -> None:
               help="The driver to fetch them for.")
 def setup(all_: bool, driver: str) -> None:
     """Fetch the binaries practice clusters need (etcd, and with --all Kubernetes)."""
-    from simulator.cluster import get_driver
+    from simulator.doctor import setup as fetch
 
-    found = get_driver(driver).setup(_progress, everything=all_)
+    found = fetch(driver, _progress, everything=all_)
     for name, path in found.items():
         click.echo(f"{name}: {path}")
 

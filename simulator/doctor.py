@@ -1,9 +1,19 @@
-"""What this machine supports, and the clean-up of clusters a killed cka-sim left behind."""
+"""The machine: what it supports, fetching what a driver needs, and the clean-up of
+clusters a killed cka-sim left behind."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from simulator.cluster import DRIVERS, get_driver
+from simulator.cluster.node import Progress
 from simulator.errors import SimError
+
+
+def setup(driver: str, progress: Progress, *, everything: bool = False) -> dict[str, Path]:
+    """Fetch the programs ``driver`` needs (with ``everything``, also those only some
+    tasks need); their paths by name. Raises BinaryMissing when one cannot be had."""
+    return get_driver(driver).setup(progress, everything=everything)
 
 
 def report() -> list[tuple[str, bool, str]]:

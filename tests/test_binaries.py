@@ -288,3 +288,22 @@ def test_versions_file_is_flat_enough_for_the_shell_to_read():
     assert all(re.fullmatch(r'[a-z_]+ = "[^"]+"', line) for line in entries), entries
     assert len(entries) == len(tomllib.loads(text))
     assert versions.KUBERNETES_VERSION.startswith("v1.") and versions.ETCD_VERSION.startswith("v3.")
+
+
+# --- setup through the drivers ----------------------------------------------------------
+
+def test_each_driver_fetches_what_it_needs(env):
+    """`cka-sim setup`: the embedded driver wants etcd's three programs (and with --all the
+    Kubernetes ones), the kind driver only the two tools it copies into its nodes."""
+    from simulator.doctor import setup
+
+    for name in ("etcd", "etcdctl", "etcdutl", *binaries.KUBERNETES_BINARIES):
+        write_program(env / name, f"{name} version: 3.6.6\nClient Version: "
+                                  f"{binaries.KUBERNETES_VERSION}\nKubernetes "
+                                  f"{binaries.KUBERNETES_VERSION}")
+    steps: list[Step] = []
+
+    assert setup("kind", steps.append) == {n: env / n for n in ("etcdctl", "etcdutl")}
+    assert setup("local", steps.append) == {n: env / n for n in binaries.ETCD_BINARIES}
+    assert sorted(setup("local", steps.append, everything=True)) == sorted(binaries.ALL_BINARIES)
+    assert steps == []
