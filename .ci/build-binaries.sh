@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Kubernetes control-plane binaries and etcd the simulator runs, from the Go
-# module proxy (no git clones), into the user cache that simulator.cluster.local.binaries
+# module proxy (no git clones), into the user cache that simulator.cluster.binaries
 # searches:
 #
 #   $CACHE_DIR/bin/kubernetes-<KUBE_VERSION>/{kube-apiserver,kube-controller-manager,
@@ -8,8 +8,11 @@
 #   $CACHE_DIR/bin/etcd-<ETCD_VERSION>/{etcd,etcdctl,etcdutl}
 #
 # Usage: .ci/build-binaries.sh [CACHE_DIR]
+#        .ci/build-binaries.sh --print-versions
 #   CACHE_DIR defaults to ${CKA_SIM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cka-sim}.
-#   KUBE_VERSION / ETCD_VERSION may be overridden from the environment.
+#   The versions come from simulator/versions.toml (the simulator reads the same file);
+#   KUBE_VERSION / ETCD_VERSION may be overridden from the environment. --print-versions
+#   prints the versions a build would use and exits.
 #
 # A binary that already reports the expected version is not rebuilt, so a warm run takes
 # seconds. Builds go to a temporary directory and are renamed into place, so an interrupted
@@ -18,21 +21,33 @@
 # 5 minutes cold (kube-apiserver alone about 3), under a second warm.
 set -euo pipefail
 
-KUBE_VERSION="${KUBE_VERSION:-v1.35.4}"
-# kubeadm v1.35.4 pins etcd 3.6.6-0 (cmd/kubeadm/app/constants/constants.go DefaultEtcdVersion).
-ETCD_VERSION="${ETCD_VERSION:-v3.6.6}"
+started=$(date +%s)
+log() { printf '[build-binaries %3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+die() { printf 'build-binaries: %s\n' "$*" >&2; exit 1; }
+
+VERSIONS_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/simulator/versions.toml"
+# The value of a flat `NAME = "VALUE"` line of versions.toml.
+pinned() {
+    local value
+    value=$(sed -n "s/^$1[[:space:]]*=[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$VERSIONS_FILE" 2>/dev/null)
+    [[ -n "$value" ]] || die "no '$1 = \"...\"' line in $VERSIONS_FILE"
+    printf '%s\n' "$value"
+}
+KUBE_VERSION="${KUBE_VERSION:-$(pinned kubernetes)}"
+ETCD_VERSION="${ETCD_VERSION:-$(pinned etcd)}"
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm)
 ETCD_BINARIES=(etcd etcdctl etcdutl)
+
+if [[ "${1:-}" == "--print-versions" ]]; then
+    printf 'KUBE_VERSION=%s\nETCD_VERSION=%s\n' "$KUBE_VERSION" "$ETCD_VERSION"
+    exit 0
+fi
 
 CACHE_DIR="${1:-${CKA_SIM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cka-sim}}"
 BIN_ROOT="$CACHE_DIR/bin"
 KUBE_DIR="$BIN_ROOT/kubernetes-$KUBE_VERSION"
 ETCD_DIR="$BIN_ROOT/etcd-$ETCD_VERSION"
 WORK_ROOT="$CACHE_DIR/build"
-
-started=$(date +%s)
-log() { printf '[build-binaries %3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
-die() { printf 'build-binaries: %s\n' "$*" >&2; exit 1; }
 
 TMP_DIRS=()
 cleanup() { [[ ${#TMP_DIRS[@]} -eq 0 ]] || rm -rf "${TMP_DIRS[@]}"; }

@@ -35,10 +35,10 @@ _RENEW_NAMES = {
     f"{PKI}/etcd/server.crt": "etcd-server",
     f"{PKI}/etcd/peer.crt": "etcd-peer",
     f"{PKI}/etcd/healthcheck-client.crt": "etcd-healthcheck-client",
-    "/etc/kubernetes/admin.conf": "admin.conf",
-    "/etc/kubernetes/super-admin.conf": "super-admin.conf",
-    "/etc/kubernetes/controller-manager.conf": "controller-manager.conf",
-    "/etc/kubernetes/scheduler.conf": "scheduler.conf",
+    kubeadm.ADMIN_CONF: "admin.conf",
+    kubeadm.SUPER_ADMIN_CONF: "super-admin.conf",
+    kubeadm.CONTROLLER_MANAGER_CONF: "controller-manager.conf",
+    kubeadm.SCHEDULER_CONF: "scheduler.conf",
 }
 
 

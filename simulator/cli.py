@@ -403,14 +403,13 @@ def doctor(clean: bool) -> None:
 
 @cli.command()
 @click.option("--all", "all_", is_flag=True, help="Also the control-plane binaries (kube-apiserver, ...).")
-def setup(all_: bool) -> None:
+@click.option("--driver", type=click.Choice(["local", "kind"]), default="local", show_default=True,
+              help="The driver to fetch them for.")
+def setup(all_: bool, driver: str) -> None:
     """Fetch the binaries practice clusters need (etcd, and with --all Kubernetes)."""
-    from simulator.cluster.local import binaries
+    from simulator.doctor import setup as fetch
 
-    names = ["etcd", "etcdctl", "etcdutl"]
-    if all_:
-        names += ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubeadm"]
-    found = binaries.ensure(names, progress=_progress)
+    found = fetch(driver, _progress, everything=all_)
     for name, path in found.items():
         click.echo(f"{name}: {path}")
 

@@ -1,57 +1,48 @@
-"""What this machine supports, and the clean-up of clusters a killed cka-sim left behind."""
+"""The machine: what it supports, fetching what a driver needs, and the clean-up of
+clusters a killed cka-sim left behind."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+from pathlib import Path
 
+from simulator.cluster import DRIVERS, get_driver
+from simulator.cluster.node import Progress
 from simulator.errors import SimError
 
 
-def _docker() -> tuple[bool, str]:
-    if not shutil.which("docker"):
-        return False, "not installed; the kind driver needs Docker (https://docs.docker.com/engine/install/)"
-    try:
-        done = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=10)
-    except subprocess.TimeoutExpired:
-        return False, "the Docker engine does not answer; is the daemon running?"
-    if done.returncode != 0:
-        return False, "the Docker client is installed but no engine runs; start it (systemctl start docker)"
-    return True, f"engine {done.stdout.strip()}"
+def setup(driver: str, progress: Progress, *, everything: bool = False) -> dict[str, Path]:
+    """Fetch the programs ``driver`` needs (with ``everything``, also those only some
+    tasks need); their paths by name. Raises BinaryMissing when one cannot be had."""
+    return get_driver(driver).setup(progress, everything=everything)
 
 
 def report() -> list[tuple[str, bool, str]]:
-    """(name, ok, detail) lines for ``cka-sim doctor``; details of failures are hints."""
+    """(name, ok, detail) lines for ``cka-sim doctor``, driver by driver; details of
+    failures are hints."""
     lines: list[tuple[str, bool, str]] = []
-    try:
-        from simulator.cluster.local.driver import LocalDriver
-
-        lines += LocalDriver().doctor()
-    except SimError as exc:
-        lines.append(("embedded driver", False, f"{exc.message}; {exc.hint}"))
-    ok, detail = _docker()
-    lines.append(("docker", ok, detail))
-    kind = shutil.which("kind")
-    lines.append(("kind", bool(kind), kind or "not installed; see https://kind.sigs.k8s.io/docs/user/quick-start/"))
+    for name in DRIVERS:
+        try:
+            lines += get_driver(name).doctor()
+        except SimError as exc:
+            lines.append((f"{name} driver", False, f"{exc.message}; {exc.hint}"))
     return lines
 
 
 def clean_leftovers() -> list[str]:
-    """Remove every local cluster but the active session's (a killed CLI or TUI, a
-    half-made cluster, stray processes), and a session file whose cluster is gone."""
-    from simulator.cluster.local.driver import LocalDriver
+    """Remove every cluster but the active session's (a killed CLI or TUI, a half-made
+    cluster, stray processes), and a session file whose local cluster is gone."""
     from simulator.session import Session, session_file
 
+    drivers = [get_driver(name) for name in DRIVERS]
     try:
         session = Session.load()
     except SimError:
         session_file().unlink(missing_ok=True)
-        return LocalDriver().clean() + ["an unreadable session file"]
+        return [line for d in drivers for line in d.clean()] + ["an unreadable session file"]
     keep = {session.cluster_name} if session is not None and session.status != "provisioning" else set()
-    removed = LocalDriver().clean(keep=keep)
+    removed = [line for d in drivers for line in d.clean(keep=keep)]
     if session is not None and session.driver == "local":
-        alive = {c.name for c in LocalDriver().list() if c.state == "running"}
+        alive = {c.name for c in get_driver("local").list() if c.state == "running"}
         if session.cluster_name not in alive:
             session_file().unlink(missing_ok=True)
             removed.append(f"session {session.scenario} (its cluster {session.cluster_name} is gone)")

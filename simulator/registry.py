@@ -10,9 +10,12 @@ the same entry-point groups third-party packs use: ``cka_sim.checkers`` and
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import tomllib
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from simulator.cluster.node import Cluster, Completed, Node
@@ -20,6 +23,7 @@ from simulator.errors import CheckError
 
 CHECKER_GROUP = "cka_sim.checkers"
 FAULT_GROUP = "cka_sim.faults"
+_PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,12 +94,22 @@ def _load(group: str) -> None:
     if group in _loaded:
         return
     _loaded.add(group)
-    for ep in entry_points(group=group):
+    found = entry_points(group=group)
+    for ep in found:
         ep.load()
-    if group == CHECKER_GROUP and not _checkers:
-        import checkers  # noqa: F401  (source checkout without an installed distribution)
-    if group == FAULT_GROUP and not _faults:
-        import simulator.faults  # noqa: F401
+    if not found:
+        for target in _declared_entry_points(group):
+            importlib.import_module(target.partition(":")[0])
+
+
+def _declared_entry_points(group: str) -> list[str]:
+    """The targets pyproject.toml declares for ``group``: a source checkout run without
+    installing the distribution has no entry-point metadata, and the built-ins load so."""
+    try:
+        with _PYPROJECT.open("rb") as fh:
+            return list(tomllib.load(fh)["project"]["entry-points"][group].values())
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return []
 
 
 def checkers() -> dict[str, Checker]:

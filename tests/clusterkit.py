@@ -7,7 +7,7 @@ import time
 import pytest
 
 from simulator import registry
-from simulator.cluster.local import binaries
+from simulator.cluster import binaries
 
 
 def missing_kubernetes_binaries() -> list[str]:

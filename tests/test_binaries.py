@@ -9,13 +9,16 @@ import io
 import os
 import re
 import socket
+import subprocess
 import tarfile
 import threading
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from simulator.cluster.local import binaries
+from simulator import versions
+from simulator.cluster import binaries
 from simulator.cluster.node import Step
 from simulator.errors import BinaryMissing
 
@@ -263,9 +266,44 @@ def test_ensure_downloads_only_what_is_missing(env, server, monkeypatch):
     assert len(server.requests) == 2
 
 
-def test_build_script_pins_the_versions_the_simulator_expects():
-    script = (ROOT / ".ci" / "build-binaries.sh").read_text()
-    assert re.search(r'KUBE_VERSION="\$\{KUBE_VERSION:-(v[\d.]+)\}"', script).group(1) \
-        == binaries.KUBERNETES_VERSION
-    assert re.search(r'ETCD_VERSION="\$\{ETCD_VERSION:-(v[\d.]+)\}"', script).group(1) \
-        == binaries.ETCD_VERSION
+def _script_versions(**env: str) -> dict[str, str]:
+    done = subprocess.run(["bash", str(ROOT / ".ci" / "build-binaries.sh"), "--print-versions"],
+                          capture_output=True, text=True, timeout=30, check=True,
+                          env={**os.environ, **env})
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+def test_build_script_pins_the_versions_the_simulator_expects(monkeypatch):
+    monkeypatch.delenv("KUBE_VERSION", raising=False)
+    monkeypatch.delenv("ETCD_VERSION", raising=False)
+    assert _script_versions() == {"KUBE_VERSION": binaries.KUBERNETES_VERSION,
+                                  "ETCD_VERSION": binaries.ETCD_VERSION}
+    assert _script_versions(KUBE_VERSION="v1.34.9")["KUBE_VERSION"] == "v1.34.9"
+
+
+def test_versions_file_is_flat_enough_for_the_shell_to_read():
+    """build-binaries.sh reads versions.toml with sed: every entry one `name = "value"` line."""
+    text = versions.VERSIONS_FILE.read_text()
+    entries = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert all(re.fullmatch(r'[a-z_]+ = "[^"]+"', line) for line in entries), entries
+    assert len(entries) == len(tomllib.loads(text))
+    assert versions.KUBERNETES_VERSION.startswith("v1.") and versions.ETCD_VERSION.startswith("v3.")
+
+
+# --- setup through the drivers ----------------------------------------------------------
+
+def test_each_driver_fetches_what_it_needs(env):
+    """`cka-sim setup`: the embedded driver wants etcd's three programs (and with --all the
+    Kubernetes ones), the kind driver only the two tools it copies into its nodes."""
+    from simulator.doctor import setup
+
+    for name in ("etcd", "etcdctl", "etcdutl", *binaries.KUBERNETES_BINARIES):
+        write_program(env / name, f"{name} version: 3.6.6\nClient Version: "
+                                  f"{binaries.KUBERNETES_VERSION}\nKubernetes "
+                                  f"{binaries.KUBERNETES_VERSION}")
+    steps: list[Step] = []
+
+    assert setup("kind", steps.append) == {n: env / n for n in ("etcdctl", "etcdutl")}
+    assert setup("local", steps.append) == {n: env / n for n in binaries.ETCD_BINARIES}
+    assert sorted(setup("local", steps.append, everything=True)) == sorted(binaries.ALL_BINARIES)
+    assert steps == []

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from clusterkit import wait_until
 
-from simulator.cluster.local import binaries
+from simulator.cluster import binaries
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Completed
 from simulator.errors import BinaryMissing

@@ -21,13 +21,13 @@ from typing import Self
 import pexpect
 import pytest
 
+from simulator.cluster import binaries
 from simulator.cluster.kind.driver import (
     KindDriver,
     etcd_tools,
     etcd_version_of,
     exam_name,
 )
-from simulator.cluster.local import binaries
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Completed
 from simulator.errors import ClusterError, DockerUnavailable

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.cluster import pki, staticpod
-from simulator.cluster.local import binaries
+from simulator.cluster import binaries, pki, staticpod
 from simulator.cluster.local import manifests as m
 from simulator.errors import SimError
 

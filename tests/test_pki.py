@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.cluster import pki
-from simulator.cluster.local import binaries
+from simulator.cluster import binaries, pki
 from simulator.errors import SimError
 
 NODE = "controlplane"

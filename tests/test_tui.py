@@ -377,7 +377,7 @@ async def test_shell_key_without_a_suspendable_terminal_says_what_to_do(pack: Pa
         app.push_screen(TaskScreen(session))
         await pilot.pause()
         screen = app.screen
-        from simulator.tui.screens.task import run_shell
+        from simulator.tui.terminal import run_shell
 
         error = run_shell(app, ["true"], "banner")
         assert error is not None and "cka-sim shell" in error

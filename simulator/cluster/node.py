@@ -13,7 +13,8 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from simulator.errors import ClusterError
@@ -164,6 +165,23 @@ class Driver(Protocol):
 
     def list(self) -> list[ClusterInfo]:
         """Clusters of this driver that exist on this machine."""
+        ...
+
+    def setup(self, progress: Progress, *, everything: bool = False) -> dict[str, Path]:
+        """Fetch the programs this driver needs on this machine (with ``everything``, also
+        those only some tasks need); return each program's path by name."""
+        ...
+
+    def doctor(self) -> list[tuple[str, bool, str]]:
+        """(check, ok, detail) lines: what this driver can use on this machine; the detail
+        of a failed check says what to install or change."""
+        ...
+
+    def clean(self, dry_run: bool = False, *,
+              keep: Collection[str] | None = None) -> list[str]:
+        """Find (and unless ``dry_run`` remove) what killed cka-sim processes left behind;
+        with ``keep`` (cluster names), every other cluster of this driver too. Returns one
+        line per finding."""
         ...
 
 

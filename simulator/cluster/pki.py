@@ -12,6 +12,13 @@ The three CAs and the service-account key pair are made once per cluster and cac
 each node then gets fresh leaf keys. RSA key generation dominates the cost, so leaf
 keys come from a per-cluster pool (filled ahead of time with :meth:`CAs.fill_key_pool`)
 and whatever the pool lacks is generated in parallel threads.
+
+Why one module of ~800 lines: its sections (keys, certificates, CAs and the key pool, a
+node's PKI and kubeconfigs, re-signing, inspection) all build or read the same kubeadm
+certificates with the same helpers (``sign_cert``, ``load_cert``/``load_key``, file
+modes), and what they must agree on (subjects, SANs, usages, validity) is easier to keep
+right when it is read in one place. The sections are marked; re-signing and inspection,
+which only checkers and faults use, are the seam to cut along if it grows.
 """
 
 from __future__ import annotations
@@ -36,6 +43,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from simulator.cluster import kubeadm
+from simulator.cluster.kubeadm import (
+    API_PORT,
+    CLUSTER_NAME,
+    DNS_DOMAIN,
+    SERVICE_SUBNET,
+    service_ip,
+)
 from simulator.errors import ClusterError
 
 RSA_BITS = 2048
@@ -43,10 +58,6 @@ CA_VALIDITY = dt.timedelta(days=3650)
 CERT_VALIDITY = dt.timedelta(days=365)
 BACKDATE = dt.timedelta(minutes=5)
 
-CLUSTER_NAME = "kubernetes"
-API_PORT = 6443
-SERVICE_SUBNET = "10.96.0.0/12"
-DNS_DOMAIN = "cluster.local"
 # kind's kubeadm config adds these to the apiserver certificate; the embedded driver
 # reaches its apiserver the same way, so the learner sees the same SAN list as on kind.
 APISERVER_CERT_SANS = ("localhost", "127.0.0.1")
@@ -448,12 +459,6 @@ def _keys_for(cas: CAs, count: int) -> list[rsa.RSAPrivateKey]:
 # --------------------------------------------------------------------------- node PKI
 
 
-def service_ip(service_subnet: str = SERVICE_SUBNET) -> str:
-    """The first address of the service range: the ``kubernetes`` Service's ClusterIP."""
-    net = ipaddress.ip_network(service_subnet, strict=False)
-    return str(net.network_address + 1)
-
-
 def node_cert_specs(
     node_name: str,
     node_ip: str,
@@ -525,20 +530,27 @@ def kubeconfig_specs(
     """
     local = f"https://{_host_port(node_ip, API_PORT)}"
     endpoint = f"https://{control_plane_endpoint}" if control_plane_endpoint else local
-    kubelet = KubeconfigSpec("kubelet.conf", f"system:node:{node_name}", (SYSTEM_NODES,), endpoint)
+    kubelet = KubeconfigSpec(_file(kubeadm.KUBELET_CONF), f"system:node:{node_name}",
+                             (SYSTEM_NODES,), endpoint)
     if not control_plane:
         return [kubelet]
-    specs = [KubeconfigSpec("admin.conf", "kubernetes-admin", (CLUSTER_ADMINS,), endpoint)]
+    specs = [KubeconfigSpec(_file(kubeadm.ADMIN_CONF), "kubernetes-admin", (CLUSTER_ADMINS,),
+                            endpoint)]
     if first_control_plane:
-        specs.append(
-            KubeconfigSpec("super-admin.conf", "kubernetes-super-admin", (SYSTEM_MASTERS,), endpoint)
-        )
+        specs.append(KubeconfigSpec(_file(kubeadm.SUPER_ADMIN_CONF), "kubernetes-super-admin",
+                                    (SYSTEM_MASTERS,), endpoint))
     specs += [
-        KubeconfigSpec("controller-manager.conf", "system:kube-controller-manager", (), local),
-        KubeconfigSpec("scheduler.conf", "system:kube-scheduler", (), local),
+        KubeconfigSpec(_file(kubeadm.CONTROLLER_MANAGER_CONF), "system:kube-controller-manager",
+                       (), local),
+        KubeconfigSpec(_file(kubeadm.SCHEDULER_CONF), "system:kube-scheduler", (), local),
         kubelet,
     ]
     return specs
+
+
+def _file(path: str) -> str:
+    """A kubeconfig's file name in the node's ``/etc/kubernetes``."""
+    return path.rsplit("/", 1)[-1]
 
 
 def _host_port(host: str, port: int) -> str:

@@ -12,7 +12,7 @@ import datetime as dt
 from cryptography import x509
 
 from checkers.certs import default_ca, default_ca_key
-from simulator.cluster import pki
+from simulator.cluster import kubeadm, pki
 from simulator.errors import CheckError
 from simulator.registry import Context, fault
 
@@ -22,7 +22,7 @@ def _read(ctx: Context, path: str, what: str) -> bytes:
         return ctx.node.read_file(path)
     except FileNotFoundError:
         raise CheckError(f"{what} {path} does not exist on {ctx.node_name}",
-                         hint="certificate faults need the kubeadm PKI under /etc/kubernetes/pki") from None
+                         hint=f"certificate faults need the kubeadm PKI under {kubeadm.PKI}") from None
 
 
 def _is_kubeconfig(data: bytes) -> bool:

@@ -18,7 +18,10 @@ from simulator.tui.prefs import Prefs
 
 if TYPE_CHECKING:
     from simulator.catalog import Catalog
+    from simulator.cluster.node import Step
     from simulator.history import History
+    from simulator.session import Session
+    from simulator.tui.screens.provisioning import ProvisioningScreen
 
 
 class CkaSimApp(App[None]):
@@ -67,6 +70,35 @@ class CkaSimApp(App[None]):
 
             self._history = History()
         return self._history
+
+    def practice_screen(self, scenario_id: str, *, driver: str, mode: str,
+                        seed: int | None = None, replace: Session | None = None
+                        ) -> ProvisioningScreen:
+        """A provisioning screen that starts one attempt and then shows its task.
+
+        ``replace`` is a session to stop first (reset and retry). The app builds it, so the
+        screens that lead to a task and the task screen need not import each other.
+        """
+        from simulator.session import Session
+        from simulator.tui.screens.provisioning import ProvisioningScreen
+        from simulator.tui.screens.task import TaskScreen
+
+        catalog = self.catalog
+
+        def start(progress: Callable[[Step], None]) -> Session:
+            if replace is not None:
+                from simulator.cluster.node import Step
+
+                progress(Step("nodes", 0, 1, "removing the previous cluster"))
+                replace.stop()
+            return Session.start(catalog, scenario_id, driver=driver, seed=seed, mode=mode,
+                                 progress=progress)
+
+        scenario = catalog.get(scenario_id)
+        return ProvisioningScreen(
+            scenario.title, start, ready=lambda session: TaskScreen(session),
+            cancel=lambda session: session.stop(),
+            subtitle=f"{scenario.id} · {mode} mode · {driver} driver")
 
     def get_default_screen(self):
         from simulator.tui.screens.catalog import CatalogScreen

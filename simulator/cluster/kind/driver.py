@@ -23,11 +23,12 @@ import select
 import shutil
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import yaml
 
-from simulator.cluster import kubeadm
+from simulator.cluster import binaries, kubeadm
 from simulator.cluster.kind.nodes import (
     DOCKER_HINT,
     ENGINE_HINT,
@@ -36,11 +37,10 @@ from simulator.cluster.kind.nodes import (
     docker,
     tool,
 )
-from simulator.cluster.local import binaries
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
 from simulator.cluster.shell import BASHRC, PROFILE, SESSION_ENV_PATH
 from simulator.errors import ClusterError, DockerUnavailable
-from simulator.paths import cache_dir, clusters_dir
+from simulator.paths import clusters_dir
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
@@ -131,7 +131,7 @@ def etcd_tools(version: str | None) -> tuple[dict[str, Path], str]:
     for name in ETCD_TOOLS:
         candidates = []
         if version:
-            candidates.append(cache_dir() / "bin" / f"etcd-v{version}" / name)
+            candidates.append(binaries.etcd_cache_dir(version) / name)
         candidates.append(binaries.find(name))
         for path in candidates:
             if not (path.is_file() and os.access(path, os.X_OK)):
@@ -148,7 +148,7 @@ def etcd_tools(version: str | None) -> tuple[dict[str, Path], str]:
         return chosen, f"etcdctl/etcdutl {version}, as the cluster's etcd"
     return chosen, (f"etcdctl/etcdutl {', '.join(versions)}: no {version} here, the "
                     f"cluster runs etcd {version} (put etcd-v{version} tools in "
-                    f"{cache_dir() / 'bin' / f'etcd-v{version}'} to match it)")
+                    f"{binaries.etcd_cache_dir(version)} to match it)")
 
 
 def _record_dir(name: str) -> Path:
@@ -184,6 +184,25 @@ def _step_of(line: str) -> Step | None:
     if any(key in line for key in _CONTROL_PLANE_STEPS):
         return Step("control plane", 1, 3, line)
     return None
+
+
+def _docker_engine() -> tuple[bool, str]:
+    if not shutil.which("docker"):
+        return False, "not installed; the kind driver needs Docker (https://docs.docker.com/engine/install/)"
+    try:
+        done = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                              capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False, "the Docker engine does not answer; is the daemon running?"
+    if done.returncode != 0:
+        return False, "the Docker client is installed but no engine runs; start it (systemctl start docker)"
+    return True, f"engine {done.stdout.strip()}"
+
+
+def _kind_cli() -> tuple[str, bool, str]:
+    kind = shutil.which("kind")
+    return ("kind", bool(kind),
+            kind or "not installed; see https://kind.sigs.k8s.io/docs/user/quick-start/")
 
 
 class KindDriver:
@@ -358,6 +377,24 @@ class KindDriver:
                                    f"healthy within {ETCD_TIMEOUT:g} s",
                                    hint=(done.err or done.out).strip()[-600:])
             time.sleep(1)
+
+    # -- setup / doctor / clean ------------------------------------------------------
+
+    def setup(self, progress: Progress, *, everything: bool = False) -> dict[str, Path]:
+        """Find or download etcdctl and etcdutl, the tools copied into the nodes; kind node
+        images bring everything else, so ``everything`` adds nothing. Raises BinaryMissing
+        when one cannot be had."""
+        return binaries.ensure(ETCD_TOOLS, progress=progress)
+
+    def doctor(self) -> list[tuple[str, bool, str]]:
+        """(check, ok, detail) lines for Docker and kind; a failed check says what to do."""
+        return [("docker", *_docker_engine()), _kind_cli()]
+
+    def clean(self, dry_run: bool = False, *,
+              keep: Collection[str] | None = None) -> list[str]:
+        """Nothing: kind clusters live in Docker, where ``cka-sim stop`` or
+        ``kind delete cluster`` removes them; no process of this driver outlives cka-sim."""
+        return []
 
     # -- attach / list / delete -------------------------------------------------------
 

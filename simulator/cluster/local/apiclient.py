@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from simulator.cluster import kubeadm
+
 TIMEOUT = 5.0
 
 
@@ -95,7 +97,7 @@ class ApiClient:
         def read(item: dict, key: str) -> bytes:
             if root is not None and item.get(key) and not item.get(f"{key}-data"):
                 ref = Path(item[key])
-                ref = ref if ref.is_absolute() else Path("/etc/kubernetes") / ref
+                ref = ref if ref.is_absolute() else Path(kubeadm.KUBERNETES_DIR) / ref
                 return (root / str(ref).lstrip("/")).read_bytes()
             return _data(item, key, base)
 

@@ -8,6 +8,12 @@ does: ``etcdctl member add`` on the first node, then the joiner's manifest with
 ``--initial-cluster-state=existing``.
 
 State lives in ``clusters_dir()/<name>/cluster.json`` (see :mod:`simulator.cluster.local`).
+
+Why one module of ~700 lines: creating a cluster is one ordered sequence (rootfs, PKI in
+a thread while the namespaces start, etcd membership, control plane) whose steps share
+the cluster's directory and state record, and delete/clean must undo exactly what create
+did. Node processes, the PKI, manifests and binaries already live in their own modules;
+what remains here is the order of things and its failure handling.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from simulator.cluster.local import binaries as binaries_mod
+from simulator.cluster import binaries as binaries_mod
+from simulator.cluster import kubeadm
 from simulator.cluster.local import nodes as nodes_mod
 from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
@@ -41,9 +48,6 @@ NODE_TOOLS = ("etcd", "etcdctl", "etcdutl", "kubectl", "kubeadm")
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_TIMEOUT = 90.0
 
-_PKI = "/etc/kubernetes/pki/etcd"
-_ETCDCTL_TLS = [f"--cacert={_PKI}/ca.crt", f"--cert={_PKI}/server.crt",
-                f"--key={_PKI}/server.key"]
 _WAIT_HEALTHY = """
 end=$((SECONDS + WAIT))
 while :; do
@@ -78,6 +82,11 @@ def _cluster_dir(name: str) -> Path:
         raise ClusterError(f"invalid cluster name {name!r}",
                            hint="use lower-case letters, digits and dashes (at most 40)")
     return clusters_dir() / name
+
+
+def _on(rootfs: Path, path: str) -> Path:
+    """Where the node's absolute ``path`` is in its ``rootfs`` on the host."""
+    return rootfs / path.lstrip("/")
 
 
 def _read_state(directory: Path) -> dict | None:
@@ -174,16 +183,17 @@ def _refill_spare_keys() -> None:
 def _restore_members(rootfs: dict[str, Path], control: Sequence[tuple[str, str]], seed: Path,
                      etcdutl: Path, cluster: str) -> None:
     """Fill each control plane's /var/lib/etcd from ``seed`` with the full membership."""
-    initial = ",".join(f"{n}=https://{ip}:2380" for n, ip in control)
+    initial = ",".join(f"{n}=https://{ip}:{kubeadm.ETCD_PEER_PORT}" for n, ip in control)
     token = f"{cluster}-{os.urandom(4).hex()}"
     jobs = []
     for name, ip in control:
-        data = rootfs[name] / "var/lib/etcd"
+        data = _on(rootfs[name], kubeadm.ETCD_DATA_DIR)
         _rmtree(data)
         jobs.append((data, subprocess.Popen(
             [str(etcdutl), "snapshot", "restore", str(seed), "--name", name,
              "--initial-cluster", initial, "--initial-cluster-token", token,
-             "--initial-advertise-peer-urls", f"https://{ip}:2380", "--data-dir", str(data)],
+             "--initial-advertise-peer-urls", f"https://{ip}:{kubeadm.ETCD_PEER_PORT}",
+             "--data-dir", str(data)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
     for data, job in jobs:
         _, err = job.communicate(timeout=60)
@@ -209,7 +219,7 @@ def _write_admin_kubeconfigs(rootfs: dict[str, Path], control: Sequence[tuple[st
     """``/root/.kube/config`` on each control plane: a copy of admin.conf, as kubeadm init
     tells its user to make (and as exam nodes have)."""
     for name, _ in control:
-        admin = rootfs[name] / "etc/kubernetes/admin.conf"
+        admin = _on(rootfs[name], kubeadm.ADMIN_CONF)
         if admin.exists():
             target = rootfs[name] / "root/.kube/config"
             target.parent.mkdir(mode=0o755, exist_ok=True)
@@ -229,7 +239,7 @@ def _write_control_plane_manifests(rootfs: dict[str, Path], control: Sequence[tu
         if components:
             kubeadm_init.write_kubelet_files(rootfs[name])
         for component in components:
-            path = rootfs[name] / f"etc/kubernetes/manifests/{component}.yaml"
+            path = _on(rootfs[name], f"{kubeadm.MANIFESTS}/{component}.yaml")
             path.write_text(writers[component](name, ip))
             os.chmod(path, 0o600)
 
@@ -244,7 +254,7 @@ def _write_etcd_manifests(rootfs: dict[str, Path], control: Sequence[tuple[str, 
         text = (manifests.etcd_manifest(name, ip, image=image) if i == 0 else
                 manifests.etcd_manifest(name, ip, initial_cluster=dict(control[:i + 1]),
                                         existing=True, image=image))
-        path = rootfs[name] / "etc/kubernetes/manifests/etcd.yaml"
+        path = _on(rootfs[name], kubeadm.ETCD_MANIFEST)
         path.write_text(text)
         os.chmod(path, 0o600)
 
@@ -318,9 +328,10 @@ class LocalDriver:
                 _restore_members(rootfs, control, seed, tools["etcdutl"], spec.name)
             cas = pki.load_or_create_cas(directory / "pki")
             for i, (name, ip, role) in enumerate(placed):
-                etc = rootfs[name] / "etc/kubernetes"
+                etc = _on(rootfs[name], kubeadm.KUBERNETES_DIR)
                 # a worker's kubelet.conf names the API server it joined through
-                endpoint = None if role == "control-plane" else f"{control[0][1]}:6443"
+                endpoint = (None if role == "control-plane"
+                            else f"{control[0][1]}:{kubeadm.API_PORT}")
                 pki.write_node_pki(etc, cas, name, ip, control_plane=role == "control-plane",
                                    first_control_plane=i == 0, control_plane_endpoint=endpoint)
             if kube:
@@ -390,7 +401,7 @@ class LocalDriver:
         if seed.exists():
             return seed
         done = node.run(["etcdctl", "snapshot", "save", "/run/cka-sim/seed.db",
-                         "--endpoints=https://127.0.0.1:2379", *_ETCDCTL_TLS],
+                         f"--endpoints={kubeadm.ETCD_ENDPOINT}", *kubeadm.ETCDCTL_TLS],
                         env={"ETCDCTL_API": "3"}, timeout=30)
         if not done.ok:
             return None
@@ -411,7 +422,7 @@ class LocalDriver:
         write. This avoids etcd's 5 s wait between two membership changes.
         """
         first = cluster.node(control[0][0])
-        parked = first.rootfs / "etc/kubernetes/manifests/etcd.yaml"
+        parked = _on(first.rootfs, kubeadm.ETCD_MANIFEST)
         parked.rename(parked.with_name(".etcd.yaml.bootstrap"))
         self._wait_port_closed(first)
         _restore_members({n.name: n.rootfs for n in cluster.nodes}, control, seed, etcdutl,
@@ -430,16 +441,18 @@ class LocalDriver:
         for i in range(1, len(control)):
             previous = cluster.node(control[i - 1][0])
             previous.run(["bash", "-c", 'end=$((SECONDS + 30)); '
-                                        'until exec 3<>"/dev/tcp/$IP/2380"; do '
+                                        'until exec 3<>"/dev/tcp/$IP/$PORT"; do '
                                         '(( SECONDS > end )) && exit 1; sleep 0.05; done'],
-                         env={"IP": control[i - 1][1]}, timeout=40)
+                         env={"IP": control[i - 1][1], "PORT": str(kubeadm.ETCD_PEER_PORT)},
+                         timeout=40)
             _write_etcd_manifests(rootfs, control[:i + 1], image)
 
     def _wait_port_closed(self, node: LocalNode, timeout: float = 10) -> None:
         node.run(["bash", "-c", 'end=$((SECONDS + WAIT)); '
-                                'while exec 3<>/dev/tcp/127.0.0.1/2379 && (( SECONDS < end )); '
-                                'do exec 3>&-; sleep 0.05; done'],
-                 env={"WAIT": str(int(timeout))}, timeout=timeout + 10)
+                                'while exec 3<>"/dev/tcp/127.0.0.1/$PORT" '
+                                '&& (( SECONDS < end )); do exec 3>&-; sleep 0.05; done'],
+                 env={"WAIT": str(int(timeout)), "PORT": str(kubeadm.ETCD_CLIENT_PORT)},
+                 timeout=timeout + 10)
 
     def _join(self, cluster: LocalCluster, members: Sequence[tuple[str, str]], image: str) -> None:
         from simulator.cluster.local import manifests
@@ -449,8 +462,8 @@ class LocalDriver:
         deadline = time.monotonic() + ETCD_TIMEOUT
         while True:
             added = first.run(["etcdctl", "member", "add", name,
-                               f"--peer-urls=https://{ip}:2380",
-                               "--endpoints=https://127.0.0.1:2379", *_ETCDCTL_TLS],
+                               f"--peer-urls=https://{ip}:{kubeadm.ETCD_PEER_PORT}",
+                               f"--endpoints={kubeadm.ETCD_ENDPOINT}", *kubeadm.ETCDCTL_TLS],
                               env={"ETCDCTL_API": "3"}, timeout=30)
             # etcd refuses a second reconfiguration until every member has been connected
             # for 5 s (strict reconfig check); kubeadm retries the same way.
@@ -461,17 +474,18 @@ class LocalDriver:
             raise ClusterError(f"etcd member add {name} failed",
                                hint=(added.err or added.out).strip()[-600:])
         initial = {n: addr for n, addr in members}
-        cluster.node(name).write_file("/etc/kubernetes/manifests/etcd.yaml",
+        cluster.node(name).write_file(kubeadm.ETCD_MANIFEST,
                                       manifests.etcd_manifest(name, ip, initial_cluster=initial,
                                                               existing=True,
                                                               image=image).encode(), 0o600)
         self._wait_healthy(cluster.node(name), [addr for _, addr in members])
 
     def _wait_healthy(self, node: LocalNode, ips: Sequence[str]) -> None:
-        endpoints = ",".join(f"https://{ip}:2379" for ip in ips)
+        endpoints = ",".join(f"https://{ip}:{kubeadm.ETCD_CLIENT_PORT}" for ip in ips)
         done = node.run(["bash", "-c", _WAIT_HEALTHY], timeout=ETCD_TIMEOUT + 10, env={
             "WAIT": str(int(ETCD_TIMEOUT)), "ENDPOINTS": endpoints,
-            "CACERT": f"{_PKI}/ca.crt", "CERT": f"{_PKI}/server.crt", "KEY": f"{_PKI}/server.key"})
+            "CACERT": kubeadm.ETCD_CA, "CERT": kubeadm.ETCD_SERVER_CERT,
+            "KEY": kubeadm.ETCD_SERVER_KEY})
         if not done.ok:
             log = node.node_dir / "supervisor.log"
             try:
@@ -664,6 +678,15 @@ class LocalDriver:
                 else:
                     self._kill_marked({directory})
         return [text for text, _ in findings]
+
+    def setup(self, progress: Progress, *, everything: bool = False) -> dict[str, Path]:
+        """Find or download etcd, etcdctl and etcdutl (every node runs them) and, with
+        ``everything``, the Kubernetes control-plane binaries; their paths by name.
+        Raises BinaryMissing when one cannot be had."""
+        names = list(binaries_mod.ETCD_BINARIES)
+        if everything:
+            names += binaries_mod.KUBERNETES_BINARIES
+        return binaries_mod.ensure(names, progress=progress)
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         """(check, ok, detail) lines: what the embedded driver can use on this machine;

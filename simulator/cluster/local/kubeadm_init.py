@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from simulator.cluster.local import manifests
+from simulator.cluster import kubeadm
+from simulator.versions import KUBERNETES_VERSION
 
 CONFIG_PATH = "/run/cka-sim/kubeadm-init.yaml"
 CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
@@ -66,13 +67,13 @@ def write_kubelet_files(rootfs: Path) -> None:
 
 
 def init_config(node_name: str, node_ip: str, *,
-                kubernetes_version: str = manifests.KUBERNETES_VERSION) -> str:
+                kubernetes_version: str = KUBERNETES_VERSION) -> str:
     """The kubeadm configuration (v1beta4) the node was set up with: the InitConfiguration
     of this node and the ClusterConfiguration uploaded as ``kube-system/kubeadm-config``."""
     init = {
         "apiVersion": "kubeadm.k8s.io/v1beta4",
         "kind": "InitConfiguration",
-        "localAPIEndpoint": {"advertiseAddress": node_ip, "bindPort": manifests.API_PORT},
+        "localAPIEndpoint": {"advertiseAddress": node_ip, "bindPort": kubeadm.API_PORT},
         "nodeRegistration": {
             "criSocket": CRI_SOCKET,
             "imagePullPolicy": "IfNotPresent",
@@ -84,13 +85,13 @@ def init_config(node_name: str, node_ip: str, *,
         "apiVersion": "kubeadm.k8s.io/v1beta4",
         "kind": "ClusterConfiguration",
         "kubernetesVersion": kubernetes_version,
-        "clusterName": "kubernetes",
-        "certificatesDir": manifests.PKI_DIR,
-        "imageRepository": manifests.IMAGE_REPOSITORY,
+        "clusterName": kubeadm.CLUSTER_NAME,
+        "certificatesDir": kubeadm.PKI,
+        "imageRepository": kubeadm.IMAGE_REPOSITORY,
         "apiServer": {"extraArgs": [{"name": "storage-media-type",
                                      "value": "application/json"}]},
-        "etcd": {"local": {"dataDir": manifests.ETCD_DATA_DIR}},
-        "networking": {"dnsDomain": manifests.DNS_DOMAIN,
-                       "serviceSubnet": manifests.SERVICE_SUBNET},
+        "etcd": {"local": {"dataDir": kubeadm.ETCD_DATA_DIR}},
+        "networking": {"dnsDomain": kubeadm.DNS_DOMAIN,
+                       "serviceSubnet": kubeadm.SERVICE_SUBNET},
     }
     return yaml.safe_dump_all([init, cluster], sort_keys=False)

@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from simulator.cluster import kubeadm
 from simulator.cluster.local.apiclient import (
     ApiClient,
     ApiError,
@@ -44,12 +45,12 @@ from simulator.cluster.local.apiclient import (
     Unreachable,
 )
 from simulator.cluster.local.kubelet_server import CERT_DIR, KubeletServer
+from simulator.versions import KUBERNETES_VERSION
 
 log = logging.getLogger("cka_sim.kubelet")
 
-KUBELET_VERSION = "v1.35.4"
 CONTAINER_RUNTIME = "containerd://2.1.4"
-KUBELET_CONF = "etc/kubernetes/kubelet.conf"
+KUBELET_CONF = kubeadm.KUBELET_CONF.lstrip("/")
 CLIENT_PEM = "var/lib/kubelet/pki/kubelet-client-current.pem"
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION = 40
@@ -133,14 +134,14 @@ def node_status(node: str, ip: str, rootfs: Path, started: float) -> dict[str, A
                       "kubelet has sufficient PID available"),
             condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubeadm.KUBELET_PORT}},
         "nodeInfo": {
             "architecture": _ARCHES.get(platform.machine(), platform.machine()),
             "bootID": _read("/proc/sys/kernel/random/boot_id"),
             "containerRuntimeVersion": CONTAINER_RUNTIME,
             "kernelVersion": platform.release(),
             "kubeProxyVersion": "",
-            "kubeletVersion": KUBELET_VERSION,
+            "kubeletVersion": KUBERNETES_VERSION,
             "machineID": _read(str(rootfs / "etc/machine-id")),
             "operatingSystem": "linux",
             "osImage": _os_image(),
@@ -303,7 +304,7 @@ class Kubelet:
             return
         self._server_tried = True
         try:
-            ca = (self.rootfs / "etc/kubernetes/pki/ca.crt").read_bytes()
+            ca = (self.rootfs / kubeadm.PKI.lstrip("/") / "ca.crt").read_bytes()
             self._server = KubeletServer(self.rootfs, self.state_dir, self.node_name,
                                          self.node_ip, ca)
         except (OSError, ValueError) as exc:

@@ -29,9 +29,11 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from simulator.cluster import kubeadm
+
 log = logging.getLogger("cka_sim.kubelet")
 
-PORT = 10250
+PORT = kubeadm.KUBELET_PORT
 FOLLOW_POLL = 0.2
 
 

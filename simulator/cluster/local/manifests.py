@@ -20,23 +20,26 @@ from collections.abc import Mapping, Sequence
 
 import yaml
 
+from simulator.cluster.kubeadm import (
+    API_PORT,
+    CONTROLLER_MANAGER_PORT,
+    DNS_DOMAIN,
+    ETCD_CLIENT_PORT,
+    ETCD_DATA_DIR,
+    ETCD_METRICS_PORT,
+    ETCD_PEER_PORT,
+    IMAGE_REPOSITORY,
+    KUBERNETES_DIR,
+    SCHEDULER_PORT,
+    SERVICE_SUBNET,
+)
+from simulator.cluster.kubeadm import PKI as PKI_DIR
+from simulator.versions import ETCD_VERSION as _ETCD_RELEASE
+from simulator.versions import KUBERNETES_VERSION
 
-KUBERNETES_VERSION = "v1.35.4"
-ETCD_VERSION = "3.6.6"
-IMAGE_REPOSITORY = "registry.k8s.io"
+ETCD_VERSION = _ETCD_RELEASE.lstrip("v")
 DEFAULT_ETCD_IMAGE = f"{IMAGE_REPOSITORY}/etcd:{ETCD_VERSION}-0"
 
-PKI_DIR = "/etc/kubernetes/pki"
-KUBERNETES_DIR = "/etc/kubernetes"
-ETCD_DATA_DIR = "/var/lib/etcd"
-SERVICE_SUBNET = "10.96.0.0/12"
-DNS_DOMAIN = "cluster.local"
-API_PORT = 6443
-ETCD_CLIENT_PORT = 2379
-ETCD_PEER_PORT = 2380
-ETCD_METRICS_PORT = 2381
-CONTROLLER_MANAGER_PORT = 10257
-SCHEDULER_PORT = 10259
 HEALTH_CHECK_TIMEOUT_S = 240  # kubeadm's ControlPlaneComponentHealthCheck default (4m)
 
 # kubeadm mounts each of these into apiserver and controller-manager when it exists on

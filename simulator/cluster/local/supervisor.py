@@ -27,6 +27,13 @@ with a ``/var/log/containers/<pod>_<ns>_<container>-<id>.log`` symlink, as on a 
 State, readable inside the node by ``crictl`` (see :mod:`crictl`):
 ``<state_dir>/containers/<id>.json`` per container and ``<state_dir>/pods.json``
 (default ``state_dir``: ``<rootfs>/run/cka-sim``).
+
+Why one module of ~900 lines: :class:`Supervisor` is one single-threaded loop (scan,
+reconcile, reap, publish) over one state (pods, their restart slots, containers, log
+writers, back-off and garbage collection), and each step reads and changes the others'
+records; split apart they would pass that state around. Launching a container
+(:mod:`container`) and the CRI view (:mod:`crictl`) are already separate; reading
+manifests is the part that can leave.
 """
 
 from __future__ import annotations

@@ -316,7 +316,5 @@ class CatalogScreen(Screen):
             self.app.show_error(f"a session is already active: {self.active.scenario}",
                                 "F5 resumes it; quit it with q and choose to stop the cluster")
             return
-        from simulator.tui.screens.provisioning import practice_screen
-
-        self.app.push_screen(practice_screen(self.app, row["id"], driver=prefs.driver,
-                                             mode=prefs.mode))
+        self.app.push_screen(self.app.practice_screen(row["id"], driver=prefs.driver,
+                                                      mode=prefs.mode))

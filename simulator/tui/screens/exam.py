@@ -16,7 +16,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Markdown, Static
 
 from simulator.tui import fmt
-from simulator.tui.screens.task import EXAM_NOTICES, run_shell
+from simulator.tui.screens.task import EXAM_NOTICES
+from simulator.tui.terminal import run_shell
 from simulator.tui.widgets.check_table import CheckTable
 from simulator.tui.widgets.countdown import Countdown
 

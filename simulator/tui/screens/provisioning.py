@@ -209,30 +209,3 @@ class ProvisioningScreen(Screen):
         self.show_steps()
         self.refresh_bindings()
         self.run_start()
-
-
-def practice_screen(app: CkaSimApp, scenario_id: str, *, driver: str, mode: str,
-                    seed: int | None = None, replace: Any = None) -> ProvisioningScreen:
-    """A provisioning screen that starts one attempt and then shows its task.
-
-    ``replace`` is a session to stop first (reset and retry).
-    """
-    from simulator.session import Session
-    from simulator.tui.screens.task import TaskScreen
-
-    catalog = app.catalog
-
-    def start(progress: Callable[[Step], None]) -> Session:
-        if replace is not None:
-            from simulator.cluster.node import Step
-
-            progress(Step("nodes", 0, 1, "removing the previous cluster"))
-            replace.stop()
-        return Session.start(catalog, scenario_id, driver=driver, seed=seed, mode=mode,
-                             progress=progress)
-
-    scenario = catalog.get(scenario_id)
-    return ProvisioningScreen(
-        scenario.title, start, ready=lambda session: TaskScreen(session),
-        cancel=lambda session: session.stop(),
-        subtitle=f"{scenario.id} · {mode} mode · {driver} driver")

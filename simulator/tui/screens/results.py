@@ -72,11 +72,9 @@ class ResultsScreen(Screen):
         self.dismiss()
 
     def _again(self, seed: int | None) -> None:
-        from simulator.tui.screens.provisioning import practice_screen
-
         s = self.session
-        self.app.switch_screen(practice_screen(self.app, s.scenario, driver=s.driver,
-                                               mode=s.mode, seed=seed))
+        self.app.switch_screen(self.app.practice_screen(s.scenario, driver=s.driver,
+                                                        mode=s.mode, seed=seed))
 
     def action_retry(self) -> None:
         self._again(self.session.seed)
@@ -86,7 +84,7 @@ class ResultsScreen(Screen):
 
     def action_shell(self) -> None:
         from simulator.errors import SimError
-        from simulator.tui.screens.task import run_shell
+        from simulator.tui.terminal import run_shell
 
         try:
             argv = self.session.cluster().nodes[0].shell_argv()

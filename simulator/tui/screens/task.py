@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from textual import work
-from textual.app import ComposeResult, SuspendNotSupported
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
@@ -18,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Markdown, Static
 
 from simulator.tui import fmt
+from simulator.tui.terminal import run_shell
 from simulator.tui.widgets.check_table import CheckTable
 from simulator.tui.widgets.countdown import Countdown
 
@@ -27,50 +24,6 @@ if TYPE_CHECKING:
     from simulator.tui.app import CkaSimApp
 
 EXAM_NOTICES = (30, 15, 5)
-
-
-def take_back_terminal() -> None:
-    """Make this process the terminal's foreground process group again.
-
-    A job-control shell in the node's pid namespace cannot see our process group, so it
-    cannot hand the terminal back when it exits; without this the app could neither read
-    keys nor draw.
-    """
-    for stream in (sys.__stdin__, sys.__stdout__):
-        if stream is None or not stream.isatty():
-            continue
-        fd = stream.fileno()
-        previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        try:
-            if os.tcgetpgrp(fd) != os.getpgrp():
-                os.tcsetpgrp(fd, os.getpgrp())
-        finally:
-            signal.signal(signal.SIGTTOU, previous)
-        return
-
-
-def run_shell(app: CkaSimApp, argv: list[str], banner: str) -> str | None:
-    """Hand the terminal to ``argv`` until it exits; returns an error text or None.
-
-    Nothing may escape the suspended block (the app would hang), so every error is caught
-    inside it and reported afterwards.
-    """
-    error: str | None = None
-    try:
-        with app.suspend():
-            try:
-                sys.stdout.write(f"\x1b[2J\x1b[H{banner}\n")
-                sys.stdout.flush()
-                subprocess.run(argv, check=False)
-            except BaseException as exc:  # noqa: BLE001 - see the docstring
-                error = f"the shell failed: {type(exc).__name__}: {exc}"
-            try:
-                take_back_terminal()
-            except OSError as exc:
-                error = error or f"could not take the terminal back: {exc}"
-    except SuspendNotSupported:
-        error = "this terminal cannot hand over to a shell; run `cka-sim shell` in another terminal"
-    return error
 
 
 class TaskScreen(Screen):
@@ -282,11 +235,9 @@ class TaskScreen(Screen):
     def action_reset(self) -> None:
         if self.busy:
             return
-        from simulator.tui.screens.provisioning import practice_screen
-
         s = self.session
-        self.app.switch_screen(practice_screen(self.app, s.scenario, driver=s.driver, mode=s.mode,
-                                               seed=s.seed, replace=s))
+        self.app.switch_screen(self.app.practice_screen(s.scenario, driver=s.driver, mode=s.mode,
+                                                        seed=s.seed, replace=s))
 
     def action_quit_task(self) -> None:
         if self.busy:

@@ -33,9 +33,7 @@ from typing import IO
 from simulator.cluster.node import Progress, Step
 from simulator.errors import BinaryMissing
 from simulator.paths import cache_dir
-
-KUBERNETES_VERSION = "v1.35.4"
-ETCD_VERSION = "v3.6.6"
+from simulator.versions import ETCD_VERSION, KUBERNETES_VERSION
 
 KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler",
                        "kubectl", "kubeadm")
@@ -56,10 +54,16 @@ _CHUNK = 1 << 20
 _TIMEOUT = 30.0
 
 
+def etcd_cache_dir(version: str) -> Path:
+    """The cache directory of etcd, etcdctl and etcdutl ``version`` (``3.5.1`` or
+    ``v3.5.1``; not created)."""
+    return cache_dir() / "bin" / f"etcd-v{version.lstrip('v')}"
+
+
 def cache_bin_dir(name: str) -> Path:
     """The cache directory where ``name`` of the pinned version lives (not created)."""
     if name in ETCD_BINARIES:
-        return cache_dir() / "bin" / f"etcd-{ETCD_VERSION}"
+        return etcd_cache_dir(ETCD_VERSION)
     return cache_dir() / "bin" / f"kubernetes-{KUBERNETES_VERSION}"
 
 
@@ -95,7 +99,7 @@ def _kube_minor(version: str) -> tuple[int, int] | None:
 
 
 def kubernetes_version(path: Path | str) -> str | None:
-    """The version (``"v1.35.4"``) a Kubernetes binary reports, or None when it reports none.
+    """The version (such as ``"v1.35.0"``) a Kubernetes binary reports, or None when it reports none.
 
     Results are cached per file (path, size and modification time).
     """
@@ -177,7 +181,7 @@ def status() -> list[tuple[str, Path | None, str]]:
 
 
 def etcd_version(path: Path | str) -> str:
-    """The version (``"3.6.6"``) an etcd, etcdctl or etcdutl binary reports.
+    """The version (such as ``"3.5.21"``, no ``v``) an etcd, etcdctl or etcdutl binary reports.
 
     Results are cached per file (path, size and modification time). Raises BinaryMissing
     when the program cannot be run or prints no version.
