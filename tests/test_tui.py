@@ -433,6 +433,33 @@ async def test_quitting_while_provisioning_removes_the_cluster_being_made(pack: 
     assert Session.load() is None and clusters() == set()
 
 
+async def test_ctrl_q_on_the_catalog_quits_at_once_without_a_graded_cluster(pack: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        shown = {b.binding.key for b in app.screen.active_bindings.values() if b.binding.show}
+        assert "ctrl+q" in shown  # `q` goes to the filter, so the footer names the quit key
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running)
+
+
+@pytest.mark.parametrize("choice", ["k", "s"])
+async def test_quitting_after_a_submitted_task_asks_about_its_graded_cluster(pack: Path, choice: str) -> None:
+    """The graded cluster stays up for a look around; on quitting, the learner keeps it
+    (until `cka-sim stop`) or stops it, as when leaving a running task."""
+    session = fake_session(Clock(time.time()))
+    session.status = "submitted"
+    session.save()
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, QuitDialog) and "graded cluster" in app.screen.question
+        await pilot.press("escape")  # stay
+        assert isinstance(app.screen, CatalogScreen) and app.is_running
+        await pilot.press("ctrl+q", choice)
+        await wait_for(pilot, lambda: not app.is_running)
+    assert (Session.load() is None) == (choice == "s")
+
+
 # -- an exam ------------------------------------------------------------------------------------
 
 
@@ -790,10 +817,13 @@ def test_end_to_end_in_a_real_terminal(pack: Path) -> None:
         time.sleep(0.5)
         child.send("f")
         child.expect(r"Score 4/4 \(100%\)", timeout=60)
-        child.send("\x11")  # ctrl+q
-        child.expect(pexpect.EOF, timeout=20)
+        child.send("\x11")  # ctrl+q: the graded cluster is still up, so it asks
+        child.expect("Stop cluster")
+        child.send("s")
+        child.expect(pexpect.EOF, timeout=30)
     finally:
         child.close(force=True)
+    assert Session.load() is None and clusters() == set()
     done = run_cli("history", "--json")
     assert done.returncode == 0, done.stderr
     [attempt] = json.loads(done.stdout)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.markup import escape
+from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
@@ -19,6 +21,7 @@ from simulator.tui.prefs import Prefs
 if TYPE_CHECKING:
     from simulator.catalog import Catalog
     from simulator.history import History
+    from simulator.session import Session
 
 
 class CkaSimApp(App[None]):
@@ -74,7 +77,9 @@ class CkaSimApp(App[None]):
         return CatalogScreen()
 
     async def action_quit(self) -> None:
-        """Quit; a cluster still being made is cleaned up first (a running one is kept)."""
+        """Quit. A cluster still being made is cleaned up first; a running task's is kept
+        (resume it later); for a submitted task's graded cluster the learner chooses."""
+        from simulator.tui.screens.dialogs import QuitDialog
         from simulator.tui.screens.provisioning import ProvisioningScreen
 
         for screen in self.screen_stack:
@@ -83,12 +88,49 @@ class CkaSimApp(App[None]):
                 screen.action_cancel()
                 self.notify("Removing the cluster being made, then quitting…", timeout=30)
                 return
-        self.exit()
+        if isinstance(self.screen, QuitDialog) and self.screen.id == "quit-app":
+            self.exit()  # Ctrl+Q again: quit, keeping the cluster
+            return
+        graded = self._graded_session()
+        if graded is None:
+            self.exit()
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "keep":
+                self.exit()
+            elif choice == "stop":
+                self.notify("Removing the graded cluster, then quitting…", timeout=30)
+                self._stop_then_exit(graded)
+
+        self.push_screen(QuitDialog(
+            graded.scenario, id="quit-app",
+            question=f"Quit cka-sim? The graded cluster of [b]{escape(graded.scenario)}[/] is still running.",
+            detail="Keep it to look around with `cka-sim shell` until `cka-sim stop`, or stop it "
+                   "now. The attempt is saved either way."), chosen)
+
+    def _graded_session(self) -> Session | None:
+        """The active practice session if it was submitted (its cluster is still up)."""
+        from simulator.errors import SimError
+        from simulator.session import Session
+
+        try:
+            session = Session.load()
+        except SimError:
+            return None
+        return session if session is not None and session.status == "submitted" else None
+
+    @work(thread=True, exit_on_error=False, group="quit")
+    def _stop_then_exit(self, session: Session) -> None:
+        message = None
+        try:
+            session.stop()
+        except Exception as exc:  # noqa: BLE001 - said after the app closes, never a crash
+            message = f"could not remove the cluster {session.cluster_name}: {exc}; run `cka-sim stop`"
+        self.call_from_thread(self.exit, message=message)
 
     def show_error(self, message: str, hint: str = "") -> None:
         """A user-facing error as a toast: the message, then the hint."""
-        from rich.markup import escape
-
         text = escape(message) + (f"\n[dim]hint: {escape(hint)}[/]" if hint else "")
         self.notify(text, title="Error", severity="error", timeout=8, markup=True)
 

@@ -56,6 +56,8 @@ class CatalogScreen(Screen):
         Binding("f3", "mode", "Mode"),
         Binding("f4", "history", "History"),
         Binding("f5", "resume", "Resume"),
+        # the app's Ctrl+Q, shown here: letters go to the filter, so `q` cannot quit
+        Binding("ctrl+q", "app.quit", "Quit", priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("down", "cursor(1)", show=False),
         Binding("up", "cursor(-1)", show=False),
