@@ -185,6 +185,50 @@ async def test_catalog_lists_filters_previews_and_remembers_choices(pack: Path) 
         assert isinstance(app.screen, CatalogScreen)
 
 
+def test_the_catalog_index_matches_only_the_files_it_was_made_from(pack: Path) -> None:
+    from simulator.tui import catalog_index
+
+    found = catalog_index.fingerprint([])
+    assert catalog_index.load(found) is None  # nothing indexed yet
+    catalog = Catalog.load()
+    catalog_index.save(found, catalog)
+    rows, problems = catalog_index.load(catalog_index.fingerprint([]))
+    assert rows == catalog_index.rows(catalog) and problems == 0
+    assert "Back up etcd again" in [r["title"] for r in rows]
+    edited = pack / "demo-backup-2.yaml"
+    edited.write_text(edited.read_text().replace("Back up etcd again", "Back up etcd twice"))
+    assert catalog_index.load(catalog_index.fingerprint([])) is None
+    catalog_index.save(catalog_index.fingerprint([]), Catalog.load())
+    assert catalog_index.load(catalog_index.fingerprint([])) is not None
+    (pack / "new.yaml").write_text((pack / "demo-backup.yaml").read_text().replace("id: demo-backup", "id: demo-new"))
+    assert catalog_index.load(catalog_index.fingerprint([])) is None
+    assert catalog_index.load(catalog_index.fingerprint([pack / "missing"])) is None
+
+
+async def test_the_catalog_paints_from_the_index_then_loads_for_real(pack: Path, monkeypatch) -> None:
+    """`cka-sim` paints the indexed rows first; the scenarios are loaded right after."""
+    from simulator.tui import catalog_index
+
+    catalog = Catalog.load()
+    rows = catalog_index.rows(catalog)
+    rows[0] = {**rows[0], "title": "As indexed"}
+    seen_at_load: list[list[str]] = []
+    real_load = Catalog.load.__func__
+
+    def load(cls, *args, **kwargs):
+        seen_at_load.append(catalog_titles(app))
+        return real_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Catalog, "load", classmethod(load))
+    app = CkaSimApp(history=History(), probe_docker=False, first_rows=(rows, 0))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.catalog_loaded)
+        assert seen_at_load == [["As indexed", *[r["title"] for r in rows[1:]]]]
+        real = catalog_index.rows(catalog)
+        assert catalog_titles(app) == [r["title"] for r in real]
+        assert app.screen.query_one("#preview-md").source == real[0]["preview"]
+
+
 def test_a_catalog_that_cannot_load_is_a_message_and_a_hint_not_a_traceback(tmp_path: Path) -> None:
     done = run_cli("--scenarios", str(tmp_path / "missing"))
     assert done.returncode == 1

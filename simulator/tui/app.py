@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.markup import escape
 from textual import work
@@ -28,7 +28,8 @@ class CkaSimApp(App[None]):
     """cka-sim's terminal UI.
 
     ``clock`` is the wall clock every countdown reads (tests freeze it); ``catalog`` and
-    ``history`` default to the user's.
+    ``history`` default to the user's. ``first_rows`` (rows and problem count from
+    ``catalog_index``) lets the catalog screen paint before the catalog is loaded.
     """
 
     CSS_PATH = "app.tcss"
@@ -40,11 +41,13 @@ class CkaSimApp(App[None]):
 
     def __init__(self, scenario_dirs: Iterable[Path | str] = (), *,
                  clock: Callable[[], float] = time.time, catalog: Catalog | None = None,
-                 history: History | None = None, probe_docker: bool = True) -> None:
+                 history: History | None = None, probe_docker: bool = True,
+                 first_rows: tuple[list[dict[str, Any]], int] | None = None) -> None:
         super().__init__()
         self.scenario_dirs = [Path(d) for d in scenario_dirs]
         self.clock = clock
         self._catalog = catalog
+        self.first_rows = first_rows
         self._history = history
         self.prefs = Prefs.load()
         self.drivers = ["local"]
@@ -58,9 +61,17 @@ class CkaSimApp(App[None]):
         """Every scenario and exam (loaded on first use)."""
         if self._catalog is None:
             from simulator.catalog import Catalog
+            from simulator.tui import catalog_index
 
+            found = catalog_index.fingerprint(self.scenario_dirs)
             self._catalog = Catalog.load(self.scenario_dirs)
+            catalog_index.save(found, self._catalog)
         return self._catalog
+
+    @property
+    def catalog_loaded(self) -> bool:
+        """Whether ``catalog`` is at hand without loading it."""
+        return self._catalog is not None
 
     @property
     def history(self) -> History:
@@ -149,10 +160,19 @@ def run_app(scenario_dirs: Iterable[Path | str] = ()) -> None:
     A practice session survives the app (resume it later); exam clusters do not. Raises
     SimError (CatalogError) when the scenario directories cannot be loaded.
     """
-    from simulator.catalog import Catalog
+    from simulator.tui import catalog_index
 
     dirs = list(scenario_dirs)
-    app = CkaSimApp(dirs, catalog=Catalog.load(dirs))  # a SimError here is printed by the CLI
+    found = catalog_index.fingerprint(dirs)
+    first_rows = catalog_index.load(found)
+    if first_rows is not None:  # the same files loaded fine last time: load them after painting
+        app = CkaSimApp(dirs, first_rows=first_rows)
+    else:
+        from simulator.catalog import Catalog
+
+        catalog = Catalog.load(dirs)  # a SimError here is printed by the CLI
+        catalog_index.save(found, catalog)
+        app = CkaSimApp(dirs, catalog=catalog)
     try:
         app.run()
     finally:
