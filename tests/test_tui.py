@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import REPO, needs_namespaces, run_cli
+from conftest import REPO, SOLVE, Clock, clusters, needs_namespaces, run_cli
 
-from simulator import paths
 from simulator.catalog import Catalog
-from simulator.history import Attempt, CheckRecord, History
 from simulator.grading import CheckOutcome, Report
+from simulator.history import Attempt, CheckRecord, History
 from simulator.session import Session
 from simulator.tui.app import CkaSimApp
 from simulator.tui.prefs import Prefs
@@ -34,11 +33,7 @@ from simulator.tui.screens.results import ResultsScreen
 from simulator.tui.screens.task import TaskScreen
 from simulator.tui.widgets.countdown import Countdown
 
-FROZEN = 1_790_000_000.0  # 2026-09-21 UTC
-
-SOLVE = ("ETCDCTL_API=3 etcdctl snapshot save /opt/backup/{name}.db --endpoints=https://127.0.0.1:2379 "
-         "--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt "
-         "--key=/etc/kubernetes/pki/etcd/server.key")
+FROZEN = Clock().now  # 2026-09-21 UTC
 
 EXAM = """\
 kind: exam
@@ -49,16 +44,6 @@ duration: 10m
 pass_mark: 60
 tasks: [demo-backup, demo-backup-2]
 """
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, now: float = FROZEN) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def skeleton() -> str:
@@ -126,11 +111,6 @@ def toasts(app: CkaSimApp) -> str:
 def catalog_titles(app: CkaSimApp) -> list[str]:
     table = app.screen.query_one("#catalog-table")
     return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
-
-
-def clusters() -> set[str]:
-    root = paths.data_dir() / "clusters"
-    return {p.name for p in root.iterdir()} if root.is_dir() else set()
 
 
 def node_run(session: Session, script: str) -> subprocess.CompletedProcess:
