@@ -1,21 +1,17 @@
 """The catalog: every scenario and exam cka-sim can offer, built-in and the user's own.
 
-Sources, in order: the built-in pack (``simulator/scenarios`` in the wheel, ``scenarios/``
-in a source checkout), directories passed in (``--scenarios DIR``), the ``CKA_SIM_SCENARIOS``
-environment variable (``os.pathsep``-separated) and ``paths.user_scenarios_dir()``.
-Directories are searched recursively for ``*.yaml`` / ``*.yml``.
+Where the files come from is ``simulator.sources``; a file that cannot be loaded does not
+hide the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-from collections.abc import Iterable, Iterator
-from importlib import resources
+from collections.abc import Iterable
 from pathlib import Path
 
-from simulator import paths
+from simulator import sources
 from simulator.errors import CatalogError, ScenarioError
 from simulator.scenario import (
     Exam,
@@ -26,34 +22,9 @@ from simulator.scenario import (
     locate,
     validate_file,
 )
+from simulator.sources import ENV_VAR, builtin_dir
 
-ENV_VAR = "CKA_SIM_SCENARIOS"
-
-
-def builtin_dir() -> Path | None:
-    """The built-in scenario pack: inside the installed package, else the source checkout's."""
-    shipped = resources.files("simulator") / "scenarios"
-    if shipped.is_dir():
-        return Path(str(shipped))
-    checkout = Path(__file__).resolve().parent.parent / "scenarios"
-    return checkout if checkout.is_dir() else None
-
-
-def _env_dirs() -> list[Path]:
-    raw = os.environ.get(ENV_VAR, "")
-    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
-
-
-def _yaml_files(root: Path) -> Iterator[Path]:
-    if root.is_file():
-        yield root
-        return
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).parts
-        if any(part.startswith(".") for part in rel):
-            continue
-        if path.suffix in (".yaml", ".yml") and path.is_file():
-            yield path
+__all__ = ["ENV_VAR", "Catalog", "builtin_dir"]
 
 
 @dataclasses.dataclass
@@ -68,7 +39,7 @@ class Catalog:
     @classmethod
     def load(cls, extra_dirs: Iterable[Path | str] = (), *, builtin: bool = True,
              strict: bool = False) -> Catalog:
-        """Load every source (see the module docstring).
+        """Load every source (see ``simulator.sources``).
 
         A broken file does not hide the rest: its problems go to ``problems`` and the file is
         skipped; with ``strict`` a ScenarioError listing all of them is raised after loading.
@@ -76,34 +47,10 @@ class Catalog:
         given directory does not exist.
         """
         catalog = cls()
-        given = [Path(d).expanduser() for d in extra_dirs]
-        for source, dirs in (("--scenarios", given), (ENV_VAR, _env_dirs())):
-            for d in dirs:
-                if not d.exists():
-                    raise CatalogError(f"scenario directory {d} does not exist (from {source})",
-                                       hint="create it or fix the path")
-        explicit = given + _env_dirs()
-        roots: list[Path] = []
-        if builtin and (shipped := builtin_dir()) is not None:
-            roots.append(shipped)
-        roots += explicit
-        user = paths.user_scenarios_dir()
-        if user.is_dir():
-            roots.append(user)
-
-        seen_dirs: set[Path] = set()
-        seen_files: set[Path] = set()
+        catalog.dirs = sources.roots(extra_dirs, builtin=builtin)
         origin: dict[str, Path] = {}
-        for root in roots:
-            if root.resolve() in seen_dirs:
-                continue
-            seen_dirs.add(root.resolve())
-            catalog.dirs.append(root)
-            for path in _yaml_files(root):
-                if path.resolve() in seen_files:
-                    continue
-                seen_files.add(path.resolve())
-                catalog._add(path, origin)
+        for path in sources.files(catalog.dirs):
+            catalog._add(path, origin)
         catalog._check_exams()
         if strict:
             catalog.raise_problems()

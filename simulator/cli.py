@@ -16,25 +16,8 @@ from typing import Any
 
 import click
 
-from simulator import __version__
+from simulator import __version__, timefmt
 from simulator.errors import ScenarioError, SimError
-
-
-def fmt_duration(seconds: float) -> str:
-    """``90`` -> ``1m30s``; ``5400`` -> ``1h30m``; negative values get a leading minus."""
-    sign = "-" if seconds < 0 else ""
-    total = int(round(abs(seconds)))
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s and not h else ""]
-    return sign + ("".join(parts) or "0s")
-
-
-def fmt_clock(seconds: float) -> str:
-    """``462`` -> ``7:42``; overtime is shown as ``+1:05``."""
-    sign = "+" if seconds < 0 else ""
-    total = int(abs(seconds))
-    return f"{sign}{total // 60}:{total % 60:02d}"
 
 
 class Obj:
@@ -126,7 +109,7 @@ def list_cmd(obj: Obj, as_json: bool) -> None:
         b = r["best_score"]
         best_text = f"{b['percent']:.0f}%" if b else "-"
         click.echo(f"{r['id']:<{width}}  {r['domain']:<20} {r['difficulty']:<7} "
-                   f"{fmt_duration(r['time_limit']):>6}  {best_text:>5}  {r['title']}")
+                   f"{timefmt.duration(r['time_limit']):>6}  {best_text:>5}  {r['title']}")
 
 
 # -- a session ----------------------------------------------------------------------------
@@ -158,7 +141,7 @@ def start(obj: Obj, scenario_id: str, driver: str, seed: int | None, mode: str) 
     click.echo("")
     click.secho(f"{rendered.title}", bold=True)
     click.echo(f"{rendered.domain} · {rendered.difficulty} · time limit "
-               f"{fmt_duration(rendered.time_limit)} · {mode} mode")
+               f"{timefmt.duration(rendered.time_limit)} · {mode} mode")
     click.echo("")
     click.echo(rendered.task.rstrip())
     click.echo("")
@@ -197,9 +180,9 @@ def _print_report(report, as_json: bool) -> None:
         if r.detail:
             click.echo(f"              {r.detail}")
     status = "final" if report.final else "so far"
-    over = f", {fmt_duration(report.overtime)} over the limit" if report.overtime > 0 else ""
+    over = f", {timefmt.duration(report.overtime)} over the limit" if report.overtime > 0 else ""
     click.echo(f"Score ({status}): {report.score}/{report.max_score} ({report.percent:.0f}%) "
-               f"in {fmt_duration(report.time_used)} of {fmt_duration(report.time_limit)}{over}")
+               f"in {timefmt.duration(report.time_used)} of {timefmt.duration(report.time_limit)}{over}")
 
 
 @cli.command()
@@ -267,7 +250,7 @@ def status(as_json: bool) -> None:
     if session.status == "running":
         left = session.remaining()
         label = "time left" if left >= 0 else "overtime"
-        click.echo(f"{label}: {fmt_clock(left)} of {fmt_duration(session.time_limit)}")
+        click.echo(f"{label}: {timefmt.clock(left)} of {timefmt.duration(session.time_limit)}")
 
 
 @cli.command()
@@ -288,7 +271,7 @@ def history(as_json: bool, scenario: str | None, limit: int | None) -> None:
     for a in attempts:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(a.started_at))
         click.echo(f"{when}  {a.scenario:<32} {a.mode:<8} {a.score:>3}/{a.max_score:<3} "
-                   f"({a.percent:3.0f}%)  {fmt_duration(a.time_used)} of {fmt_duration(a.time_limit)}")
+                   f"({a.percent:3.0f}%)  {timefmt.duration(a.time_used)} of {timefmt.duration(a.time_limit)}")
 
 
 # -- scenario authoring --------------------------------------------------------------------

@@ -7,12 +7,14 @@ the same wherever it runs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator import registry
 from simulator.cluster.node import Cluster
 from simulator.errors import CheckError, SimError
-from simulator.scenario import Scenario
+
+if TYPE_CHECKING:
+    from simulator.scenario import Scenario
 
 
 @dataclasses.dataclass

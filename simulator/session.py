@@ -17,17 +17,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator import paths, registry
-from simulator.catalog import Catalog
 from simulator.cluster import get_driver
 from simulator.cluster.node import Cluster, Step
 from simulator.cluster.shell import write_clock
 from simulator.errors import CheckError, SessionError
 from simulator.grading import Report, grade
 from simulator.history import Attempt, CheckRecord, History
-from simulator.scenario import Scenario
+
+if TYPE_CHECKING:
+    from simulator.catalog import Catalog
+    from simulator.scenario import Scenario
 
 MODES = ("practice", "exam")
 

@@ -12,6 +12,29 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+SOLVE = ("ETCDCTL_API=3 etcdctl snapshot save /opt/backup/{name}.db --endpoints=https://127.0.0.1:2379 "
+         "--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt "
+         "--key=/etc/kubernetes/pki/etcd/server.key")
+"""The reference answer of the skeleton backup task, for NAME the drawn ``backup`` var."""
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_790_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def clusters() -> set[str]:
+    """Names of the embedded driver's clusters in the current user home."""
+    from simulator import paths
+
+    root = paths.data_dir() / "clusters"
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory):

@@ -6,17 +6,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import needs_namespaces, run_cli
+from conftest import SOLVE, Clock, clusters, needs_namespaces, run_cli
 
-from simulator import paths
 from simulator.catalog import Catalog
 from simulator.errors import SessionError
 from simulator.exam import ExamSession
 from simulator.history import History
-
-SOLVE = ("ETCDCTL_API=3 etcdctl snapshot save /opt/backup/{name}.db --endpoints=https://127.0.0.1:2379 "
-         "--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt "
-         "--key=/etc/kubernetes/pki/etcd/server.key")
 
 EXAM = """\
 kind: exam
@@ -30,16 +25,6 @@ tasks: [demo-backup, demo-backup-2]
 BROKEN_SETUP = """\
   - run: "echo the setup broke >&2; exit 3"
 """
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture()
@@ -59,11 +44,6 @@ def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Catalog:
     catalog = Catalog.load([scenarios], builtin=False, strict=True)
     assert set(catalog.exams) == {"mini-exam", "broken-exam"}
     return catalog
-
-
-def clusters() -> set[str]:
-    root = paths.data_dir() / "clusters"
-    return {p.name for p in root.iterdir()} if root.is_dir() else set()
 
 
 def shell(exam: ExamSession, index: int, script: str) -> subprocess.CompletedProcess:

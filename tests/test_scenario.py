@@ -112,6 +112,32 @@ def test_yaml_syntax_errors_are_located(tmp_path):
     assert (p.line, p.column) == (2, 1) and "'\\t'" in p.message
 
 
+BROKEN_YAML = [
+    "id: x\ntitle: [unclosed\ndomain: storage\n", "id: x\n\ttitle: tab\n", "a: !!python/name:os.system\n",
+    "a: &x 1\nb: *y\n", "- a\n- b\n", "id: x\x07\n", "", "a: b: c\n", "base: &b {id: x}\nother:\n  <<: *b\n",
+]
+
+
+@pytest.mark.parametrize("text", BROKEN_YAML + [MINIMAL, (DATA / "wrong-type-line7.yaml").read_text()]
+                         + [p.read_text() for p in sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))])
+def test_libyaml_reads_files_exactly_as_the_pure_python_parser(tmp_path, monkeypatch, text):
+    """libyaml makes loading fast; it must not change a result or a message."""
+    from simulator.scenario import loading
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+
+    def outcome():
+        try:
+            return sc.load_file(path).model_dump(), []
+        except ScenarioError:
+            return None, [str(p) for p in sc.validate_file(path)]
+
+    fast = outcome()
+    monkeypatch.setattr(loading, "_FAST_LOADER", None)
+    assert outcome() == fast
+
+
 def test_duplicate_keys_are_reported_instead_of_silently_dropped(tmp_path):
     text = MINIMAL + "checks:\n  - name: other\n    use: files.exists\n"
     p = only(problems_of(tmp_path, text))

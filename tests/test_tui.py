@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import REPO, needs_namespaces, run_cli
+from conftest import REPO, SOLVE, Clock, clusters, needs_namespaces, run_cli
 
-from simulator import paths
 from simulator.catalog import Catalog
-from simulator.history import Attempt, CheckRecord, History
 from simulator.grading import CheckOutcome, Report
+from simulator.history import Attempt, CheckRecord, History
 from simulator.session import Session
 from simulator.tui.app import CkaSimApp
 from simulator.tui.prefs import Prefs
@@ -34,11 +33,7 @@ from simulator.tui.screens.results import ResultsScreen
 from simulator.tui.screens.task import TaskScreen
 from simulator.tui.widgets.countdown import Countdown
 
-FROZEN = 1_790_000_000.0  # 2026-09-21 UTC
-
-SOLVE = ("ETCDCTL_API=3 etcdctl snapshot save /opt/backup/{name}.db --endpoints=https://127.0.0.1:2379 "
-         "--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt "
-         "--key=/etc/kubernetes/pki/etcd/server.key")
+FROZEN = Clock().now  # 2026-09-21 UTC
 
 EXAM = """\
 kind: exam
@@ -49,16 +44,6 @@ duration: 10m
 pass_mark: 60
 tasks: [demo-backup, demo-backup-2]
 """
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, now: float = FROZEN) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def skeleton() -> str:
@@ -128,11 +113,6 @@ def catalog_titles(app: CkaSimApp) -> list[str]:
     return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
 
 
-def clusters() -> set[str]:
-    root = paths.data_dir() / "clusters"
-    return {p.name for p in root.iterdir()} if root.is_dir() else set()
-
-
 def node_run(session: Session, script: str) -> subprocess.CompletedProcess:
     argv = session.cluster().nodes[0].shell_argv()
     return subprocess.run([*argv, "-c", script], capture_output=True, text=True, timeout=60,
@@ -183,6 +163,50 @@ async def test_catalog_lists_filters_previews_and_remembers_choices(pack: Path) 
         assert "Nothing matches" in screen.query_one("#preview-md").source
         await pilot.press("enter")  # nothing selected: nothing happens
         assert isinstance(app.screen, CatalogScreen)
+
+
+def test_the_catalog_index_matches_only_the_files_it_was_made_from(pack: Path) -> None:
+    from simulator.tui import catalog_index
+
+    found = catalog_index.fingerprint([])
+    assert catalog_index.load(found) is None  # nothing indexed yet
+    catalog = Catalog.load()
+    catalog_index.save(found, catalog)
+    rows, problems = catalog_index.load(catalog_index.fingerprint([]))
+    assert rows == catalog_index.rows(catalog) and problems == 0
+    assert "Back up etcd again" in [r["title"] for r in rows]
+    edited = pack / "demo-backup-2.yaml"
+    edited.write_text(edited.read_text().replace("Back up etcd again", "Back up etcd twice"))
+    assert catalog_index.load(catalog_index.fingerprint([])) is None
+    catalog_index.save(catalog_index.fingerprint([]), Catalog.load())
+    assert catalog_index.load(catalog_index.fingerprint([])) is not None
+    (pack / "new.yaml").write_text((pack / "demo-backup.yaml").read_text().replace("id: demo-backup", "id: demo-new"))
+    assert catalog_index.load(catalog_index.fingerprint([])) is None
+    assert catalog_index.load(catalog_index.fingerprint([pack / "missing"])) is None
+
+
+async def test_the_catalog_paints_from_the_index_then_loads_for_real(pack: Path, monkeypatch) -> None:
+    """`cka-sim` paints the indexed rows first; the scenarios are loaded right after."""
+    from simulator.tui import catalog_index
+
+    catalog = Catalog.load()
+    rows = catalog_index.rows(catalog)
+    rows[0] = {**rows[0], "title": "As indexed"}
+    seen_at_load: list[list[str]] = []
+    real_load = Catalog.load.__func__
+
+    def load(cls, *args, **kwargs):
+        seen_at_load.append(catalog_titles(app))
+        return real_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Catalog, "load", classmethod(load))
+    app = CkaSimApp(history=History(), probe_docker=False, first_rows=(rows, 0))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.catalog_loaded)
+        assert seen_at_load == [["As indexed", *[r["title"] for r in rows[1:]]]]
+        real = catalog_index.rows(catalog)
+        assert catalog_titles(app) == [r["title"] for r in real]
+        assert app.screen.query_one("#preview-md").source == real[0]["preview"]
 
 
 def test_a_catalog_that_cannot_load_is_a_message_and_a_hint_not_a_traceback(tmp_path: Path) -> None:
@@ -383,7 +407,7 @@ async def test_shell_key_without_a_suspendable_terminal_says_what_to_do(pack: Pa
         assert error is not None and "cka-sim shell" in error
         clock.now += 65
         await pilot.pause(1.2)
-        assert text_of(screen.query_one("#countdown-digits")) == "05:55"
+        assert text_of(screen.query_one("#countdown-digits")) == "5:55"
 
 
 # -- provisioning that fails or is cancelled ---------------------------------------------------
@@ -431,6 +455,33 @@ async def test_quitting_while_provisioning_removes_the_cluster_being_made(pack: 
         assert isinstance(app.screen, ProvisioningScreen) and app.screen.state == "cancelling"
         await wait_for(pilot, lambda: not app.is_running)
     assert Session.load() is None and clusters() == set()
+
+
+async def test_ctrl_q_on_the_catalog_quits_at_once_without_a_graded_cluster(pack: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        shown = {b.binding.key for b in app.screen.active_bindings.values() if b.binding.show}
+        assert "ctrl+q" in shown  # `q` goes to the filter, so the footer names the quit key
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running)
+
+
+@pytest.mark.parametrize("choice", ["k", "s"])
+async def test_quitting_after_a_submitted_task_asks_about_its_graded_cluster(pack: Path, choice: str) -> None:
+    """The graded cluster stays up for a look around; on quitting, the learner keeps it
+    (until `cka-sim stop`) or stops it, as when leaving a running task."""
+    session = fake_session(Clock(time.time()))
+    session.status = "submitted"
+    session.save()
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, QuitDialog) and "graded cluster" in app.screen.question
+        await pilot.press("escape")  # stay
+        assert isinstance(app.screen, CatalogScreen) and app.is_running
+        await pilot.press("ctrl+q", choice)
+        await wait_for(pilot, lambda: not app.is_running)
+    assert (Session.load() is None) == (choice == "s")
 
 
 # -- an exam ------------------------------------------------------------------------------------
@@ -557,7 +608,7 @@ async def test_countdown_colours_notices_and_overtime() -> None:
         clock.now = FROZEN + 3600 + 65
         countdown.tick()
         await pilot.pause()
-        assert text_of(digits) == "+01:05" and seen[-1] == "expired"
+        assert text_of(digits) == "+1:05" and seen[-1] == "expired"
         countdown.tick()
         await pilot.pause()
         assert seen.count("expired") == 1
@@ -790,10 +841,13 @@ def test_end_to_end_in_a_real_terminal(pack: Path) -> None:
         time.sleep(0.5)
         child.send("f")
         child.expect(r"Score 4/4 \(100%\)", timeout=60)
-        child.send("\x11")  # ctrl+q
-        child.expect(pexpect.EOF, timeout=20)
+        child.send("\x11")  # ctrl+q: the graded cluster is still up, so it asks
+        child.expect("Stop cluster")
+        child.send("s")
+        child.expect(pexpect.EOF, timeout=30)
     finally:
         child.close(force=True)
+    assert Session.load() is None and clusters() == set()
     done = run_cli("history", "--json")
     assert done.returncode == 0, done.stderr
     [attempt] = json.loads(done.stdout)

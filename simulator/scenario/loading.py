@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -14,9 +15,40 @@ from simulator.scenario.models import Exam, Scenario
 from simulator.scenario.problems import Problem, did_you_mean, show_value
 
 
+# libyaml parses several times faster than pure Python (it is most of loading the catalog).
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
+def _fast(text: str) -> bool:
+    """Whether libyaml may read ``text``: it is there, and the text holds no character the
+    pure-Python reader refuses (so both accept the same files)."""
+    return _FAST_LOADER is not None and not yaml.reader.Reader.NON_PRINTABLE.search(text)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree of ``text``. Errors always come from the pure-Python parser, so their
+    messages are the same with or without libyaml."""
+    if _fast(text):
+        try:
+            return yaml.compose(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load``, through libyaml when it can; errors as from ``_compose``."""
+    if _fast(text):
+        try:
+            return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - CSafeLoader is the safe loader
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
 def _parse(text: str, file: str) -> tuple[Scenario | Exam | None, list[Problem]]:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         detail = exc.problem or exc.context or "unreadable YAML"
@@ -35,7 +67,7 @@ def _parse(text: str, file: str) -> tuple[Scenario | Exam | None, list[Problem]]
                               f"expected a mapping of fields (id: ..., title: ...) at the top level, got {what}")]
     problems = list(duplicate_keys(root, (), file, set()))
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text)
     except yaml.YAMLError as exc:  # composed fine but cannot be constructed (e.g. bad !!tag)
         mark = getattr(exc, "problem_mark", None)
         return None, problems + [Problem(file, mark.line + 1 if mark else None,

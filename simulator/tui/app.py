@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.markup import escape
+from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
@@ -28,7 +30,8 @@ class CkaSimApp(App[None]):
     """cka-sim's terminal UI.
 
     ``clock`` is the wall clock every countdown reads (tests freeze it); ``catalog`` and
-    ``history`` default to the user's.
+    ``history`` default to the user's. ``first_rows`` (rows and problem count from
+    ``catalog_index``) lets the catalog screen paint before the catalog is loaded.
     """
 
     CSS_PATH = "app.tcss"
@@ -40,11 +43,13 @@ class CkaSimApp(App[None]):
 
     def __init__(self, scenario_dirs: Iterable[Path | str] = (), *,
                  clock: Callable[[], float] = time.time, catalog: Catalog | None = None,
-                 history: History | None = None, probe_docker: bool = True) -> None:
+                 history: History | None = None, probe_docker: bool = True,
+                 first_rows: tuple[list[dict[str, Any]], int] | None = None) -> None:
         super().__init__()
         self.scenario_dirs = [Path(d) for d in scenario_dirs]
         self.clock = clock
         self._catalog = catalog
+        self.first_rows = first_rows
         self._history = history
         self.prefs = Prefs.load()
         self.drivers = ["local"]
@@ -58,9 +63,17 @@ class CkaSimApp(App[None]):
         """Every scenario and exam (loaded on first use)."""
         if self._catalog is None:
             from simulator.catalog import Catalog
+            from simulator.tui import catalog_index
 
+            found = catalog_index.fingerprint(self.scenario_dirs)
             self._catalog = Catalog.load(self.scenario_dirs)
+            catalog_index.save(found, self._catalog)
         return self._catalog
+
+    @property
+    def catalog_loaded(self) -> bool:
+        """Whether ``catalog`` is at hand without loading it."""
+        return self._catalog is not None
 
     @property
     def history(self) -> History:
@@ -106,7 +119,9 @@ class CkaSimApp(App[None]):
         return CatalogScreen()
 
     async def action_quit(self) -> None:
-        """Quit; a cluster still being made is cleaned up first (a running one is kept)."""
+        """Quit. A cluster still being made is cleaned up first; a running task's is kept
+        (resume it later); for a submitted task's graded cluster the learner chooses."""
+        from simulator.tui.screens.dialogs import QuitDialog
         from simulator.tui.screens.provisioning import ProvisioningScreen
 
         for screen in self.screen_stack:
@@ -115,12 +130,49 @@ class CkaSimApp(App[None]):
                 screen.action_cancel()
                 self.notify("Removing the cluster being made, then quitting…", timeout=30)
                 return
-        self.exit()
+        if isinstance(self.screen, QuitDialog) and self.screen.id == "quit-app":
+            self.exit()  # Ctrl+Q again: quit, keeping the cluster
+            return
+        graded = self._graded_session()
+        if graded is None:
+            self.exit()
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "keep":
+                self.exit()
+            elif choice == "stop":
+                self.notify("Removing the graded cluster, then quitting…", timeout=30)
+                self._stop_then_exit(graded)
+
+        self.push_screen(QuitDialog(
+            graded.scenario, id="quit-app",
+            question=f"Quit cka-sim? The graded cluster of [b]{escape(graded.scenario)}[/] is still running.",
+            detail="Keep it to look around with `cka-sim shell` until `cka-sim stop`, or stop it "
+                   "now. The attempt is saved either way."), chosen)
+
+    def _graded_session(self) -> Session | None:
+        """The active practice session if it was submitted (its cluster is still up)."""
+        from simulator.errors import SimError
+        from simulator.session import Session
+
+        try:
+            session = Session.load()
+        except SimError:
+            return None
+        return session if session is not None and session.status == "submitted" else None
+
+    @work(thread=True, exit_on_error=False, group="quit")
+    def _stop_then_exit(self, session: Session) -> None:
+        message = None
+        try:
+            session.stop()
+        except Exception as exc:  # noqa: BLE001 - said after the app closes, never a crash
+            message = f"could not remove the cluster {session.cluster_name}: {exc}; run `cka-sim stop`"
+        self.call_from_thread(self.exit, message=message)
 
     def show_error(self, message: str, hint: str = "") -> None:
         """A user-facing error as a toast: the message, then the hint."""
-        from rich.markup import escape
-
         text = escape(message) + (f"\n[dim]hint: {escape(hint)}[/]" if hint else "")
         self.notify(text, title="Error", severity="error", timeout=8, markup=True)
 
@@ -139,10 +191,19 @@ def run_app(scenario_dirs: Iterable[Path | str] = ()) -> None:
     A practice session survives the app (resume it later); exam clusters do not. Raises
     SimError (CatalogError) when the scenario directories cannot be loaded.
     """
-    from simulator.catalog import Catalog
+    from simulator.tui import catalog_index
 
     dirs = list(scenario_dirs)
-    app = CkaSimApp(dirs, catalog=Catalog.load(dirs))  # a SimError here is printed by the CLI
+    found = catalog_index.fingerprint(dirs)
+    first_rows = catalog_index.load(found)
+    if first_rows is not None:  # the same files loaded fine last time: load them after painting
+        app = CkaSimApp(dirs, first_rows=first_rows)
+    else:
+        from simulator.catalog import Catalog
+
+        catalog = Catalog.load(dirs)  # a SimError here is printed by the CLI
+        catalog_index.save(found, catalog)
+        app = CkaSimApp(dirs, catalog=catalog)
     try:
         app.run()
     finally:

@@ -13,12 +13,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Markdown, Static
 
-from simulator.tui import fmt
+from simulator.tui import catalog_index, fmt
+from simulator.tui.catalog_index import LEVELS
 
 if TYPE_CHECKING:
     from simulator.tui.app import CkaSimApp
 
-LEVELS = {"easy": 0, "medium": 1, "hard": 2}
+__all__ = ["LEVELS", "CatalogScreen", "exam_scores"]
 DOMAIN_LABELS = {
     "cluster-architecture": "Architecture",
     "workloads-scheduling": "Workloads",
@@ -56,6 +57,8 @@ class CatalogScreen(Screen):
         Binding("f3", "mode", "Mode"),
         Binding("f4", "history", "History"),
         Binding("f5", "resume", "Resume"),
+        # the app's Ctrl+Q, shown here: letters go to the filter, so `q` cannot quit
+        Binding("ctrl+q", "app.quit", "Quit", priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("down", "cursor(1)", show=False),
         Binding("up", "cursor(-1)", show=False),
@@ -90,13 +93,30 @@ class CatalogScreen(Screen):
         table.add_column("Best", key="best", width=5)
         table.add_column("Tries", key="tries", width=5)
         table.focus()
-        self.reload()
-        catalog = self.app.catalog
-        if catalog.problems:
-            self.notify(f"skipped {len(catalog.problems)} broken scenario file(s); "
+        first = self.app.first_rows
+        if first is not None and not self.app.catalog_loaded:
+            self.reload()
+            self.call_after_refresh(self.load_catalog)
+            problems = first[1]
+        else:
+            self.reload()
+            problems = len(self.app.catalog.problems)
+        if problems:
+            self.notify(f"skipped {problems} broken scenario file(s); "
                         "`cka-sim scenario validate FILE` explains", severity="warning")
         if self.app.probe_docker:
             self.probe_docker()
+
+    def load_catalog(self) -> None:
+        """Load the catalog for real after painting it from the index."""
+        from simulator.errors import SimError
+
+        try:
+            self.app.catalog  # noqa: B018 - loads it
+        except SimError as exc:
+            self.app.show_error(exc.message, exc.hint)
+            return
+        self.reload()
 
     def title_width(self) -> int:
         total = self.app.size.width
@@ -117,31 +137,31 @@ class CatalogScreen(Screen):
 
     # -- data --------------------------------------------------------------------------
 
+    def static_rows(self) -> list[dict[str, Any]]:
+        """The rows without scores: from the index until the catalog is loaded."""
+        if not self.app.catalog_loaded and self.app.first_rows is not None:
+            return self.app.first_rows[0]
+        return catalog_index.rows(self.app.catalog)
+
     def reload(self) -> None:
-        """Rebuild the rows from the catalog and history, and look for an active session."""
+        """Rebuild the rows from the catalog (or the index) and history, and look for an
+        active session."""
         from simulator.errors import SimError
         from simulator.session import Session
 
-        catalog = self.app.catalog
+        static = self.static_rows()
         best = self.app.history.best_scores()
+        exams = self.app.history.attempts() if best and any(r["kind"] == "exam" for r in static) else []
+        sittings_by_exam = exam_scores(exams)
         rows: list[dict[str, Any]] = []
-        for sc in sorted(catalog.scenarios.values(),
-                         key=lambda s: (s.domain, LEVELS.get(s.difficulty, 9), s.id)):
-            score = best.get(sc.id)
-            rows.append({
-                "key": f"scenario:{sc.id}", "kind": "scenario", "id": sc.id, "title": sc.title,
-                "domain": sc.domain, "level": sc.difficulty, "time": sc.time_limit,
-                "best": None if score is None else fmt.percent(score[0], score[1]),
-                "tries": score[2] if score else 0, "model": sc,
-            })
-        exams = exam_scores(self.app.history.attempts()) if best and catalog.exams else {}
-        for ex in sorted(catalog.exams.values(), key=lambda e: e.id):
-            sittings = exams.get(ex.id, [])
-            rows.append({
-                "key": f"exam:{ex.id}", "kind": "exam", "id": ex.id, "title": ex.title,
-                "domain": "exam", "level": "exam", "time": ex.duration,
-                "best": max(sittings) if sittings else None, "tries": len(sittings), "model": ex,
-            })
+        for row in static:
+            if row["kind"] == "exam":
+                sittings = sittings_by_exam.get(row["id"], [])
+                rows.append({**row, "best": max(sittings) if sittings else None, "tries": len(sittings)})
+            else:
+                score = best.get(row["id"])
+                rows.append({**row, "best": None if score is None else fmt.percent(score[0], score[1]),
+                             "tries": score[2] if score else 0})
         self.rows = rows
         try:
             self.active = Session.load()
@@ -186,22 +206,7 @@ class CatalogScreen(Screen):
     def show_preview(self) -> None:
         row = self.selected()
         md = self.query_one("#preview-md", Markdown)
-        if row is None:
-            md.update("*Nothing matches the filter.*")
-            return
-        model = row["model"]
-        if row["kind"] == "exam":
-            tasks = model.tasks or []
-            listing = "\n".join(f"{i}. `{t}`" for i, t in enumerate(tasks, 1)) if tasks else \
-                f"{model.sample.count} tasks drawn at random" + (
-                    f" from {', '.join(model.sample.domains)}" if model.sample.domains else "")
-            md.update(f"# {model.title}\n\n**Exam** · {fmt.duration(model.duration)} · "
-                      f"pass mark {model.pass_mark}%\n\n{model.description}\n\n## Tasks\n\n{listing}\n")
-        else:
-            tags = " ".join(f"`{t}`" for t in model.tags)
-            md.update(f"# {model.title}\n\n**{model.domain}** · {model.difficulty} · "
-                      f"{fmt.duration(model.time_limit)} · {model.cluster.control_planes} "
-                      f"control plane(s)  \n{tags}\n\n{fmt.unrendered(model.task)}")
+        md.update("*Nothing matches the filter.*" if row is None else row["preview"])
 
     def show_status(self) -> None:
         prefs = self.app.prefs

@@ -22,16 +22,17 @@ class QuitDialog(ModalScreen[str | None]):
         Binding("escape", "choose(None)", "Stay"),
     ]
 
-    def __init__(self, what: str, *, question: str = "") -> None:
-        super().__init__()
+    def __init__(self, what: str, *, question: str = "", detail: str = "", id: str | None = None) -> None:
+        super().__init__(id=id)
         self.what = what
         self.question = question or f"Leave [b]{escape(what)}[/]?"
+        self.detail = detail or ("Keep the cluster to resume later (F5 in the catalog), or stop it "
+                                 "and drop this attempt.")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label(self.question, id="dialog-question")
-            yield Label("Keep the cluster to resume later (F5 in the catalog), or stop it "
-                        "and drop this attempt.", id="dialog-text")
+            yield Label(self.detail, id="dialog-text")
             with Horizontal(id="dialog-buttons"):
                 yield Button("Keep cluster (k)", id="keep", variant="primary")
                 yield Button("Stop cluster (s)", id="stop", variant="error")

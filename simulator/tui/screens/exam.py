@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Markdown, Static
 
-from simulator.tui import fmt
+from simulator.tui import fmt, messages
 from simulator.tui.screens.task import EXAM_NOTICES
 from simulator.tui.terminal import run_shell
 from simulator.tui.widgets.check_table import CheckTable
@@ -74,11 +74,8 @@ class ExamScreen(Screen):
             super().__init__()
             self.report = report
 
-    class Failed(Message):
-        def __init__(self, message: str, hint: str) -> None:
-            super().__init__()
-            self.message = message
-            self.hint = hint
+    class Failed(messages.Failed):
+        pass
 
     def __init__(self, exam: ExamSession, *, background: bool = True) -> None:
         super().__init__()
@@ -268,14 +265,7 @@ class ExamScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="exam")
     def run_grade(self) -> None:
-        from simulator.errors import SimError
-
-        try:
-            self.post_message(self.Finished(self.exam.finish()))
-        except SimError as exc:
-            self.post_message(self.Failed(exc.message, exc.hint))
-        except Exception as exc:  # noqa: BLE001 - shown to the learner, never a crash
-            self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}", ""))
+        messages.post_outcome(self, self.exam.finish, self.Finished, self.Failed)
 
     def on_exam_screen_finished(self, message: Finished) -> None:
         self.busy = ""

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Static
 
-from simulator.tui import fmt
+from simulator.tui import fmt, messages
 
 if TYPE_CHECKING:
     from simulator.cluster.node import Step
@@ -50,11 +50,8 @@ class ProvisioningScreen(Screen):
             super().__init__()
             self.result = result
 
-    class Failed(Message):
-        def __init__(self, message: str, hint: str) -> None:
-            super().__init__()
-            self.message = message
-            self.hint = hint
+    class Failed(messages.Failed):
+        pass
 
     class CleanedUp(Message):
         pass
@@ -123,18 +120,8 @@ class ProvisioningScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="provision")
     def run_start(self) -> None:
-        from simulator.errors import SimError
-
-        try:
-            result = self.start(lambda step: self.post_message(self.Progressed(step)))
-        except SimError as exc:
-            self.post_message(self.Failed(exc.message, exc.hint))
-            return
-        except Exception as exc:  # noqa: BLE001 - shown to the learner, never a crash
-            self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}",
-                                          "run `cka-sim doctor`; report it if it persists"))
-            return
-        self.post_message(self.Ready(result))
+        messages.post_outcome(self, lambda: self.start(lambda step: self.post_message(self.Progressed(step))),
+                              self.Ready, self.Failed, hint="run `cka-sim doctor`; report it if it persists")
 
     @work(thread=True, exit_on_error=False, group="provision")
     def run_cancel(self, result: Any) -> None:

@@ -13,13 +13,12 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Markdown, Static
 
-from simulator.tui import fmt
+from simulator.tui import fmt, messages
 from simulator.tui.terminal import run_shell
 from simulator.tui.widgets.check_table import CheckTable
 from simulator.tui.widgets.countdown import Countdown
 
 if TYPE_CHECKING:
-    from simulator.grading import Report
     from simulator.session import Session
     from simulator.tui.app import CkaSimApp
 
@@ -40,21 +39,14 @@ class TaskScreen(Screen):
         Binding("q", "quit_task", "Quit task"),
     ]
 
-    class Checked(Message):
-        def __init__(self, report: Report) -> None:
-            super().__init__()
-            self.report = report
+    class Checked(messages.Reported):
+        pass
 
-    class Submitted(Message):
-        def __init__(self, report: Report) -> None:
-            super().__init__()
-            self.report = report
+    class Submitted(messages.Reported):
+        pass
 
-    class Failed(Message):
-        def __init__(self, message: str, hint: str) -> None:
-            super().__init__()
-            self.message = message
-            self.hint = hint
+    class Failed(messages.Failed):
+        pass
 
     class Stopped(Message):
         pass
@@ -165,14 +157,7 @@ class TaskScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="task")
     def run_check(self) -> None:
-        from simulator.errors import SimError
-
-        try:
-            self.post_message(self.Checked(self.session.check(self.app.catalog)))
-        except SimError as exc:
-            self.post_message(self.Failed(exc.message, exc.hint))
-        except Exception as exc:  # noqa: BLE001 - shown to the learner, never a crash
-            self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}", ""))
+        messages.post_outcome(self, lambda: self.session.check(self.app.catalog), self.Checked, self.Failed)
 
     def on_task_screen_checked(self, message: Checked) -> None:
         self.busy = ""
@@ -217,14 +202,8 @@ class TaskScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="task")
     def run_submit(self) -> None:
-        from simulator.errors import SimError
-
-        try:
-            self.post_message(self.Submitted(self.session.submit(self.app.catalog, self.app.history)))
-        except SimError as exc:
-            self.post_message(self.Failed(exc.message, exc.hint))
-        except Exception as exc:  # noqa: BLE001 - shown to the learner, never a crash
-            self.post_message(self.Failed(f"internal error: {type(exc).__name__}: {exc}", ""))
+        messages.post_outcome(self, lambda: self.session.submit(self.app.catalog, self.app.history),
+                              self.Submitted, self.Failed)
 
     def on_task_screen_submitted(self, message: Submitted) -> None:
         from simulator.tui.screens.results import ResultsScreen
