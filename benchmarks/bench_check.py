@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator import registry  # noqa: E402
-from simulator.catalog import Catalog  # noqa: E402
-from simulator.cluster.local.driver import LocalDriver  # noqa: E402
-from simulator.cluster.node import ClusterSpec  # noqa: E402
-from simulator.grading import grade  # noqa: E402
-from simulator.session import run_setup  # noqa: E402
+from simulator import registry
+from simulator.catalog import Catalog
+from simulator.cluster.local.driver import LocalDriver
+from simulator.cluster.node import ClusterSpec
+from simulator.grading import grade
+from simulator.session import run_setup
 
 TARGET = 1.5
 

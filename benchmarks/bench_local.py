@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.cluster.local import driver as driver_mod  # noqa: E402
-from simulator.cluster.local.driver import LocalDriver  # noqa: E402
-from simulator.cluster.node import ClusterSpec  # noqa: E402
+from simulator.cluster.local import driver as driver_mod
+from simulator.cluster.local.driver import LocalDriver
+from simulator.cluster.node import ClusterSpec
 
 
 def _wait_refill(timeout: float = 60) -> None:

@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from simulator.attacks import attacks
 from simulator.catalog import Catalog
 from simulator.cluster import get_driver
 from simulator.cluster.node import Cluster, Completed
 from simulator.errors import SimError
-from simulator.attacks import attacks
 from simulator.grading import CheckOutcome, grade
 from simulator.scenario import ATTACKS, Scenario
 from simulator.session import run_setup

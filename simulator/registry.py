@@ -51,7 +51,7 @@ class Context:
     def node(self) -> Node:
         return self.cluster.node(self.node_name)
 
-    def on(self, node_name: str | None) -> "Context":
+    def on(self, node_name: str | None) -> Context:
         """The same context aimed at another node (``None`` keeps this one)."""
         if not node_name or node_name == self.node_name:
             return self

@@ -98,7 +98,7 @@ class Session:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls) -> "Session | None":
+    def load(cls) -> Session | None:
         """The active session, or None when there is none."""
         path = session_file()
         try:
@@ -112,7 +112,7 @@ class Session:
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     @classmethod
-    def require(cls) -> "Session":
+    def require(cls) -> Session:
         """The active session; SessionError with a hint when there is none."""
         session = cls.load()
         if session is None:
@@ -125,7 +125,7 @@ class Session:
     @classmethod
     def start(cls, catalog: Catalog, scenario_id: str, *, driver: str = "local",
               seed: int | None = None, mode: str = "practice",
-              progress: Progress = _no_progress, exam: str | None = None) -> "Session":
+              progress: Progress = _no_progress, exam: str | None = None) -> Session:
         """Provision a cluster, apply the setup and start the clock.
 
         Returns when the cluster is ready and the clock runs. A previous session that was

@@ -14,8 +14,7 @@ from simulator import registry
 from simulator.cluster import kubeadm
 from simulator.cluster.node import Cluster
 from simulator.errors import CheckError, ClusterError
-from simulator.scenario import (ApplyStep, FaultStep, FileStep, RecordStep, RunStep, Scenario,
-                                SetupStep, SnapshotStep)
+from simulator.scenario import ApplyStep, FaultStep, FileStep, RecordStep, RunStep, Scenario, SetupStep, SnapshotStep
 
 
 def describe(step: SetupStep) -> str:

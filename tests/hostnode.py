@@ -133,7 +133,7 @@ class RealEtcd:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("etcd did not become healthy in 20 s")
+                    raise RuntimeError("etcd did not become healthy in 20 s") from None
                 time.sleep(0.05)
 
     def _post(self, path: str, body: dict) -> dict:

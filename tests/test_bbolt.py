@@ -12,6 +12,7 @@ import shutil
 import struct
 
 import pytest
+from hostnode import RealEtcd, etcdutl_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,6 @@ from checkers.bbolt import (
     decode_key_value,
     read_snapshot,
 )
-from hostnode import RealEtcd, etcdutl_status
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from conftest import REPO, needs_namespaces, run_cli
 
 LINE7 = REPO / "tests/data/scenario_format/wrong-type-line7.yaml"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hostnode import host_context
 
 from checkers.files import normalize_schedule
-from hostnode import host_context
 from simulator import registry
 from simulator.errors import CheckError
 

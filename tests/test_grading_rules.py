@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from hostnode import host_context
+
 from simulator.cluster import staticpod
 from simulator.errors import CheckError, ScenarioError
 from simulator.grading import grade

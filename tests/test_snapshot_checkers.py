@@ -8,10 +8,10 @@ import shutil
 import subprocess
 
 import pytest
+from hostnode import ETCD_BIN, RealEtcd, copy_into, etcdutl_status, host_context
 
 from checkers.bbolt import read_snapshot
 from checkers.snapshot import human_bytes, parse_status
-from hostnode import ETCD_BIN, RealEtcd, copy_into, etcdutl_status, host_context
 from simulator import registry
 from simulator.errors import CheckError
 

@@ -41,7 +41,7 @@ id: mini-exam
 title: A two-task mock exam
 description: Two etcd backups under one clock.
 duration: 10m
-pass_mark: 60
+pass_mark: 50
 tasks: [demo-backup, demo-backup-2]
 """
 
@@ -149,7 +149,7 @@ async def test_catalog_lists_filters_previews_and_remembers_choices(pack: Path) 
 
         await pilot.press(*"mock")
         assert "Exam" in screen.query_one("#preview-md").source
-        assert "pass mark 60%" in screen.query_one("#preview-md").source
+        assert "pass mark 50%" in screen.query_one("#preview-md").source
         await pilot.press("escape")
 
         status = screen.query_one("#catalog-status")
@@ -294,14 +294,14 @@ async def test_practice_attempt_hint_check_submit_and_results(pack: Path) -> Non
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
         results = app.screen
-        assert "Score 4/4 (100%)" in text_of(results.query_one("#results-score"))
+        assert "Score 3/3 (100%)" in text_of(results.query_one("#results-score"))
         assert "Why it broke" in results.query_one("#results-explanation").source
         solution = results.query_one("#solution")
         assert solution.collapsed
         await pilot.press("o")
         assert not solution.collapsed
         [attempt] = History().attempts()
-        assert (attempt.score, attempt.hints_used, attempt.vars) == (4, 1, {"backup": name})
+        assert (attempt.score, attempt.hints_used, attempt.vars) == (3, 1, {"backup": name})
 
         await pilot.press("s")  # a look at the graded cluster (no terminal to hand over here)
         assert "cka-sim shell" in toasts(app)
@@ -313,7 +313,7 @@ async def test_practice_attempt_hint_check_submit_and_results(pack: Path) -> Non
         assert clusters() == {retry.cluster_name}
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
-        assert "Score 1/4" in text_of(app.screen.query_one("#results-score"))
+        assert "Score 0/3" in text_of(app.screen.query_one("#results-score"))
         await pilot.press("n")  # new values
         await wait_for(pilot, lambda: isinstance(app.screen, TaskScreen))
         assert app.screen.session.cluster_name not in (session.cluster_name, retry.cluster_name)
@@ -386,9 +386,9 @@ async def test_exam_mode_task_hides_check_and_hint_and_grades_at_the_deadline(pa
         assert countdown.has_class("-amber")
         clock.now = screen.session.deadline + 1  # the clock never stops: grading starts
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
-        assert "Score 1/4" in text_of(app.screen.query_one("#results-score"))
+        assert "Score 0/3" in text_of(app.screen.query_one("#results-score"))
         [attempt] = History().attempts()
-        assert attempt.mode == "exam" and attempt.score == 1
+        assert attempt.mode == "exam" and attempt.score == 0
 
 
 async def test_shell_key_without_a_suspendable_terminal_says_what_to_do(pack: Path) -> None:
@@ -519,18 +519,18 @@ async def test_exam_task_list_flags_background_clusters_and_report(pack: Path) -
         await wait_for(pilot, lambda: isinstance(app.screen, ExamReportScreen))
         report = app.screen
         verdict = text_of(report.query_one("#exam-verdict"))
-        assert "PASSED" in verdict and "5/8" in verdict and "NOT" not in verdict
+        assert "PASSED" in verdict and "3/6" in verdict and "NOT" not in verdict
         assert [r.passed for r in report.query_one("#exam-report-checks").results] == [True, True]
         await pilot.press("down")
         assert [r.passed for r in report.query_one("#exam-report-checks").results] == [False, True]
         assert sorted((a.scenario, a.exam, a.score) for a in History().attempts()) == [
-            ("demo-backup", "mini-exam", 4), ("demo-backup-2", "mini-exam", 1)]
+            ("demo-backup", "mini-exam", 3), ("demo-backup-2", "mini-exam", 0)]
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, CatalogScreen))
         assert clusters() == set()
         table = app.screen.query_one("#catalog-table")
         row = [str(c) for c in table.get_row_at(catalog_titles(app).index("A two-task mock exam"))]
-        assert row[-2:] == ["62%", "1"]
+        assert row[-2:] == ["50%", "1"]
 
 
 @needs_namespaces
@@ -658,7 +658,7 @@ def fake_report() -> Report:
     return Report("demo-backup", [
         CheckOutcome("/opt/backup/snapshot-daily.db is a valid etcd snapshot", False, 0, 3,
                      "no file at /opt/backup/snapshot-daily.db: expected an etcd snapshot there"),
-        CheckOutcome("etcd is still healthy", True, 1, 1, "etcd at https://127.0.0.1:2379 is healthy",
+        CheckOutcome("etcd is still healthy", True, 0, 0, "etcd at https://127.0.0.1:2379 is healthy",
                      guard=True),
     ], time_used=545, time_limit=480, final=True, attempt_id=1)
 
@@ -840,7 +840,7 @@ def test_end_to_end_in_a_real_terminal(pack: Path) -> None:
         child.expect("Shell")  # the task screen's footer is painted again
         time.sleep(0.5)
         child.send("f")
-        child.expect(r"Score 4/4 \(100%\)", timeout=60)
+        child.expect(r"Score 3/3 \(100%\)", timeout=60)
         child.send("\x11")  # ctrl+q: the graded cluster is still up, so it asks
         child.expect("Stop cluster")
         child.send("s")
@@ -851,5 +851,5 @@ def test_end_to_end_in_a_real_terminal(pack: Path) -> None:
     done = run_cli("history", "--json")
     assert done.returncode == 0, done.stderr
     [attempt] = json.loads(done.stdout)
-    assert (attempt["scenario"], attempt["score"], attempt["max_score"]) == ("demo-backup", 4, 4)
+    assert (attempt["scenario"], attempt["score"], attempt["max_score"]) == ("demo-backup", 3, 3)
     assert attempt["vars"] == {"backup": name}

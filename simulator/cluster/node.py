@@ -43,7 +43,7 @@ class Completed:
     def err(self) -> str:
         return self.stderr.decode(errors="replace")
 
-    def check(self) -> "Completed":
+    def check(self) -> Completed:
         """Return self when the command succeeded, else raise a ClusterError quoting it."""
         if self.returncode != 0:
             tail = (self.err or self.out).strip().splitlines()[-5:]

@@ -14,7 +14,6 @@ from simulator.scenario.diagnostics import duplicate_keys, validation_problems, 
 from simulator.scenario.models import Exam, Scenario
 from simulator.scenario.problems import Problem, did_you_mean, show_value
 
-
 # libyaml parses several times faster than pure Python (it is most of loading the catalog).
 _FAST_LOADER = getattr(yaml, "CSafeLoader", None)
 
@@ -40,7 +39,7 @@ def _safe_load(text: str) -> Any:
     """``yaml.safe_load``, through libyaml when it can; errors as from ``_compose``."""
     if _fast(text):
         try:
-            return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - CSafeLoader is the safe loader
+            return yaml.load(text, Loader=_FAST_LOADER)
         except yaml.YAMLError:
             pass
     return yaml.safe_load(text)

@@ -167,7 +167,7 @@ class CkaSimApp(App[None]):
         message = None
         try:
             session.stop()
-        except Exception as exc:  # noqa: BLE001 - said after the app closes, never a crash
+        except Exception as exc:
             message = f"could not remove the cluster {session.cluster_name}: {exc}; run `cka-sim stop`"
         self.call_from_thread(self.exit, message=message)
 

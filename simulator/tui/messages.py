@@ -49,7 +49,7 @@ def post_outcome(target: MessagePump, work: Callable[[], Any], done: Callable[[A
     except SimError as exc:
         target.post_message(failed(exc.message, exc.hint))
         return
-    except Exception as exc:  # noqa: BLE001 - see the docstring
+    except Exception as exc:
         target.post_message(failed(f"internal error: {type(exc).__name__}: {exc}", hint))
         return
     target.post_message(done(result))

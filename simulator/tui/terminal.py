@@ -47,7 +47,7 @@ def run_shell(app: App, argv: list[str], banner: str) -> str | None:
                 sys.stdout.write(f"\x1b[2J\x1b[H{banner}\n")
                 sys.stdout.flush()
                 subprocess.run(argv, check=False)
-            except BaseException as exc:  # noqa: BLE001 - see the docstring
+            except BaseException as exc:
                 error = f"the shell failed: {type(exc).__name__}: {exc}"
             try:
                 take_back_terminal()

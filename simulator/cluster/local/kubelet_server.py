@@ -157,7 +157,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._fail(404, "404 page not found\n")
             return
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
-        flag = lambda name: query.get(name, "").lower() in ("true", "1")
+
+        def flag(name: str) -> bool:
+            return query.get(name, "").lower() in ("true", "1")
+
         path, error, record = find_log(self.server.rootfs, self.server.state_dir,
                                        parts[1], parts[2], parts[3], flag("previous"))
         if path is None or record is None:

@@ -55,9 +55,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-
-from simulator.cluster.local import container as container_launcher
 from simulator.cluster import staticpod
+from simulator.cluster.local import container as container_launcher
 from simulator.cluster.local.container import TASKS_DIR, Bind, remove_bundle
 from simulator.cluster.staticpod import ContainerSpec, ManifestError, PodSpec
 
@@ -112,7 +111,7 @@ class _LogWriter:
     """Copies a container's stdout and stderr into one CRI-format log file."""
 
     def __init__(self, path: Path, streams: dict[str, Any]) -> None:
-        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed when both streams end
+        self._file = open(path, "ab", buffering=0)
         self._lock = threading.Lock()
         self._open = len(streams)
         self.threads = [

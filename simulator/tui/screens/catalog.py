@@ -112,7 +112,7 @@ class CatalogScreen(Screen):
         from simulator.errors import SimError
 
         try:
-            self.app.catalog  # noqa: B018 - loads it
+            self.app.catalog
         except SimError as exc:
             self.app.show_error(exc.message, exc.hint)
             return
