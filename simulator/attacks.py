@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -85,8 +86,13 @@ def solution_prefix(scenario: Scenario) -> str | None:
 
 def _data_dir_targets(scenario: Scenario, first: str) -> list[tuple[str, str]]:
     """(node, directory) the empty-data-dir attack fakes: where each etcd.data_dir check
-    wants the data, or a new empty directory where it wants the default one."""
+    wants the data and where the solution restores to (``--data-dir``), or a new empty
+    directory where only the default one is named."""
     targets = []
+    for match in re.finditer(r"--data-dir[= ]+(/[^\s'\"]+)", scenario.solution):
+        wanted = posixpath.normpath(match.group(1))
+        if wanted != kubeadm.ETCD_DATA_DIR and (first, wanted) not in targets:
+            targets.append((first, wanted))
     for check in scenario.checks:
         if check.use == "etcd.data_dir":
             wanted = posixpath.normpath(str(check.with_.get("expected", EMPTY_DIR)))

@@ -124,40 +124,43 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
     finally:
         drv.delete(cluster)
 
-    for alternative in rendered.alternatives:
-        progress(f"{scenario.id}: alternative {alternative.name!r}")
-        state = {}
+    def played(what: str, play: Callable[[Cluster], Completed | None]) -> tuple[Completed | None, list[CheckOutcome]] | None:
+        """``play`` on a fresh environment, then its grades; None (a problem noted) when
+        the environment cannot be made or the play fails."""
+        progress(f"{scenario.id}: {what}")
         try:
-            cluster = _fresh(rendered, driver, values, state)
+            cluster = _fresh(rendered, driver, values, state := {})
         except SimError as exc:
             result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
-            continue
+            return None
         try:
-            done = run_script(cluster, alternative.script, stop_on_error=True)
-            outcomes = grade(rendered, cluster, values, state)
+            done = play(cluster)
+            return done, grade(rendered, cluster, values, state)
+        except SimError as exc:
+            result.problems.append(f"{what} could not be played: {exc.message}")
+            return None
         finally:
             drv.delete(cluster)
+
+    for alternative in rendered.alternatives:
+        what = f"alternative {alternative.name!r}"
+        graded = played(what, lambda c, text=alternative.script: run_script(c, text, stop_on_error=True))
+        if graded is None:
+            continue
+        done, outcomes = graded
         if done is not None and not done.ok:
             tail = (done.err or done.out).strip().splitlines()[-3:]
-            result.problems.append(f"alternative {alternative.name!r} exited {done.returncode}: {' | '.join(tail)}")
+            result.problems.append(f"{what} exited {done.returncode}: {' | '.join(tail)}")
         missed = [o for o in outcomes if not o.passed]
         if missed:
-            result.problems.append(f"alternative {alternative.name!r} misses: " + "; ".join(
-                f"{o.name!r}: {o.detail}" for o in missed))
+            result.problems.append(f"{what} misses: " + "; ".join(f"{o.name!r}: {o.detail}" for o in missed))
 
     for wrong in rendered.wrong_solutions:
-        progress(f"{scenario.id}: wrong solution {wrong.name!r}")
-        state = {}
-        try:
-            cluster = _fresh(rendered, driver, values, state)
-        except SimError as exc:
-            result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
+        graded = played(f"wrong solution {wrong.name!r}",
+                        lambda c, text=wrong.script: run_script(c, text, stop_on_error=False))
+        if graded is None:
             continue
-        try:
-            run_script(cluster, wrong.script, stop_on_error=False)
-            outcomes = grade(rendered, cluster, values, state)
-        finally:
-            drv.delete(cluster)
+        outcomes = graded[1]
         expected = set(wrong.fails)
         should_fail = [o for o in outcomes if o.name in expected and o.passed]
         should_pass = [o for o in outcomes if o.name not in expected and not o.passed]
@@ -167,22 +170,12 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
         if should_pass:
             result.problems.append(f"wrong solution {wrong.name!r} also fails: "
                                    + "; ".join(f"{o.name!r}: {o.detail}" for o in should_pass))
+
     for attack in attacks(rendered, lambda c, text: run_script(c, text, stop_on_error=False)):
-        progress(f"{scenario.id}: attack {attack.name!r}")
-        state = {}
-        try:
-            cluster = _fresh(rendered, driver, values, state)
-        except SimError as exc:
-            result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
+        graded = played(f"attack {attack.name!r}", lambda c, play=attack.play: play(c))
+        if graded is None:
             continue
-        try:
-            attack.play(cluster)
-            outcomes = grade(rendered, cluster, values, state)
-        except SimError as exc:
-            result.problems.append(f"attack {attack.name!r} could not be played: {exc.message}")
-            continue
-        finally:
-            drv.delete(cluster)
+        outcomes = graded[1]
         score, top = sum(o.points for o in outcomes), sum(o.max_points for o in outcomes)
         if top and score / top > attack.limit:
             paid = [o for o in outcomes if o.passed and o.points]

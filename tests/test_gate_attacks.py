@@ -63,7 +63,7 @@ def test_the_gate_names_every_attack_that_fools_a_gullible_scenario():
     text = "\n".join(result.problems)
     assert "attack 'empty-data-dir'" in text and "scores 6/7" in text
     assert "attack 'db-copy'" not in text  # no snapshot.* check names a path: nothing to copy over
-    assert "attack 'solution-prefix'" in text  # the restore without the manifest edit earns 4/7
+    assert "attack 'solution-prefix'" not in text  # the restore without the manifest edit: 4/7
     assert "fresh environment" not in text and "solution misses" not in text
 
 
