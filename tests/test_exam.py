@@ -18,7 +18,7 @@ kind: exam
 id: mini-exam
 title: A two-task mock exam
 duration: 10m
-pass_mark: 60
+pass_mark: 50
 tasks: [demo-backup, demo-backup-2]
 """
 
@@ -81,15 +81,15 @@ def test_a_whole_exam_with_background_provisioning(pack: Catalog) -> None:
 
     clock.now += 200
     report = exam.finish()
-    assert [(t.score, t.max_score) for t in report.tasks] == [(4, 4), (1, 4)]
-    assert (report.score, report.max_score, report.passed) == (5, 8, True)
+    assert [(t.score, t.max_score) for t in report.tasks] == [(3, 3), (0, 3)]
+    assert (report.score, report.max_score, report.passed) == (3, 6, True)
     assert report.time_used == 200
     with pytest.raises(SessionError, match="over"):
         exam.shell_argv(0)
 
     recorded = History().attempts()
     assert sorted((a.scenario, a.exam, a.mode, a.score) for a in recorded) == [
-        ("demo-backup", "mini-exam", "exam", 4), ("demo-backup-2", "mini-exam", "exam", 1)]
+        ("demo-backup", "mini-exam", "exam", 3), ("demo-backup-2", "mini-exam", "exam", 0)]
     exam.stop()
     assert clusters() == set()
 
