@@ -37,15 +37,20 @@ alias ll='ls -alF'
 alias k=kubectl
 [ -r /usr/share/bash-completion/bash_completion ] && . /usr/share/bash-completion/bash_completion
 """ + BASH_CLOCK + r"""__cka_sim_prompt() {
-    local key value task="" deadline="" now
+    local key value task="" deadline="" seconds="" now
     __cka_sim_prefix=""
     if [ -r /run/cka-sim/session.env ]; then
         while IFS='=' read -r key value; do
             case "$key" in
                 CKA_SIM_TASK) task=$value ;;
                 CKA_SIM_DEADLINE_US) deadline=$value ;;
+                CKA_SIM_DEADLINE) seconds=$value ;;
             esac
         done < /run/cka-sim/session.env
+    fi
+    # a session file written before microseconds were recorded has whole seconds only
+    if [ -z "$deadline" ] && [ -n "$seconds" ] && [ -z "${seconds//[0-9]/}" ]; then
+        deadline=${seconds}000000
     fi
     [ -n "$task" ] || return 0
     case "$deadline" in
