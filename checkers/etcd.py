@@ -76,16 +76,18 @@ def _endpoint_revision(ctx: Context) -> tuple[int | None, str]:
 def serving_container(ctx: Context, component: str) -> tuple[staticpod.Container | None, str]:
     """(the one running ``component`` container on the node, or None with the reason)."""
     try:
-        found = staticpod.containers(ctx.node, component)
+        found = staticpod.listed(ctx.node, component)
+        running = [staticpod.inspect(ctx.node, c) for c in found if c.get("state") == "CONTAINER_RUNNING"]
     except ClusterError as exc:
         return None, exc.message
-    running = [c for c in found if c.running]
     if not running:
         if not found:
             return None, (f"no {component} container has run on {ctx.node_name}: is its manifest in "
                           f"{kubeadm.MANIFESTS}? (crictl ps -a)")
+        latest = found[0]
+        attempt = (latest.get("metadata") or {}).get("attempt", 0)
         return None, (f"{component} is not running on {ctx.node_name}: its latest container "
-                      f"(attempt {found[0].attempt}) has exited; look at crictl logs {found[0].id[:13]}")
+                      f"(attempt {attempt}) has exited; look at crictl logs {latest['id'][:13]}")
     pods = sorted({c.pod for c in running})
     if len(pods) > 1:
         return None, (f"{len(pods)} static pods run {component} at once ({', '.join(pods)}): "

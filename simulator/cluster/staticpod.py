@@ -14,7 +14,7 @@ be the pod that runs. This module answers with what the kubelet would run:
   ``--flag value`` (two list items), the last occurrence winning as in the components' flag
   parsing; :func:`data_dir_on_host` maps a path inside a container to the node directory
   behind it;
-- :func:`node_pods` and :func:`running` read a live node through the Node API: the
+- :func:`node_pods`, :func:`listed`, :func:`inspect` and :func:`running` read a live node through the Node API: the
   effective manifests, and the containers the runtime actually runs (``crictl``), so that
   checkers judge the process that runs, on every driver.
 """
@@ -392,37 +392,36 @@ def _crictl_json(node: Any, *args: str) -> Any:
     return json.loads(done.out or "{}")
 
 
-def containers(node: Any, name: str, namespace: str = KUBE_SYSTEM) -> list[Container]:
-    """Every container named ``name`` in ``namespace`` on ``node``, newest first, as the
-    runtime reports it: the argv it was started with and its mounts."""
-    listed = _crictl_json(node, "ps", "-a", "-o", "json").get("containers") or []
-    found = []
-    for c in listed:
-        labels = c.get("labels") or {}
-        if labels.get("io.kubernetes.container.name") != name \
-                or labels.get("io.kubernetes.pod.namespace") != namespace:
-            continue
-        found.append(c)
-    found.sort(key=lambda c: int(c.get("createdAt") or 0), reverse=True)
-    out = []
-    for c in found:
-        data = _crictl_json(node, "inspect", "-o", "json", c["id"])
-        status, info = data.get("status") or {}, data.get("info") or {}
-        process = ((info.get("runtimeSpec") or {}).get("process") or {})
-        argv = process.get("args")
-        if argv is None:
-            config = info.get("config") or {}
-            argv = [*(config.get("command") or []), *(config.get("args") or [])]
-        mounts = tuple(Mount(str(m.get("hostPath", "")), str(m.get("containerPath", "")),
-                             bool(m.get("readonly"))) for m in status.get("mounts") or [])
-        out.append(Container(
-            id=c["id"], name=name,
-            pod=(c.get("labels") or {}).get("io.kubernetes.pod.name", ""), namespace=namespace,
-            state=str(c.get("state", "")), attempt=int((c.get("metadata") or {}).get("attempt", 0)),
-            created=int(c.get("createdAt") or 0), argv=tuple(str(a) for a in argv), mounts=mounts))
-    return out
+def listed(node: Any, name: str, namespace: str = KUBE_SYSTEM) -> list[dict[str, Any]]:
+    """``crictl ps -a`` entries of the containers named ``name`` in ``namespace``, newest first."""
+    entries = _crictl_json(node, "ps", "-a", "-o", "json").get("containers") or []
+    found = [c for c in entries
+             if (c.get("labels") or {}).get("io.kubernetes.container.name") == name
+             and (c.get("labels") or {}).get("io.kubernetes.pod.namespace") == namespace]
+    return sorted(found, key=lambda c: int(c.get("createdAt") or 0), reverse=True)
+
+
+def inspect(node: Any, entry: dict[str, Any]) -> Container:
+    """One listed container as ``crictl inspect`` reports it: its argv and mounts."""
+    data = _crictl_json(node, "inspect", "-o", "json", entry["id"])
+    status, info = data.get("status") or {}, data.get("info") or {}
+    process = (info.get("runtimeSpec") or {}).get("process") or {}
+    argv = process.get("args")
+    if argv is None:
+        config = info.get("config") or {}
+        argv = [*(config.get("command") or []), *(config.get("args") or [])]
+    labels = entry.get("labels") or {}
+    return Container(
+        id=entry["id"], name=labels.get("io.kubernetes.container.name", ""),
+        pod=labels.get("io.kubernetes.pod.name", ""), namespace=labels.get("io.kubernetes.pod.namespace", ""),
+        state=str(entry.get("state", "")), attempt=int((entry.get("metadata") or {}).get("attempt", 0)),
+        created=int(entry.get("createdAt") or 0), argv=tuple(str(a) for a in argv),
+        mounts=tuple(Mount(str(m.get("hostPath", "")), str(m.get("containerPath", "")), bool(m.get("readonly")))
+                     for m in status.get("mounts") or []))
 
 
 def running(node: Any, name: str, namespace: str = KUBE_SYSTEM) -> list[Container]:
-    """The running containers named ``name`` on ``node`` (normally one per component)."""
-    return [c for c in containers(node, name, namespace) if c.running]
+    """The running containers named ``name`` on ``node`` (normally one per component);
+    exited ones are not inspected."""
+    return [inspect(node, entry) for entry in listed(node, name, namespace)
+            if entry.get("state") == "CONTAINER_RUNNING"]
