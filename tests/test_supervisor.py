@@ -225,8 +225,11 @@ def test_dot_files_and_subdirectories_are_ignored_but_any_extension_is_a_pod(nod
     # a running pod whose manifest stops parsing is stopped, as the kubelet drops it
     (node.manifests / "web.yaml").write_text(http_server("web", good).replace("containers:", "containers: ["))
     wait_for(lambda: not listening(good), 3, "the pod with the broken manifest to stop")
+    # the agent stops the container first and forgets the pod right after, as a kubelet
+    # stops containers before it removes the sandbox
+    wait_for(lambda: [p["name"] for p in node.pods()] == ["backup-controlplane"], 3,
+             "the pod with the broken manifest to leave the pod list")
     assert listening(backup)
-    assert [p["name"] for p in node.pods()] == ["backup-controlplane"]
 
 
 def test_crash_loop_backs_off_keeps_exit_codes_and_cri_logs(node: Node) -> None:

@@ -247,6 +247,9 @@ class CatalogScreen(Screen):
         if self.focused is table and event.is_printable and event.character:
             field = self.query_one("#filter", Input)
             field.insert_text_at_cursor(event.character)
+            # filter now, not when Input.Changed arrives: an Enter typed right after must
+            # start a row of the filtered list, not the row highlighted before the filter
+            self.refilter()
             field.focus()
             event.stop()
             event.prevent_default()
