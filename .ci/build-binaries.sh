@@ -7,7 +7,14 @@
 #                                             kube-scheduler,kubectl,kubeadm}
 #   $CACHE_DIR/bin/etcd-<ETCD_VERSION>/{etcd,etcdctl,etcdutl}
 #
-# Usage: .ci/build-binaries.sh [CACHE_DIR]
+# With --kind it also builds what a kind node image needs (.ci/kind/node-image.sh):
+#
+#   $CACHE_DIR/bin/kubernetes-<KUBE_VERSION>/{kubelet,kube-proxy}
+#   $CACHE_DIR/bin/kind-<KIND_VERSION>/kind
+#   $CACHE_DIR/bin/cri-tools-<CRI_TOOLS_VERSION>/crictl
+#   $CACHE_DIR/bin/coredns-<COREDNS_VERSION>/coredns
+#
+# Usage: .ci/build-binaries.sh [--kind] [CACHE_DIR]
 #        .ci/build-binaries.sh --print-versions
 #   CACHE_DIR defaults to ${CKA_SIM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cka-sim}.
 #   The versions come from simulator/versions.toml (the simulator reads the same file);
@@ -35,12 +42,22 @@ pinned() {
 }
 KUBE_VERSION="${KUBE_VERSION:-$(pinned kubernetes)}"
 ETCD_VERSION="${ETCD_VERSION:-$(pinned etcd)}"
+KIND_VERSION="${KIND_VERSION:-$(pinned kind)}"
+CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-$(pinned cri_tools)}"
+COREDNS_VERSION="${COREDNS_VERSION:-$(pinned coredns)}"
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm)
 ETCD_BINARIES=(etcd etcdctl etcdutl)
 
 if [[ "${1:-}" == "--print-versions" ]]; then
-    printf 'KUBE_VERSION=%s\nETCD_VERSION=%s\n' "$KUBE_VERSION" "$ETCD_VERSION"
+    printf 'KUBE_VERSION=%s\nETCD_VERSION=%s\nKIND_VERSION=%s\nCRI_TOOLS_VERSION=%s\nCOREDNS_VERSION=%s\n' \
+        "$KUBE_VERSION" "$ETCD_VERSION" "$KIND_VERSION" "$CRI_TOOLS_VERSION" "$COREDNS_VERSION"
     exit 0
+fi
+WITH_KIND=0
+if [[ "${1:-}" == "--kind" ]]; then
+    WITH_KIND=1
+    KUBE_BINARIES+=(kubelet kube-proxy)
+    shift
 fi
 
 CACHE_DIR="${1:-${CKA_SIM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cka-sim}}"
@@ -63,7 +80,9 @@ version_output() {
     case "$name" in
         kubectl) timeout 30 "$path" version --client ;;
         kubeadm) timeout 30 "$path" version -o short ;;
-        etcdctl | etcdutl) timeout 30 "$path" version ;;
+        etcdctl | etcdutl | kind) timeout 30 "$path" version ;;
+        crictl) timeout 30 "$path" --version ;;
+        coredns) timeout 30 "$path" -version ;;
         *) timeout 30 "$path" --version ;;
     esac 2>/dev/null
 }
@@ -76,6 +95,9 @@ expected_line() {
         etcdutl) echo "etcdutl version: ${ETCD_VERSION#v}" ;;
         kubectl) echo "Client Version: $KUBE_VERSION" ;;
         kubeadm) echo "$KUBE_VERSION" ;;
+        kind) echo "kind $KIND_VERSION $(go env GOVERSION) linux/$(go env GOARCH)" ;;
+        crictl) echo "crictl version $CRI_TOOLS_VERSION" ;;
+        coredns) echo "CoreDNS-${COREDNS_VERSION#v}" ;;
         *) echo "Kubernetes $KUBE_VERSION" ;;
     esac
 }
@@ -224,6 +246,36 @@ build_etcd() {
     done
 }
 
+# One Go program of another module (kind, crictl, CoreDNS) into $BIN_ROOT/<dir>/<name>.
+build_tool() {
+    local name=$1 module=$2 version=$3 pkg=$4 dir=$5 ldflags=$6
+    if is_current "$dir/$name" "$name"; then
+        log "$name $version: present in $dir"
+        return
+    fi
+    local work="$WORK_ROOT/$name-$version"
+    mkdir -p "$work" "$dir"
+    printf 'module cka-sim.invalid/%s-build\n\ngo 1.24\n\nrequire %s %s\n' \
+        "$name" "$module" "$version" >"$work/go.mod.new"
+    if ! cmp -s "$work/go.mod.new" "$work/go.mod.template" 2>/dev/null; then
+        cp "$work/go.mod.new" "$work/go.mod.template"
+        cp "$work/go.mod.new" "$work/go.mod"
+        rm -f "$work/go.sum"
+    fi
+    rm -f "$work/go.mod.new"
+    (cd "$work" && go mod download "$module@$version" && GOFLAGS=-mod=mod go get "$pkg@$version" >/dev/null 2>&1 || true)
+    build_one "$work" "$pkg" "$dir" "$name" "$ldflags"
+}
+
+build_kind_tools() {
+    build_tool kind sigs.k8s.io/kind "$KIND_VERSION" sigs.k8s.io/kind "$BIN_ROOT/kind-$KIND_VERSION" "-s -w"
+    build_tool crictl sigs.k8s.io/cri-tools "$CRI_TOOLS_VERSION" sigs.k8s.io/cri-tools/cmd/crictl \
+        "$BIN_ROOT/cri-tools-$CRI_TOOLS_VERSION" \
+        "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+    build_tool coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns \
+        "$BIN_ROOT/coredns-$COREDNS_VERSION" "-s -w"
+}
+
 mkdir -p "$BIN_ROOT"
 exec 9>"$BIN_ROOT/.build.lock"
 if ! flock -n 9; then
@@ -237,6 +289,12 @@ rm -rf "$KUBE_DIR"/.build-* "$ETCD_DIR"/.build-*
 log "cache: $CACHE_DIR ($(go version))"
 build_etcd
 build_kubernetes
+[[ $WITH_KIND -eq 0 ]] || build_kind_tools
 log "done in $(( $(date +%s) - started ))s"
 for name in "${ETCD_BINARIES[@]}"; do echo "  $ETCD_DIR/$name"; done
 for name in "${KUBE_BINARIES[@]}"; do echo "  $KUBE_DIR/$name"; done
+if [[ $WITH_KIND -eq 1 ]]; then
+    echo "  $BIN_ROOT/kind-$KIND_VERSION/kind"
+    echo "  $BIN_ROOT/cri-tools-$CRI_TOOLS_VERSION/crictl"
+    echo "  $BIN_ROOT/coredns-$COREDNS_VERSION/coredns"
+fi
