@@ -22,6 +22,8 @@ COREDNS_VERSION: str = _PINNED["coredns"]
 PAUSE_VERSION: str = _PINNED["pause"]
 KIND_VERSION: str = _PINNED["kind"]
 CRI_TOOLS_VERSION: str = _PINNED["cri_tools"]
+KIND_NODE_IMAGE: str = _PINNED["kind_node_image"]
+"""The official kind node image for the pinned Kubernetes minor, by digest."""
 
-__all__ = ["COREDNS_VERSION", "CRI_TOOLS_VERSION", "ETCD_VERSION", "KIND_VERSION",
+__all__ = ["COREDNS_VERSION", "CRI_TOOLS_VERSION", "ETCD_VERSION", "KIND_NODE_IMAGE", "KIND_VERSION",
            "KUBERNETES_VERSION", "PAUSE_VERSION", "VERSIONS_FILE"]

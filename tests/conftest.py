@@ -68,3 +68,39 @@ def can_make_namespaces() -> bool:
 needs_namespaces = pytest.mark.skipif(
     not can_make_namespaces(), reason="this machine does not allow Linux user namespaces "
     "(see `cka-sim doctor`)")
+
+
+def real_kind_missing() -> str | None:
+    """Why a real kind cluster cannot be made here (no docker client, no engine, no kind, or
+    no node image the engine has), or None when it can."""
+    import shutil
+    import subprocess
+
+    from simulator.cluster.kind import nodes as kind_nodes
+    from simulator.cluster.kind.driver import KindDriver
+
+    docker, kind = shutil.which("docker"), kind_nodes.which("kind")
+    reasons = []
+    if docker is None:
+        reasons.append("docker is not installed")
+    else:
+        try:
+            done = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
+                                  capture_output=True, text=True, timeout=20, check=False)
+            if done.returncode != 0:
+                said = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                reasons.append(f"the Docker engine does not answer ({said}); "
+                               "`.ci/kind/engine.sh` starts one")
+            else:
+                image = KindDriver().image
+                has = subprocess.run([docker, "image", "inspect", image], capture_output=True,
+                                     timeout=20, check=False)
+                if has.returncode != 0:
+                    reasons.append(f"the engine has no node image {image}; build one with "
+                                   "`.ci/kind/node-image.sh` and set CKA_SIM_KIND_IMAGE")
+        except subprocess.TimeoutExpired:
+            reasons.append("the Docker engine does not answer")
+    if kind is None:
+        reasons.append("kind is not installed (https://kind.sigs.k8s.io, or "
+                       "`.ci/build-binaries.sh --kind`)")
+    return "; ".join(reasons) or None

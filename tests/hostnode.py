@@ -77,7 +77,7 @@ class HostDirNode:
         target.write_bytes(data)
         target.chmod(mode)
 
-    def shell_argv(self) -> list[str]:
+    def shell_argv(self, *, tty: bool | None = None) -> list[str]:
         return ["bash", "-l"]
 
 

@@ -20,6 +20,7 @@ from typing import Self
 
 import pexpect
 import pytest
+from conftest import real_kind_missing
 
 from simulator.cluster import binaries
 from simulator.cluster.kind.driver import (
@@ -42,23 +43,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.kind]
 
 
 def _real_engine_missing() -> str | None:
-    """Why the real docker + kind cannot be used here, or None when they can."""
-    docker, kind = shutil.which("docker"), shutil.which("kind")
-    reasons = []
-    if docker is None:
-        reasons.append("docker is not installed")
-    else:
-        try:
-            done = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
-                                  capture_output=True, text=True, timeout=20, check=False)
-            if done.returncode != 0:
-                said = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                reasons.append(f"the Docker engine does not answer ({said})")
-        except subprocess.TimeoutExpired:
-            reasons.append("the Docker engine does not answer")
-    if kind is None:
-        reasons.append("kind is not installed (https://kind.sigs.k8s.io)")
-    return "; ".join(reasons) or None
+    return real_kind_missing()
 
 
 def _namespaces_missing() -> str | None:
@@ -103,7 +88,10 @@ def fake_environ(state: Path | None) -> Environ:
 def engine(request, tmp_path_factory):
     """The docker + kind the driver sees: the stand-ins or the real commands."""
     base = tmp_path_factory.mktemp(f"kind-{request.param}")
-    home = Environ(CKA_SIM_HOME=str(base / "home"), CKA_SIM_CACHE=str(base / "cache"))
+    if request.param == "fake":
+        home = Environ(CKA_SIM_HOME=str(base / "home"), CKA_SIM_CACHE=str(base / "cache"))
+    else:  # the user's cache: where kind and the etcd tools were built
+        home = Environ(CKA_SIM_HOME=str(base / "home"))
     if request.param == "fake":
         reason = _namespaces_missing()
         if reason:
@@ -219,7 +207,7 @@ def test_login_shell_prompt_shows_the_clock_and_the_exam_node_name(node):
     node.write_file("/run/cka-sim/session.env",
                     f"CKA_SIM_TASK=etcd-backup\nCKA_SIM_DEADLINE={int(time.time()) + 600}\n"
                     .encode())
-    shell = node.shell_argv()
+    shell = node.shell_argv(tty=True)
     assert shell[-2:] == ["bash", "-l"]
     child = pexpect.spawn(shell[0], shell[1:], encoding="utf-8", timeout=30,
                           dimensions=(24, 120), env={**os.environ, "TERM": "xterm"})
@@ -232,6 +220,49 @@ def test_login_shell_prompt_shows_the_clock_and_the_exam_node_name(node):
     finally:
         child.close()
     assert child.exitstatus == 5
+
+
+def test_shell_runs_a_command_with_and_without_a_terminal(engine, node, tmp_path):
+    """`cka-sim shell -c CMD` from a script (no terminal) and from a terminal: output and
+    exit status come through either way."""
+    argv = node.shell_argv(tty=False)
+    done = subprocess.run([*argv, "-c", "echo on $(cat /etc/cka-sim/node-name); exit 7"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (7, "on controlplane"), done.stderr
+    piped = subprocess.run([*argv, "-c", "tr a-z A-Z"], input="from a pipe\n",
+                           capture_output=True, text=True, timeout=60)
+    assert (piped.returncode, piped.stdout) == (0, "FROM A PIPE\n"), piped.stderr
+    child = pexpect.spawn(sys.executable, ["-c", "import os, sys; from simulator.cluster.kind "
+                                           "import nodes; n = nodes.KindNode('controlplane', "
+                                           f"{node.container!r}, 'control-plane'); a = "
+                                           "n.shell_argv(); os.execvp(a[0], [*a, '-c', "
+                                           "'test -t 0 && echo tty yes; exit 4'])"],
+                          encoding="utf-8", timeout=60, env={**os.environ, "TERM": "xterm"},
+                          cwd=str(REPO))
+    child.expect("tty yes")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 4
+
+
+def test_the_cluster_uses_the_exam_names(engine, cluster, node):
+    """Node names, hostnames, static pod names and the etcd member carry the exam's names,
+    not kind's container names."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine runs no kubelet or API server; real kind only")
+    assert node.run(["hostname"]).out.strip() == "controlplane"
+    assert cluster.node("node01").run(["hostname"]).out.strip() == "node01"
+    kubectl = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
+    nodes = node.run([*kubectl, "get", "nodes", "-o", "name"], timeout=60)
+    assert sorted(nodes.out.split()) == ["node/controlplane", "node/node01"], nodes.err
+    pod = node.run([*kubectl, "-n", "kube-system", "get", "pod", "etcd-controlplane", "-o",
+                    "name"], timeout=60)
+    assert pod.out.strip() == "pod/etcd-controlplane", pod.err
+    members = etcdctl(node, "member", "list")
+    assert ", controlplane, https://" in members.out, members.out
+    exec_ = node.run([*kubectl, "-n", "kube-system", "exec", "etcd-controlplane", "--",
+                      "etcdctl", "version"], timeout=60)
+    assert exec_.ok and "etcdctl version" in exec_.out, exec_.err
 
 
 def test_attach_finds_the_nodes_and_list_shows_the_cluster(made):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, needs_namespaces, run_cli
+from conftest import REPO, needs_namespaces, real_kind_missing, run_cli
 
 from simulator.catalog import Catalog
 from simulator.gate import gate_scenario, script_parts
@@ -105,4 +105,23 @@ def test_list_json_shows_every_scenario_and_both_exams(tmp_path: Path) -> None:
 def test_quality_gate(scenario_id: str) -> None:
     result = gate_scenario(_builtin().get(scenario_id), driver="local")
     print(f"{scenario_id}: gate took {result.seconds:.1f}s")
+    assert result.problems == [], "\n".join(result.problems)
+
+
+# The kind lane: the gate again on real kind clusters, for the scenarios its time budget
+# allows (each gate run makes a fresh cluster for every attempt it grades).
+KIND_LANE = ["etcd-backup", "etcd-restore-deleted-namespace", "etcd-expired-certs",
+             "apiserver-wrong-etcd-port"]
+
+
+@pytest.mark.slow
+@pytest.mark.kind
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("scenario_id", KIND_LANE)
+def test_quality_gate_on_real_kind(scenario_id: str) -> None:
+    reason = real_kind_missing()
+    if reason:
+        pytest.skip(f"real kind cluster not tested: {reason}")
+    result = gate_scenario(_builtin().get(scenario_id), driver="kind")
+    print(f"{scenario_id}: gate on kind took {result.seconds:.1f}s")
     assert result.problems == [], "\n".join(result.problems)

@@ -127,11 +127,12 @@ class Node(Protocol):
         """Create or replace ``path`` inside the node (parents created)."""
         ...
 
-    def shell_argv(self) -> list[str]:
+    def shell_argv(self, *, tty: bool | None = None) -> list[str]:
         """argv that opens an interactive login shell as root on the node.
 
         It ends with the shell's own argv (``bash -l``), so appending ``["-c", COMMAND]``
-        runs COMMAND in a login shell and exits with its status.
+        runs COMMAND in a login shell and exits with its status. ``tty`` says whether the
+        program will run on a terminal (None: as this process's standard input is).
         """
         ...
 

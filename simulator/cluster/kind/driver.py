@@ -36,11 +36,13 @@ from simulator.cluster.kind.nodes import (
     KindNode,
     docker,
     tool,
+    which,
 )
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
 from simulator.cluster.shell import BASHRC, PROFILE, SESSION_ENV_PATH
 from simulator.errors import ClusterError, DockerUnavailable
 from simulator.paths import clusters_dir
+from simulator.versions import KIND_NODE_IMAGE, KIND_VERSION
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
@@ -81,10 +83,26 @@ class KindCluster:
         return find_node(self.nodes, name)  # type: ignore[return-value]
 
 
+def _name_patches(name: str, first: bool) -> list[str]:
+    """kubeadm config patches that register a node as ``name``: kubeadm then names the
+    Node object, the static pods (``etcd-<name>``), the etcd member and the kubelet's
+    ``--hostname-override`` after it, as on an exam cluster."""
+    kinds = ["InitConfiguration", "JoinConfiguration"] if first else ["JoinConfiguration"]
+    return [yaml.safe_dump({"kind": kind, "nodeRegistration": {"name": name}})
+            for kind in kinds]
+
+
 def kind_config(spec: ClusterSpec) -> str:
-    """The kind cluster config for ``spec``: its control planes, then its workers."""
-    nodes = ([{"role": "control-plane"}] * spec.control_planes
-             + [{"role": "worker"}] * spec.workers)
+    """The kind cluster config for ``spec``: its control planes, then its workers, each
+    registered under the exam's name (``controlplane``, ``controlplane2``, ``node01``)."""
+    nodes = []
+    for index in range(1, spec.control_planes + 1):
+        name = "controlplane" if index == 1 else f"controlplane{index}"
+        nodes.append({"role": "control-plane",
+                      "kubeadmConfigPatches": _name_patches(name, index == 1)})
+    for index in range(1, spec.workers + 1):
+        nodes.append({"role": "worker",
+                      "kubeadmConfigPatches": _name_patches(f"node{index:02d}", False)})
     return yaml.safe_dump({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4",
                            "nodes": nodes}, sort_keys=False)
 
@@ -200,9 +218,16 @@ def _docker_engine() -> tuple[bool, str]:
 
 
 def _kind_cli() -> tuple[str, bool, str]:
-    kind = shutil.which("kind")
-    return ("kind", bool(kind),
-            kind or "not installed; see https://kind.sigs.k8s.io/docs/user/quick-start/")
+    kind = which("kind")
+    if kind is None:
+        return ("kind", False, "not installed; " + KIND_HINT)
+    try:
+        said = subprocess.run([kind, "version"], capture_output=True, text=True, timeout=10)
+        version = said.stdout.split()[1] if said.returncode == 0 and said.stdout.split()[1:] else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        version = "?"
+    note = "" if version == KIND_VERSION else f" (cka-sim is tested with {KIND_VERSION})"
+    return ("kind", True, f"{kind}: {version}{note}")
 
 
 class KindDriver:
@@ -211,7 +236,7 @@ class KindDriver:
     name = "kind"
 
     def __init__(self, image: str | None = None) -> None:
-        self.image = image or os.environ.get(IMAGE_ENV) or None
+        self.image = image or os.environ.get(IMAGE_ENV) or KIND_NODE_IMAGE
 
     # -- create -----------------------------------------------------------------------
 
@@ -286,8 +311,7 @@ class KindDriver:
     def _kind_create(self, spec: ClusterSpec, progress: Progress, kubeconfig: str) -> None:
         argv = [tool("kind", KIND_HINT), "create", "cluster", "--name", spec.name,
                 "--config", "-", "--wait", "120s", "--kubeconfig", kubeconfig]
-        if self.image:
-            argv += ["--image", self.image]
+        argv += ["--image", self.image]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         lines: list[str] = []
@@ -308,6 +332,12 @@ class KindDriver:
             tail = "\n".join(lines[-15:]) or "kind printed nothing"
             if "Cannot connect to the Docker daemon" in text:
                 raise DockerUnavailable("the Docker engine does not answer", hint=ENGINE_HINT)
+            if re.search(r"failed to pull image|pull access denied|manifest unknown", text,
+                         re.IGNORECASE):
+                raise ClusterError(f"the kind node image {self.image} cannot be pulled",
+                                   hint=f"{tail}\nWithout registry access, build one with "
+                                        "`.ci/kind/node-image.sh` and set "
+                                        f"{IMAGE_ENV} to the image it prints.")
             raise ClusterError(f"kind could not create cluster {spec.name} "
                                f"(exit code {proc.returncode})", hint=tail)
 
@@ -361,6 +391,9 @@ class KindDriver:
                                    hint=f"{tools['etcdctl']} must be a Linux executable for "
                                         f"the node's architecture.\n{probe.err.strip()}")
         node.write_file(NODE_NAME_PATH, f"{node.name}\n".encode())
+        # the exam's hostname (kubeadm registered the node under it; see kind_config)
+        node.write_file("/etc/hostname", f"{node.name}\n".encode())
+        node.run(["hostname", node.name]).check()
         node.write_file("/root/.bashrc", (BASHRC + _PROMPT_NAME).encode())
         node.write_file("/root/.profile", PROFILE.encode())
         node.run(["mkdir", "-p", os.path.dirname(SESSION_ENV_PATH)]).check()
@@ -388,7 +421,22 @@ class KindDriver:
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         """(check, ok, detail) lines for Docker and kind; a failed check says what to do."""
-        return [("docker", *_docker_engine()), _kind_cli()]
+        return [("docker", *_docker_engine()), _kind_cli(), self._image_line()]
+
+    def _image_line(self) -> tuple[str, bool, str]:
+        """Which node image ``kind create`` will use, and whether the engine has it."""
+        source = f"from {IMAGE_ENV}" if os.environ.get(IMAGE_ENV) else "pinned official image"
+        try:
+            done = docker(["image", "inspect", "--format", "{{.Id}}", self.image], timeout=20)
+        except DockerUnavailable:
+            return ("kind image", True, f"{self.image} ({source})")
+        if done.returncode == 0:
+            return ("kind image", True, f"{self.image} ({source}, present)")
+        if os.environ.get(IMAGE_ENV):
+            return ("kind image", False, f"{self.image} ({source}) is not in the engine; "
+                                         "load or build it (`.ci/kind/node-image.sh`)")
+        return ("kind image", True, f"{self.image} ({source}; pulled on first use, or set "
+                                    f"{IMAGE_ENV} to a local image without registry access)")
 
     def clean(self, dry_run: bool = False, *,
               keep: Collection[str] | None = None) -> list[str]:
@@ -482,7 +530,7 @@ class KindDriver:
         name = cluster if isinstance(cluster, str) else cluster.name
         directory = _record_dir(name)
         record = _read_record(name)
-        kind = shutil.which("kind")
+        kind = which("kind")
         if kind is None:
             if record is None:
                 return

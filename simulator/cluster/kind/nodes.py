@@ -14,9 +14,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from simulator.cluster.node import Completed, run_process
 from simulator.errors import ClusterError, DockerUnavailable
+from simulator.paths import cache_dir
+from simulator.versions import KIND_VERSION
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 GRACE = 5.0
@@ -25,8 +28,10 @@ DOCKER_HINT = ("Install Docker (https://docs.docker.com/engine/install/) and sta
                "(`sudo systemctl start docker`), or use the embedded driver (`--driver local`).")
 ENGINE_HINT = ("Start the Docker daemon (`sudo systemctl start docker`, or open Docker Desktop) "
                "and try again, or use the embedded driver (`--driver local`).")
-KIND_HINT = ("Install kind from https://kind.sigs.k8s.io/docs/user/quick-start/#installation "
-             "(one static binary on PATH), or use the embedded driver (`--driver local`).")
+KIND_HINT = (f"Install kind {KIND_VERSION} from "
+             "https://kind.sigs.k8s.io/docs/user/quick-start/#installation (one static binary "
+             "on PATH), or build it with `.ci/build-binaries.sh --kind`, or use the embedded "
+             "driver (`--driver local`).")
 
 _ENGINE_DOWN = ("Cannot connect to the Docker daemon", "Is the docker daemon running",
                 "error during connect")
@@ -36,9 +41,25 @@ _READ = 'test -e "$1" || exit 3; test -d "$1" && exit 4; exec cat -- "$1"'
 _WRITE = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1" && chmod "$2" "$1"'
 
 
+def kind_in_cache() -> Path:
+    """Where ``.ci/build-binaries.sh --kind`` puts kind of the pinned version."""
+    return cache_dir() / "bin" / f"kind-{KIND_VERSION}" / "kind"
+
+
+def which(name: str) -> str | None:
+    """Absolute path of ``docker`` or ``kind``, or None: PATH first, then (kind only) the
+    user cache."""
+    found = shutil.which(name)
+    if found is None and name == "kind":
+        cached = kind_in_cache()
+        if cached.is_file() and os.access(cached, os.X_OK):
+            found = str(cached)
+    return found
+
+
 def tool(name: str, hint: str) -> str:
     """Absolute path of ``docker`` or ``kind``; DockerUnavailable with ``hint`` if absent."""
-    found = shutil.which(name)
+    found = which(name)
     if not found:
         raise DockerUnavailable(f"{name} is not installed", hint=hint)
     return found
@@ -133,8 +154,22 @@ class KindNode:
         self._exec(["sh", "-c", _WRITE, "sh", path, f"{mode:o}"], input=data, timeout=60,
                    env=None).check()
 
-    def shell_argv(self) -> list[str]:
-        """argv of an interactive root login shell in the container (ends with ``bash -l``)."""
+    def shell_argv(self, *, tty: bool | None = None) -> list[str]:
+        """argv of a root login shell in the container (ends with ``bash -l``). With a
+        terminal on standard input (``tty`` None: this process's stdin) it gets one
+        (``docker exec -it``); without, as in ``cka-sim shell -c CMD </dev/null`` or a
+        pipe, input is passed through (``-i``), since ``-t`` would fail with "the input
+        device is not a TTY"."""
         term = os.environ.get("TERM") or "xterm-256color"
-        return [tool("docker", DOCKER_HINT), "exec", "-it", "-w", "/root", "-e", f"TERM={term}",
+        if tty is None:
+            tty = _stdin_is_tty()
+        flags = "-it" if tty else "-i"
+        return [tool("docker", DOCKER_HINT), "exec", flags, "-w", "/root", "-e", f"TERM={term}",
                 self.container, "bash", "-l"]
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False

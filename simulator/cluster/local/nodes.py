@@ -354,8 +354,10 @@ class LocalNode:
         return run_process(full, argv, self.name, input=input, timeout=timeout,
                            env=self.login_env(env))
 
-    def shell_argv(self) -> list[str]:
-        """argv of an interactive root login shell on the node (ends with ``bash -l``)."""
+    def shell_argv(self, *, tty: bool | None = None) -> list[str]:
+        """argv of an interactive root login shell on the node (ends with ``bash -l``).
+        ``tty`` changes nothing here: the shell inherits the caller's stdin, terminal or
+        not."""
         env = [f"{k}={v}" for k, v in self.login_env().items()]
         return self._enter() + ["/usr/bin/env", "-i", "-C", "/root", *env, "bash", "-l"]
 
