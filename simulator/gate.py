@@ -9,6 +9,7 @@ that cannot be solved or can be fooled fails the gate.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import re
 import secrets
@@ -84,6 +85,50 @@ def _fresh(scenario: Scenario, driver: str, values: dict[str, Any],
     return cluster
 
 
+class _Clusters:
+    """Fresh set-up clusters for the gate's attempts, one made ahead in the background
+    while the current attempt is played, so the next attempt does not wait for its
+    cluster. Every attempt still gets a cluster of its own, made from nothing."""
+
+    def __init__(self, scenario: Scenario, driver: str, values: dict[str, Any], count: int) -> None:
+        self.scenario, self.driver, self.values = scenario, driver, values
+        self.left = count
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate")
+        self.ahead: concurrent.futures.Future | None = None
+        self._order()
+
+    def _make(self) -> tuple[Cluster, dict[str, Any]]:
+        state: dict[str, Any] = {}
+        return _fresh(self.scenario, self.driver, self.values, state), state
+
+    def _order(self) -> None:
+        if self.left > 0:
+            self.left -= 1
+            self.ahead = self.pool.submit(self._make)
+        else:
+            self.ahead = None
+
+    def next(self) -> tuple[Cluster, dict[str, Any]]:
+        """The next fresh cluster and its setup state (SimError when it cannot be made);
+        the one after it starts being made at once."""
+        assert self.ahead is not None, "more clusters asked for than announced"
+        future = self.ahead
+        self._order()
+        return future.result()
+
+    def close(self) -> None:
+        """Remove a cluster made ahead but never used, and stop the worker."""
+        if self.ahead is not None:
+            future, self.ahead = self.ahead, None
+            try:
+                cluster, _ = future.result()
+            except BaseException:
+                pass
+            else:
+                get_driver(self.driver).delete(cluster)
+        self.pool.shutdown(wait=True)
+
+
 def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
                   progress: Callable[[str], None] = lambda line: None) -> GateResult:
     """Run the three gates for one scenario and collect every problem found."""
@@ -91,15 +136,26 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
     result = GateResult(scenario.id, seed)
     rendered, values = scenario.instantiate(seed)
     drv = get_driver(driver)
-
-    progress(f"{scenario.id}: fresh environment and reference solution")
-    state: dict[str, Any] = {}
+    found = attacks(rendered, lambda c, text: run_script(c, text, stop_on_error=False))
+    clusters = _Clusters(rendered, driver, values,
+                         1 + len(rendered.alternatives) + len(rendered.wrong_solutions) + len(found))
     try:
-        cluster = _fresh(rendered, driver, values, state)
+        _gate(rendered, values, drv, clusters, found, result, scenario.id, progress)
+    finally:
+        clusters.close()
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def _gate(rendered: Scenario, values: dict[str, Any], drv: Any, clusters: _Clusters,
+          found: list, result: GateResult, scenario_id: str,
+          progress: Callable[[str], None]) -> None:
+    progress(f"{scenario_id}: fresh environment and reference solution")
+    try:
+        cluster, state = clusters.next()
     except SimError as exc:
         result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
-        result.seconds = time.monotonic() - began
-        return result
+        return
     try:
         fresh = grade(rendered, cluster, values, state)
         score = sum(o.points for o in fresh)
@@ -127,9 +183,9 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
     def played(what: str, play: Callable[[Cluster], Completed | None]) -> tuple[Completed | None, list[CheckOutcome]] | None:
         """``play`` on a fresh environment, then its grades; None (a problem noted) when
         the environment cannot be made or the play fails."""
-        progress(f"{scenario.id}: {what}")
+        progress(f"{scenario_id}: {what}")
         try:
-            cluster = _fresh(rendered, driver, values, state := {})
+            cluster, state = clusters.next()
         except SimError as exc:
             result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
             return None
@@ -171,7 +227,7 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
             result.problems.append(f"wrong solution {wrong.name!r} also fails: "
                                    + "; ".join(f"{o.name!r}: {o.detail}" for o in should_pass))
 
-    for attack in attacks(rendered, lambda c, text: run_script(c, text, stop_on_error=False)):
+    for attack in found:
         graded = played(f"attack {attack.name!r}", lambda c, play=attack.play: play(c))
         if graded is None:
             continue
@@ -183,8 +239,6 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
                 f"attack {attack.name!r} ({ATTACKS[attack.name]}) scores {score}/{top}, more than "
                 f"{'full marks allow' if attack.limit >= 0.999 else f'{attack.limit:.0%}'}: it passes "
                 + ", ".join(repr(o.name) for o in paid))
-    result.seconds = time.monotonic() - began
-    return result
 
 
 def run_gate(catalog: Catalog, ids: list[str], *, driver: str = "local", seed: int = 0,
