@@ -101,13 +101,17 @@ NODE_PACKAGES=systemd,systemd-sysv,dbus,conntrack,iptables,nftables,iproute2,eth
 log "root filesystem of the node (mmdebstrap $SUITE)"
 mmdebstrap --quiet --variant=minbase --include="$NODE_PACKAGES" \
     --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' \
+    --customize-hook='rm -rf "$1"/usr/share/doc/* "$1"/usr/share/locale/* "$1"/usr/share/info/*' \
     "$SUITE" "$WORK/node-rootfs.tar" "$MIRROR" >&2
 docker import "$WORK/node-rootfs.tar" "cka-sim/build-node-rootfs:$hash" >/dev/null
 rm -f "$WORK/node-rootfs.tar"
 
+# Kept small: a pod's image is unpacked when the pod first starts on a new node, so every
+# megabyte here delays kube-proxy and the pod network (perl, docs and locales are unused).
 log "root filesystem of kube-proxy, podroutes and the load balancer"
 mmdebstrap --quiet --variant=minbase --include=iptables,nftables,conntrack,ipset,iproute2,kmod,haproxy \
     --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' \
+    --customize-hook='rm -rf "$1"/usr/share/doc "$1"/usr/share/man "$1"/usr/share/locale "$1"/usr/share/info "$1"/usr/share/perl "$1"/usr/share/perl5 "$1"/usr/lib/x86_64-linux-gnu/perl "$1"/usr/lib/x86_64-linux-gnu/perl-base "$1"/usr/lib/x86_64-linux-gnu/gconv "$1"/usr/share/zoneinfo "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old' \
     "$SUITE" "$WORK/net-rootfs.tar" "$MIRROR" >&2
 docker import "$WORK/net-rootfs.tar" "cka-sim/build-net-rootfs:$hash" >/dev/null
 rm -f "$WORK/net-rootfs.tar"
