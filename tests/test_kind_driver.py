@@ -265,6 +265,43 @@ def test_the_cluster_uses_the_exam_names(engine, cluster, node):
     assert exec_.ok and "etcdctl version" in exec_.out, exec_.err
 
 
+def test_three_control_planes_and_a_worker_on_real_kind(engine):
+    """The shape of etcd-multi-member-restore plus a worker: every node under its exam name,
+    three etcd members named after their nodes, every node Ready, and the pod network routes
+    between nodes (each node reaches CoreDNS's pod IPs, wherever the pods run)."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine runs no kubelet or pod network; real kind only")
+    driver = KindDriver()
+    cluster = driver.create(ClusterSpec(f"cka-multi-{secrets.token_hex(3)}", control_planes=3,
+                                        workers=1), lambda step: None)
+    try:
+        names = ["controlplane", "controlplane2", "controlplane3", "node01"]
+        assert [n.name for n in cluster.nodes] == names
+        first = cluster.node("controlplane")
+        members = etcdctl(first, "member", "list")
+        assert sorted(line.split(", ")[2] for line in members.out.splitlines()) == names[:3]
+        kubectl = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
+        deadline = time.monotonic() + 120
+        while True:
+            ready = first.run([*kubectl, "get", "nodes", "-o", "jsonpath={range .items[*]}"
+                               "{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} "
+                               "{end}"], timeout=60).out.split()
+            ips = first.run([*kubectl, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns",
+                             "--field-selector=status.phase=Running", "-o",
+                             "jsonpath={.items[*].status.podIP}"], timeout=60).out.split()
+            if sorted(ready) == [f"{n}=True" for n in names] and len(ips) == 2:
+                break
+            assert time.monotonic() < deadline, f"nodes {ready}, CoreDNS pod IPs {ips}"
+            time.sleep(3)
+        for node in cluster.nodes:
+            for ip in ips:
+                health = node.run(["curl", "-sS", "--max-time", "5", f"http://{ip}:8080/health"],
+                                  timeout=30)
+                assert health.out.strip() == "OK", f"{node.name} -> {ip}: {health.err}"
+    finally:
+        driver.delete(cluster)
+
+
 def test_attach_finds_the_nodes_and_list_shows_the_cluster(made):
     _, cluster, _ = made
     again = KindDriver().attach(cluster.name)
