@@ -346,6 +346,31 @@ def test_a_session_runs_unchanged_on_kind_and_stop_removes_the_cluster(engine, t
     assert ps.stdout.strip() == ""
 
 
+def test_an_image_that_cannot_be_pulled_is_a_clear_error(engine, tmp_path):
+    """A node image the engine lacks and cannot pull: kind fails to pull it, and the user is
+    told which image and how to build one offline; no cluster or record is left."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine pulls nothing; real kind only")
+    image = f"cka-sim.invalid/no-such-node:v0-{secrets.token_hex(3)}"
+    driver = KindDriver(image=image)
+    name = f"cka-nopull-{secrets.token_hex(3)}"
+    with pytest.raises(ClusterError) as caught:
+        driver.create(ClusterSpec(name), lambda step: None)
+    assert caught.value.message == f"the kind node image {image} cannot be pulled"
+    assert "CKA_SIM_KIND_IMAGE" in caught.value.hint and "node-image.sh" in caught.value.hint
+    assert name not in {c.name for c in driver.list()}
+
+
+def test_doctor_names_the_engine_kind_and_the_image(engine):
+    if engine == "fake":
+        pytest.skip("the stand-in engine has no images; real kind only")
+    lines = {check: (ok, detail) for check, ok, detail in KindDriver().doctor()}
+    assert lines["docker"][0] and lines["docker"][1].startswith("engine ")
+    assert lines["kind"][0] and "v0." in lines["kind"][1]
+    image = os.environ.get("CKA_SIM_KIND_IMAGE") or KindDriver().image
+    assert lines["kind image"] == (True, f"{image} ({'from CKA_SIM_KIND_IMAGE' if os.environ.get('CKA_SIM_KIND_IMAGE') else 'pinned official image'}, present)")
+
+
 def test_delete_is_idempotent(made):
     driver, _, _ = made
     driver.delete("cka-never-created")

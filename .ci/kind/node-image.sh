@@ -250,7 +250,11 @@ mkdir -p "$(dirname "$CACHED")"
 rm -f "$(dirname "$CACHED")"/node-*.tar.gz.tmp
 docker save "$IMAGE" "$LB_IMAGE" | gzip -1 >"$CACHED.tmp"
 mv "$CACHED.tmp" "$CACHED"
-# older images of this cache are stale now
+# older images of this cache, and in the engine, are stale now
 find "$(dirname "$CACHED")" -name 'node-*.tar.gz' ! -path "$CACHED" -delete
+docker images --format '{{.Repository}}:{{.Tag}}' |
+    grep -E '^(cka-sim/node:|cka-sim\.local/podroutes:|cka-sim/build-)' |
+    grep -v -e "^$IMAGE\$" -e ":$hash\$" | xargs -r docker rmi >/dev/null 2>&1 || true
+docker rmi "cka-sim/build-static:$hash" "cka-sim/build-node-rootfs:$hash" "cka-sim/build-net-rootfs:$hash" >/dev/null 2>&1 || true
 log "done"
 echo "$IMAGE"

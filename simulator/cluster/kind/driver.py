@@ -50,6 +50,7 @@ ROLE_LABEL = "io.x-k8s.kind.role"
 NODE_ROLES = ("control-plane", "worker")
 CREATE_TIMEOUT = 1200.0
 ETCD_TIMEOUT = 60.0
+READY_TIMEOUT = 120.0
 ETCD_TOOLS = ("etcdctl", "etcdutl")
 TOOLS_DIR = "/usr/local/bin"
 NODE_NAME_PATH = "/etc/cka-sim/node-name"
@@ -301,6 +302,7 @@ class KindDriver:
         for node in cluster.nodes:
             self._prepare(node, tools if node.role == "control-plane" else {})
         self._wait_healthy(control[0])
+        self._wait_ready(control[0], progress)
         record["state"] = "running"
         record["nodes"] = {n.name: n.container for n in cluster.nodes}
         record["tools"] = detail
@@ -309,8 +311,9 @@ class KindDriver:
         return cluster
 
     def _kind_create(self, spec: ClusterSpec, progress: Progress, kubeconfig: str) -> None:
+        # no --wait: the nodes become Ready while the driver prepares them (_wait_ready)
         argv = [tool("kind", KIND_HINT), "create", "cluster", "--name", spec.name,
-                "--config", "-", "--wait", "120s", "--kubeconfig", kubeconfig]
+                "--config", "-", "--kubeconfig", kubeconfig]
         argv += ["--image", self.image]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -409,6 +412,27 @@ class KindDriver:
                 raise ClusterError(f"etcd on {node.name} ({node.container}) did not become "
                                    f"healthy within {ETCD_TIMEOUT:g} s",
                                    hint=(done.err or done.out).strip()[-600:])
+            time.sleep(1)
+
+    def _wait_ready(self, node: KindNode, progress: Progress) -> None:
+        """Wait until every node is Ready, as an exam cluster's are when the task starts.
+        After READY_TIMEOUT the cluster is used as it is, and the progress says so."""
+        if not node.run(["test", "-f", kubeadm.ADMIN_CONF]).ok:
+            return  # no API server on this node (an etcd-only cluster)
+        query = ["kubectl", "--kubeconfig", kubeadm.ADMIN_CONF, "get", "nodes", "-o",
+                 'jsonpath={range .items[*]}{.metadata.name}={.status.conditions'
+                 '[?(@.type=="Ready")].status} {end}']
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            done = node.run(query, timeout=30)
+            states = done.out.split() if done.ok else []
+            if states and all(s.endswith("=True") for s in states):
+                return
+            if time.monotonic() > deadline:
+                waiting = [s.split("=")[0] for s in states if not s.endswith("=True")]
+                progress(Step("tools", 2, 3, "nodes not Ready after "
+                              f"{READY_TIMEOUT:g} s: {', '.join(waiting) or 'unknown'}"))
+                return
             time.sleep(1)
 
     # -- setup / doctor / clean ------------------------------------------------------
