@@ -1,13 +1,16 @@
 """The kind driver through the Node API, against the real docker + kind where a Docker
-engine answers, and against stand-ins (``tests/fakes``) whose "containers" are nodes of the
-embedded driver, with real namespaces and real etcd.
+engine, kind and a node image are here (CI's kind lane), and otherwise against stand-ins
+(``tests/fakes``) whose "containers" are nodes of the embedded driver, with real namespaces
+and real etcd.
 
-Each test runs once per engine; one cluster (a control plane and a worker) is shared by the
-tests of an engine.
+Each test runs on one engine, the real one where it exists; one cluster (a control plane
+and a worker) is shared by the tests of the module. Tests of what only a real cluster has
+(kubelet, API server, pod network, image pulls) skip on the stand-ins and say so.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -84,9 +87,19 @@ def fake_environ(state: Path | None) -> Environ:
                                                             os.environ.get("PYTHONPATH")])))
 
 
+@functools.cache
+def _real_engine_reason() -> str | None:
+    return _real_engine_missing()
+
+
 @pytest.fixture(scope="module", params=["fake", "real"])
 def engine(request, tmp_path_factory):
-    """The docker + kind the driver sees: the stand-ins or the real commands."""
+    """The docker + kind the driver sees: the real commands where an engine, kind and a
+    node image are here, else the stand-ins (so these tests still run on a machine without
+    Docker). Never both: every behaviour is proved on the real engine where it exists."""
+    if request.param == "fake" and _real_engine_reason() is None:
+        pytest.skip("the real engine is here and runs these tests; the stand-in engine is "
+                    "for machines without one")
     base = tmp_path_factory.mktemp(f"kind-{request.param}")
     if request.param == "fake":
         home = Environ(CKA_SIM_HOME=str(base / "home"), CKA_SIM_CACHE=str(base / "cache"))
@@ -99,7 +112,7 @@ def engine(request, tmp_path_factory):
         with home, fake_environ(base / "engine"):
             yield request.param
     else:
-        reason = _real_engine_missing()
+        reason = _real_engine_reason()
         if reason:
             pytest.skip(f"real kind cluster not tested: {reason}")
         with home:
