@@ -45,12 +45,13 @@ ETCD_VERSION="${ETCD_VERSION:-$(pinned etcd)}"
 KIND_VERSION="${KIND_VERSION:-$(pinned kind)}"
 CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-$(pinned cri_tools)}"
 COREDNS_VERSION="${COREDNS_VERSION:-$(pinned coredns)}"
+PAUSE_VERSION="${PAUSE_VERSION:-$(pinned pause)}"
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm)
 ETCD_BINARIES=(etcd etcdctl etcdutl)
 
 if [[ "${1:-}" == "--print-versions" ]]; then
-    printf 'KUBE_VERSION=%s\nETCD_VERSION=%s\nKIND_VERSION=%s\nCRI_TOOLS_VERSION=%s\nCOREDNS_VERSION=%s\n' \
-        "$KUBE_VERSION" "$ETCD_VERSION" "$KIND_VERSION" "$CRI_TOOLS_VERSION" "$COREDNS_VERSION"
+    printf 'KUBE_VERSION=%s\nETCD_VERSION=%s\nKIND_VERSION=%s\nCRI_TOOLS_VERSION=%s\nCOREDNS_VERSION=%s\nPAUSE_VERSION=%s\n' \
+        "$KUBE_VERSION" "$ETCD_VERSION" "$KIND_VERSION" "$CRI_TOOLS_VERSION" "$COREDNS_VERSION" "$PAUSE_VERSION"
     exit 0
 fi
 WITH_KIND=0

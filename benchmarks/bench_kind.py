@@ -26,13 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from bench_start import cli  # noqa: E402 - benchmarks/ is put on sys.path above
+
 SCENARIOS = ("etcd-backup", "etcd-restore-deleted-namespace")
 DRIVERS = ("local", "kind")
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "simulator", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True)
 
 
 def time_start(scenario: str, driver: str, env: dict[str, str]) -> float:

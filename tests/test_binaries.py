@@ -280,7 +280,8 @@ def test_build_script_pins_the_versions_the_simulator_expects(monkeypatch):
                                   "ETCD_VERSION": binaries.ETCD_VERSION,
                                   "KIND_VERSION": versions.KIND_VERSION,
                                   "CRI_TOOLS_VERSION": versions.CRI_TOOLS_VERSION,
-                                  "COREDNS_VERSION": versions.COREDNS_VERSION}
+                                  "COREDNS_VERSION": versions.COREDNS_VERSION,
+                                  "PAUSE_VERSION": versions.PAUSE_VERSION}
     assert _script_versions(KUBE_VERSION="v1.34.9")["KUBE_VERSION"] == "v1.34.9"
 
 

@@ -45,10 +45,6 @@ TLS = [f"--cacert={PKI}/ca.crt", f"--cert={PKI}/server.crt", f"--key={PKI}/serve
 pytestmark = [pytest.mark.slow, pytest.mark.kind]
 
 
-def _real_engine_missing() -> str | None:
-    return real_kind_missing()
-
-
 def _namespaces_missing() -> str | None:
     probe = LocalDriver()._probe_namespaces()
     return None if probe[1] else f"the fake engine needs Linux namespaces: {probe[2]}"
@@ -87,9 +83,8 @@ def fake_environ(state: Path | None) -> Environ:
                                                             os.environ.get("PYTHONPATH")])))
 
 
-@functools.cache
-def _real_engine_reason() -> str | None:
-    return _real_engine_missing()
+# why the real engine cannot be used here (None: it can), asked once per run
+_real_engine_reason = functools.cache(real_kind_missing)
 
 
 @pytest.fixture(scope="module", params=["fake", "real"])

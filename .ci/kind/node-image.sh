@@ -32,8 +32,6 @@ log() { printf '[node-image %3ss] %s\n' "$(( $(date +%s) - started ))" "$*" >&2;
 die() { printf 'node-image.sh: %s\n' "$*" >&2; exit 1; }
 
 eval "$(bash "$ROOT/.ci/build-binaries.sh" --print-versions)"
-PAUSE_VERSION=$(sed -n 's/^pause[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$ROOT/simulator/versions.toml")
-[[ -n "$PAUSE_VERSION" ]] || die "no pause version in simulator/versions.toml"
 ETCD_TAG="${ETCD_VERSION#v}-0"
 SUITE=bookworm
 MIRROR=${CKA_SIM_DEBIAN_MIRROR:-http://deb.debian.org/debian}

@@ -238,6 +238,8 @@ class KindDriver:
 
     def __init__(self, image: str | None = None) -> None:
         self.image = image or os.environ.get(IMAGE_ENV) or KIND_NODE_IMAGE
+        self.image_source = ("given" if image else f"from {IMAGE_ENV}"
+                             if os.environ.get(IMAGE_ENV) else "pinned official image")
 
     # -- create -----------------------------------------------------------------------
 
@@ -313,8 +315,7 @@ class KindDriver:
     def _kind_create(self, spec: ClusterSpec, progress: Progress, kubeconfig: str) -> None:
         # no --wait: the nodes become Ready while the driver prepares them (_wait_ready)
         argv = [tool("kind", KIND_HINT), "create", "cluster", "--name", spec.name,
-                "--config", "-", "--kubeconfig", kubeconfig]
-        argv += ["--image", self.image]
+                "--config", "-", "--kubeconfig", kubeconfig, "--image", self.image]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         lines: list[str] = []
@@ -449,14 +450,14 @@ class KindDriver:
 
     def _image_line(self) -> tuple[str, bool, str]:
         """Which node image ``kind create`` will use, and whether the engine has it."""
-        source = f"from {IMAGE_ENV}" if os.environ.get(IMAGE_ENV) else "pinned official image"
+        source = self.image_source
         try:
             done = docker(["image", "inspect", "--format", "{{.Id}}", self.image], timeout=20)
         except DockerUnavailable:
             return ("kind image", True, f"{self.image} ({source})")
         if done.returncode == 0:
             return ("kind image", True, f"{self.image} ({source}, present)")
-        if os.environ.get(IMAGE_ENV):
+        if self.image != KIND_NODE_IMAGE:
             return ("kind image", False, f"{self.image} ({source}) is not in the engine; "
                                          "load or build it (`.ci/kind/node-image.sh`)")
         return ("kind image", True, f"{self.image} ({source}; pulled on first use, or set "
