@@ -460,6 +460,108 @@ def test_container_ignoring_sigterm_is_killed_within_two_seconds(node: Node) -> 
     assert record["status"]["exitCode"] == 137
 
 
+def test_crictl_stop_ends_a_container_and_the_pod_restarts_it_as_the_kubelet_would(node: Node) -> None:
+    port = free_port()
+    node.start()
+    (node.manifests / "web.yaml").write_text(http_server("web", port))
+    wait_for(lambda: listening(port), 10, "the pod to listen")
+    first = node.crictl("ps", "-q", "--name", "^web$").split()[0]
+
+    # a graceful stop: SIGTERM, then SIGKILL only after the timeout
+    stopped = node.run("/usr/local/bin/crictl", "stop", "-t", "10", first[:8])
+    assert stopped.stdout == first[:8] + "\n"
+    record = json.loads(node.crictl("inspect", first))["status"]
+    assert record["state"] == "CONTAINER_EXITED" and record["exitCode"] == 143
+
+    # the static pod's restartPolicy is Always: a new attempt serves again
+    wait_for(lambda: listening(port), 10, "the restarted container to listen")
+    second = node.crictl("ps", "-q", "--name", "^web$").split()[0]
+    assert second != first
+    assert json.loads(node.crictl("inspect", second))["status"]["metadata"]["attempt"] == 1
+
+    # crictl's default timeout is 0: SIGKILL at once
+    node.run("/usr/local/bin/crictl", "stop", second)
+    assert json.loads(node.crictl("inspect", second))["status"]["exitCode"] == 137
+    wait_for(lambda: listening(port), 10, "the third attempt to listen")
+
+    missing = node.run("/usr/local/bin/crictl", "stop", "0123456789ab", check=False)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert "ID cannot be empty" in node.run("/usr/local/bin/crictl", "stop", check=False).stderr
+
+
+def test_crictl_exec_runs_inside_the_container_with_its_mounts_and_environment(node: Node) -> None:
+    (node.root / "srv/data").mkdir(parents=True)
+    (node.root / "srv/data/marker.txt").write_text("from the hostPath\n")
+    node.start()
+    (node.manifests / "box.yaml").write_text("""apiVersion: v1
+kind: Pod
+metadata: {name: box, namespace: kube-system}
+spec:
+  containers:
+  - name: box
+    image: registry.k8s.io/box:v1
+    command: [sleep, "600"]
+    env: [{name: GREETING, value: hello}]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes:
+  - {name: data, hostPath: {path: /srv/data}}
+""")
+    wait_for(lambda: node.crictl("ps", "-q", "--name", "^box$").strip(), 10, "the container to run")
+    cid = node.crictl("ps", "-q", "--name", "^box$").split()[0]
+
+    assert node.crictl("exec", cid[:6], "cat", "/data/marker.txt") == "from the hostPath\n"
+    assert node.crictl("exec", "-i", cid, "sh", "-c", "echo $GREETING; ls -d /srv/data || true") == "hello\n"
+    node.crictl("exec", cid, "sh", "-c", "echo inside > /tmp/made-in-container")
+    assert not (node.root / "tmp/made-in-container").exists(), "the container's /tmp is its own"
+    failed = node.run("/usr/local/bin/crictl", "exec", cid, "sh", "-c", "exit 3", check=False)
+    assert failed.returncode == 1
+    assert failed.stderr == f"execing command in container {cid}: command terminated with exit code 3\n"
+
+    node.crictl("stop", cid)
+    stopped = node.run("/usr/local/bin/crictl", "exec", cid, "true", check=False)
+    assert stopped.returncode == 1 and "CONTAINER_EXITED" in stopped.stderr
+
+
+def test_crictl_rm_stats_info_version_and_log_windows(node: Node) -> None:
+    node.start()
+    script = "echo one; echo two; echo three; exec sleep 600"
+    (node.manifests / "talk.yaml").write_text(pod_yaml("talk", ["sh", "-c", script]))
+    wait_for(lambda: node.crictl("logs", node.crictl("ps", "-q", "--name", "^talk$").split()[0]) == "one\ntwo\nthree\n"
+             if node.crictl("ps", "-q", "--name", "^talk$").strip() else False, 10, "three log lines")
+    cid = node.crictl("ps", "-q", "--name", "^talk$").split()[0]
+
+    # logs: a tail longer than the log is the whole log; --since filters by time
+    assert node.crictl("logs", "--tail", "5", cid) == "one\ntwo\nthree\n"
+    assert node.crictl("logs", "--tail=2", cid) == "two\nthree\n"
+    assert node.crictl("logs", "--since", "1h", cid) == "one\ntwo\nthree\n"
+    assert node.crictl("logs", "--since", "2099-01-01T00:00:00Z", cid) == ""
+    bad = node.run("/usr/local/bin/crictl", "logs", "--since", "yesterday", cid, check=False)
+    assert bad.returncode == 1 and "--since" in bad.stderr
+
+    # stats: one row per running container, with its memory
+    stats = node.crictl("stats")
+    assert stats.startswith("\x1b[2J\x1b[H")
+    header, *rows = stats[len("\x1b[2J\x1b[H"):].splitlines()
+    assert header.split() == ["CONTAINER", "NAME", "CPU", "%", "MEM", "DISK", "INODES", "SWAP"]
+    assert [r.split()[:2] for r in rows] == [[cid[:13], "talk"]]
+    assert rows[0].split()[3].endswith("B") and rows[0].split()[3] != "0B"
+
+    info = json.loads(node.crictl("info"))
+    assert {c["type"]: c["status"] for c in info["status"]["conditions"]} == {"RuntimeReady": True, "NetworkReady": True}
+    assert "RuntimeName:  containerd" in node.crictl("version")
+
+    # rm: a running container must be stopped first, or forced; the pod starts a new one
+    refused = node.run("/usr/local/bin/crictl", "rm", cid, check=False)
+    assert refused.returncode == 1 and refused.stderr == f'container "{cid}" is running, please stop it first\n'
+    assert node.crictl("rm", "-f", cid[:8]) == cid[:8] + "\n"
+    assert cid not in node.crictl("ps", "-a", "-q")
+    wait_for(lambda: node.crictl("ps", "-q", "--name", "^talk$").strip(), 10, "the restarted container")
+    second = node.crictl("ps", "-q", "--name", "^talk$").split()[0]
+    node.crictl("stop", second)
+    assert node.crictl("rm", second) == second + "\n"
+    assert second not in node.crictl("ps", "-a", "-q")
+
+
 def test_crictl_logs_follow_streams_until_the_container_exits(node: Node) -> None:
     node.start()
     script = "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"

@@ -8,16 +8,26 @@ reads the state the node's supervisor writes (``$CRICTL_STATE_DIR``, default
 
 Supported: ps [-a] [--name RE] [-q] [--state S] [-p POD] [-l] [--no-trunc] [-o json],
 pods [--name RE] [--namespace RE] [-q], logs [-f] [--tail N] [-t] [-p] ID,
-inspect ID..., inspectp ID, images [-q]. Output follows the real crictl (cri-tools).
+inspect ID..., inspectp ID, images [-q], stop [-t SECONDS] ID..., rm [-f] [-a] ID...,
+exec [-i] [-t] ID CMD..., stats [-a] [--name RE] [ID], info, version. Output follows the
+real crictl (cri-tools) v1.34 against containerd, byte for byte where it is stable.
+
+``stop`` signals the container's process as containerd does (SIGTERM and SIGKILL after the
+timeout; SIGKILL at once with the default timeout of 0) and waits until the supervisor has
+recorded the exit. The supervisor then restarts the container as the kubelet would, since a
+static pod's restartPolicy is Always. ``exec`` enters the container's mount namespace and
+root (``nsenter -m -r -w``, from the node's util-linux) with the container's environment.
 """
 
 from __future__ import annotations
 
+import calendar
 import glob
 import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -30,12 +40,18 @@ USAGE:
    crictl [global options] command [command options]
 
 COMMANDS:
+   exec                Run a command in a running container
    images, image, img  List images
+   info                Display information of the container runtime
    inspect             Display the status of one or more containers
    inspectp            Display the status of one or more pods
    logs                Fetch the logs of a container
    pods                List pods
    ps                  List containers
+   rm                  Remove one or more containers
+   stats               List container(s) resource usage statistics
+   stop                Stop one or more running containers
+   version             Display runtime version information
    help, h             Shows a list of commands or help for one command
 """
 
@@ -80,14 +96,14 @@ def ago(ns: int) -> str:
     return human_duration(time.time() - ns / 1e9) + " ago"
 
 
-def human_size(size: float) -> str:
-    """Go's units.HumanSizeWithPrecision(size, 3), as crictl images prints sizes."""
+def human_size(size: float, precision: int = 3) -> str:
+    """Go's units.HumanSizeWithPrecision(size, precision): 3 for crictl images, 4 for stats."""
     units = ["B", "kB", "MB", "GB", "TB", "PB"]
     i = 0
     while size >= 1000 and i < len(units) - 1:
         size /= 1000
         i += 1
-    return f"{size:.3g}{units[i]}"
+    return f"{size:.{precision}g}{units[i]}"
 
 
 def rfc3339(ns: int) -> str:
@@ -407,6 +423,41 @@ def cmd_pods(args: list[str]) -> int:
     return 0
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+            "h": 3_600_000_000_000}
+
+
+def parse_rfc3339(text: str) -> int:
+    """An RFC 3339 time (``2026-01-02T13:23:37Z``, fraction and offset optional) in ns."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
+    if not m:
+        raise ValueError(text)
+    secs = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
+    if m.group(3) != "Z":
+        sign = 1 if m.group(3)[0] == "+" else -1
+        secs -= sign * (int(m.group(3)[1:3]) * 3600 + int(m.group(3)[4:6]) * 60)
+    return secs * 1_000_000_000 + int((m.group(2) or "").ljust(9, "0"))
+
+
+def parse_since(value: str) -> int:
+    """crictl logs --since: an RFC 3339 time or a Go duration back from now (``42m``)."""
+    if value and _DURATION.sub("", value) == "":
+        back = sum(float(n) * _UNIT_NS[u] for n, u in _DURATION.findall(value))
+        return time.time_ns() - int(back)
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise UsageError(f'failed to parse --since "{value}": not an RFC 3339 time or a duration (e.g. 42m)') from None
+
+
+def _line_time(line: bytes) -> int:
+    try:
+        return parse_rfc3339(line.split(b" ", 1)[0].decode())
+    except (ValueError, UnicodeDecodeError):
+        return 0
+
+
 def _emit(line: bytes, timestamps: bool) -> None:
     parts = line.rstrip(b"\n").split(b" ", 3)
     if len(parts) < 3:
@@ -443,6 +494,7 @@ def cmd_logs(args: list[str]) -> int:
         except ValueError:
             raise UsageError("--tail needs a number") from None
     timestamps = bool(opts.get("timestamps"))
+    since = parse_since(str(opts["since"])) if "since" in opts else None
     try:
         f = open(path, "rb")
     except OSError as exc:
@@ -450,8 +502,10 @@ def cmd_logs(args: list[str]) -> int:
         return 1
     with f:
         lines = f.readlines()
+        if since is not None:
+            lines = [line for line in lines if _line_time(line) >= since]
         if tail >= 0:
-            lines = lines[len(lines) - tail:] if tail else []
+            lines = lines[max(0, len(lines) - tail):] if tail else []
         for line in lines:
             _emit(line, timestamps)
         if not opts.get("follow"):
@@ -498,6 +552,226 @@ def _binary_size(command: list[str]) -> int:
     return 0
 
 
+def _is_container_process(pid: int, cid: str) -> bool:
+    """Whether ``pid`` still runs the container ``cid``: its root is the container's own
+    directory (``.../k8s.io/<id>/rootfs``), so a recycled pid is never signalled."""
+    try:
+        return f"/{cid}/" in os.readlink(f"/proc/{pid}/root") + "/"
+    except OSError:
+        return False
+
+
+def _exited(cid: str) -> bool:
+    record = next((r for r in load_containers() if r.get("id") == cid), None)
+    return record is None or record.get("state") != "CONTAINER_RUNNING"
+
+
+def cmd_stop(args: list[str], quiet: bool = False) -> int:
+    opts, ids = parse_flags(args, {"-t=": "timeout", "--timeout=": "timeout"})
+    if not ids:
+        raise UsageError("ID cannot be empty")
+    try:
+        timeout = int(str(opts.get("timeout", 0)))
+    except ValueError:
+        raise UsageError(f"invalid value {opts.get('timeout')!r} for flag -t: parse error") from None
+    records = load_containers()
+    for prefix in ids:
+        record = find(records, prefix, "container")
+        cid, pid = record["id"], int(record.get("pid") or 0)
+        if record.get("state") == "CONTAINER_RUNNING" and pid > 0 and _is_container_process(pid, cid):
+            signals = [(15, timeout), (9, 10)] if timeout > 0 else [(9, 10)]
+            for sig, wait in signals:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline and _is_container_process(pid, cid):
+                    time.sleep(0.05)
+                if not _is_container_process(pid, cid):
+                    break
+            # the supervisor reaps the process and records the exit within moments
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not _exited(cid):
+                time.sleep(0.05)
+        if not quiet:
+            print(prefix)
+    return 0
+
+
+def cmd_rm(args: list[str]) -> int:
+    opts, ids = parse_flags(args, {"-f": "force", "--force": "force", "-a": "all", "--all": "all"})
+    records = load_containers()
+    if opts.get("all"):
+        ids = [r["id"] for r in records]
+    elif not ids:
+        raise UsageError("ID cannot be empty")
+    failed = False
+    for prefix in ids:
+        record = find(records, prefix, "container")
+        cid = record["id"]
+        if record.get("state") == "CONTAINER_RUNNING":
+            if not opts.get("force"):
+                print(f'container "{cid}" is running, please stop it first', file=sys.stderr)
+                failed = True
+                continue
+            cmd_stop([cid], quiet=True)
+        # the supervisor writes a record only when the container's state changes, and it
+        # has recorded the exit by now; its garbage collection removes the root later
+        for path in (os.path.join(STATE_DIR, "containers", f"{cid}.json"),
+                     f"/var/log/containers/{record.get('podName')}_{record.get('podNamespace')}_"
+                     f"{record.get('name')}-{cid}.log"):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        print(prefix)
+    return 1 if failed else 0
+
+
+def cmd_exec(args: list[str]) -> int:
+    opts: dict[str, object] = {}
+    i = 0
+    flags = {"-i": "stdin", "--interactive": "stdin", "-t": "tty", "--tty": "tty", "-s": "sync", "--sync": "sync"}
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        arg = args[i]
+        if arg in flags:
+            opts[flags[arg]] = True
+        elif arg.startswith("--timeout"):
+            if "=" not in arg:
+                i += 1
+        elif re.fullmatch(r"-[its]+", arg):
+            for ch in arg[1:]:
+                opts[flags["-" + ch]] = True
+        else:
+            raise UsageError(f"flag provided but not defined: {arg.split('=', 1)[0]}")
+        i += 1
+    if i < len(args) and args[i] == "--":
+        i += 1
+    if i >= len(args):
+        raise UsageError("ID cannot be empty")
+    cid_given, command = args[i], args[i + 1:]
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("command cannot be empty")
+    record = find(load_containers(), cid_given, "container")
+    cid, pid = record["id"], int(record.get("pid") or 0)
+    if record.get("state") != "CONTAINER_RUNNING" or pid <= 0 or not _is_container_process(pid, cid):
+        print(f"execing command in container {cid}: rpc error: code = Unknown desc = "
+              f"container is in {record.get('state', 'CONTAINER_UNKNOWN')} state", file=sys.stderr)
+        return 1
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "HOSTNAME": os.uname().nodename}
+    for item in record.get("env", []):
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    if opts.get("tty"):
+        env.setdefault("TERM", os.environ.get("TERM", "xterm"))
+    argv = ["nsenter", "--target", str(pid), "--mount", "--root", "--wd", "--", *command]
+    try:
+        done = subprocess.run(argv, env=env, stdin=None if opts.get("stdin") else subprocess.DEVNULL)
+    except FileNotFoundError:
+        print("crictl exec needs nsenter on the node (util-linux)", file=sys.stderr)
+        return 1
+    if done.returncode != 0:
+        code = done.returncode if done.returncode > 0 else 128 - done.returncode
+        print(f"execing command in container {cid}: command terminated with exit code {code}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _layer_usage(cid: str) -> tuple[int, int]:
+    """Bytes and inodes of the container's own root (its writable layer)."""
+    root = f"/run/containerd/io.containerd.runtime.v2.task/k8s.io/{cid}/rootfs"
+    size, inodes = 0, 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            inodes += 1
+            size += st.st_blocks * 512
+    return size, inodes
+
+
+def cmd_stats(args: list[str]) -> int:
+    opts, ids = parse_flags(args, {"-a": "all", "--all": "all", "--name=": "name", "--id=": "id",
+                                   "-p=": "pod", "--pod=": "pod", "-o=": "output", "--output=": "output"})
+    records = load_containers()
+    if not opts.get("all"):
+        records = [r for r in records if r.get("state") == "CONTAINER_RUNNING"]
+    name_re = compile_re(opts.get("name"))
+    wanted = [str(x) for x in ids] + ([str(opts["id"])] if opts.get("id") else [])
+    records = [r for r in records if (not name_re or name_re.search(r.get("name", "")))
+               and (not wanted or any(r.get("id", "").startswith(w) for w in wanted))
+               and (not opts.get("pod") or r.get("podSandboxId", "").startswith(str(opts["pod"])))]
+    records.sort(key=lambda r: r.get("id", ""))
+    running = [r for r in records if r.get("state") == "CONTAINER_RUNNING" and int(r.get("pid") or 0) > 0]
+    before = {r["id"]: _cpu_ticks(int(r["pid"])) for r in running}
+    start = time.monotonic()
+    time.sleep(0.5 if running else 0)
+    elapsed = max(time.monotonic() - start, 1e-3)
+    ticks = os.sysconf("SC_CLK_TCK")
+    rows = [["CONTAINER", "NAME", "CPU %", "MEM", "DISK", "INODES", "SWAP"]]
+    for r in records:
+        pid = int(r.get("pid") or 0)
+        live = r in running
+        cpu = (_cpu_ticks(pid) - before[r["id"]]) / ticks / elapsed * 100 if live else 0.0
+        disk, inodes = _layer_usage(r["id"])
+        rows.append([r["id"][:TRUNC], r.get("name", ""), f"{cpu:.2f}", human_size(_rss(pid) if live else 0, 4),
+                     human_size(disk, 4), str(inodes), "0B"])
+    # crictl v1.34 clears the screen before its table, as its --watch mode does
+    sys.stdout.write("\x1b[2J\x1b[H" + table(rows))
+    return 0
+
+
+def cmd_info(args: list[str]) -> int:
+    parse_flags(args, {"-o=": "output", "--output=": "output", "-q": "quiet", "--quiet": "quiet"})
+    conditions = [{"message": "", "reason": "", "status": True, "type": t} for t in ("RuntimeReady", "NetworkReady")]
+    info = {
+        "config": {
+            "containerd": {"defaultRuntimeName": "runc", "snapshotter": "overlayfs"},
+            "containerdEndpoint": "/run/containerd/containerd.sock",
+            "containerdRootDir": "/var/lib/containerd",
+            "rootDir": "/var/lib/containerd/io.containerd.grpc.v1.cri",
+            "sandboxImage": "registry.k8s.io/pause:3.10.1",
+            "stateDir": "/run/containerd/io.containerd.grpc.v1.cri",
+        },
+        "lastCNILoadStatus": "OK",
+        "status": {"conditions": conditions},
+    }
+    print(json.dumps(info, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_version(args: list[str]) -> int:
+    parse_flags(args, {"-o=": "output", "--output=": "output"})
+    print("Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  cka-sim-node-agent\nRuntimeApiVersion:  v1")
+    return 0
+
+
 def cmd_images(args: list[str]) -> int:
     opts, rest = parse_flags(args, {"-q": "quiet", "--quiet": "quiet", "--no-trunc": "notrunc",
                                     "--digests": "digests", "-o=": "output", "--output=": "output"})
@@ -535,6 +809,12 @@ COMMANDS = {
     "inspectp": cmd_inspectp,
     "images": cmd_images,
     "image": cmd_images,
+    "stop": cmd_stop,
+    "rm": cmd_rm,
+    "exec": cmd_exec,
+    "stats": cmd_stats,
+    "info": cmd_info,
+    "version": cmd_version,
     "img": cmd_images,
 }
 
