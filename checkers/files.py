@@ -6,8 +6,8 @@ import dataclasses
 import posixpath
 import re
 import shlex
-from dataclasses import dataclass
 
+from simulator.cron import CRON_D_NAME, ENV_LINE, CronEntry, parse_crontab, parse_schedule
 from simulator.errors import CheckError
 from simulator.registry import CheckResult, Context, checker
 
@@ -124,78 +124,9 @@ def contains(ctx: Context, path: str, pattern: str, regex: bool = False) -> Chec
 
 # ---------------------------------------------------------------- cron
 
-_ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
-_CRON_D_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _USER_CRONTABS = ("/var/spool/cron/crontabs/root", "/var/spool/cron/root")
-_MACROS = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
-}
 _SHELLS = {"sh", "bash", "dash"}
 _PRELUDE = {"cd", "export", "umask", "source", ".", "set"}
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """When a cron line fires, in a form where equivalent schedules are equal.
-
-    Days follow Vixie cron (Debian's cron): when the day-of-month or the day-of-week field
-    starts with ``*``, a day must match both; otherwise it matches either.
-    """
-
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    months: frozenset[int]
-    days: frozenset[tuple[int, int]]  # (day of month, day of week) pairs that fire
-    dom: frozenset[int] = dataclasses.field(compare=False, default=frozenset())
-    dow: frozenset[int] = dataclasses.field(compare=False, default=frozenset())
-
-
-def parse_schedule(text: str) -> Schedule | None:
-    """The :class:`Schedule` of five cron fields or a macro (``@daily``); None if it is not
-    one (wrong field count, a value out of range, ``@reboot``)."""
-    from croniter import croniter
-    from croniter.croniter import CroniterError
-
-    fields = " ".join(text.split()).lower()
-    fields = _MACROS.get(fields, fields)
-    raw = fields.split(" ")
-    if len(raw) != 5:
-        return None
-    try:
-        expanded = croniter.expand(fields)[0]
-    except (CroniterError, ValueError, KeyError, IndexError):
-        return None
-    full = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
-
-    def values(i: int) -> frozenset[int]:
-        low, high = full[i]
-        if expanded[i] == ["*"]:
-            return frozenset(range(low, high + 1))
-        return frozenset(0 if (i == 4 and v == 7) else int(v) for v in expanded[i])
-
-    dom, dow = values(2), values(4)
-    either_star = raw[2].startswith("*") or raw[4].startswith("*")
-    days = frozenset((d, w) for d in range(1, 32) for w in range(7)
-                     if ((d in dom) and (w in dow) if either_star else (d in dom) or (w in dow)))
-    return Schedule(values(0), values(1), values(3), days, dom, dow)
-
-
-def normalize_schedule(schedule: str) -> str | None:
-    """A canonical text of a cron schedule, equal for equivalent schedules; None if not one."""
-    parsed = parse_schedule(schedule)
-    if parsed is None:
-        return None
-
-    def text(values: frozenset[int], low: int, high: int) -> str:
-        return "*" if values == frozenset(range(low, high + 1)) else ",".join(map(str, sorted(values)))
-
-    doms = frozenset(d for d, _ in parsed.days)
-    dows = frozenset(w for _, w in parsed.days)
-    if parsed.days != frozenset((d, w) for d in doms for w in dows):
-        doms, dows = parsed.dom, parsed.dow  # either day field fires, as cron reads two restricted fields
-    return " ".join([text(parsed.minutes, 0, 59), text(parsed.hours, 0, 23), text(doms, 1, 31),
-                     text(parsed.months, 1, 12), text(dows, 0, 6)])
 
 
 def _simple_commands(command: str) -> list[tuple[str, list[str]]]:
@@ -220,7 +151,7 @@ def _simple_commands(command: str) -> list[tuple[str, list[str]]]:
 def _runs(words: list[str], script: list[str], depth: int = 0) -> bool:
     """Whether the simple command ``words`` executes ``script`` (its path, then its args):
     directly, or through sh/bash (``bash SCRIPT``, ``bash -c 'SCRIPT'``)."""
-    while words and _ENV_LINE.match(words[0]) and not words[0].startswith("="):
+    while words and ENV_LINE.match(words[0]) and not words[0].startswith("="):
         words = words[1:]  # VAR=value before the command
     if not words:
         return False
@@ -244,7 +175,7 @@ def _leading(command: str) -> list[tuple[str, list[str]]]:
         if out and op not in (";", "&&"):
             break
         out.append((op, words))
-        if words[0] not in _PRELUDE and not _ENV_LINE.match(words[0]):
+        if words[0] not in _PRELUDE and not ENV_LINE.match(words[0]):
             break
     return out
 
@@ -254,39 +185,6 @@ def executes(command: str, script: str) -> bool:
     program: mentioning it in a comment, an argument or after ``||`` does not count."""
     wanted = shlex.split(script)
     return bool(wanted) and any(_runs(words, wanted) for _, words in _leading(command))
-
-
-@dataclass(frozen=True)
-class CronEntry:
-    """One job line: where it came from, its schedule as written, and its command."""
-
-    source: str
-    schedule: str
-    command: str
-    ignored: str = ""
-    user: str | None = None
-
-
-def parse_crontab(text: str, source: str, system: bool) -> list[CronEntry]:
-    """Job lines of a crontab; ``system`` crontabs (/etc/crontab, /etc/cron.d) name a user."""
-    entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or _ENV_LINE.match(line):
-            continue
-        parts = line.split()
-        width = 1 if parts[0].startswith("@") else 5
-        if system:
-            width += 1
-        schedule = " ".join(parts[:1] if parts[0].startswith("@") else parts[:5])
-        if system and len(parts) == width:
-            entries.append(CronEntry(source, schedule, parts[-1], user=""))
-            continue
-        if len(parts) <= width:
-            continue
-        entries.append(CronEntry(source, schedule, " ".join(parts[width:]),
-                                 user=parts[width - 1] if system else None))
-    return entries
 
 
 def _users(ctx: Context) -> set[str] | None:
@@ -340,7 +238,7 @@ def cron_entries(ctx: Context) -> list[CronEntry]:
             if text is None:
                 continue
             name = path.rsplit("/", 1)[-1]
-            ignored = "" if _CRON_D_NAME.match(name) else (
+            ignored = "" if CRON_D_NAME.match(name) else (
                 f"cron ignores {path}: names in /etc/cron.d may hold only letters, digits, '_' and '-'; "
                 "move the entry to a file named without a dot")
             entries += [dataclasses.replace(e, ignored=ignored)

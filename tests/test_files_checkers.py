@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hostnode import host_context
 
-from checkers.files import normalize_schedule
 from simulator import registry
+from simulator.cron import normalize_schedule
 from simulator.errors import CheckError
 
 
