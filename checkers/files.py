@@ -230,7 +230,7 @@ def cron_entries(ctx: Context) -> list[CronEntry]:
                 break
     text = _read(ctx, "/etc/crontab")
     if text is not None:
-        entries += parse_crontab(text, "/etc/crontab", system=True)
+        entries += _system_table(text, "/etc/crontab")
     found = ctx.node.run(["find", "/etc/cron.d", "-maxdepth", "1", "-type", "f", "-print0"])
     if found.ok:
         for path in sorted(p for p in found.out.split("\0") if p):
@@ -241,10 +241,21 @@ def cron_entries(ctx: Context) -> list[CronEntry]:
             ignored = "" if CRON_D_NAME.match(name) else (
                 f"cron ignores {path}: names in /etc/cron.d may hold only letters, digits, '_' and '-'; "
                 "move the entry to a file named without a dot")
-            entries += [dataclasses.replace(e, ignored=ignored)
-                        for e in parse_crontab(text, path, system=True)]
+            entries += [dataclasses.replace(e, ignored=e.ignored or ignored) for e in _system_table(text, path)]
     users = _users(ctx)
     return [_check_user(e, users) for e in entries]
+
+
+def _system_table(text: str, path: str) -> list[CronEntry]:
+    """The lines of a system crontab. A line with no command after its user field is a
+    syntax error for Debian's cron, which then ignores the whole file."""
+    entries = parse_crontab(text, path, system=True)
+    broken = next((e for e in entries if e.user == ""), None)
+    if broken is None:
+        return entries
+    why = (f"cron ignores all of {path}: the line running {broken.command!r} has no user field, and a line "
+           f"cron cannot read makes it skip the file; write it as '{broken.schedule} root {broken.command}'")
+    return [e if e is broken else dataclasses.replace(e, ignored=why) for e in entries]
 
 
 @checker("cron.entry")

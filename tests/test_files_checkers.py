@@ -170,6 +170,13 @@ def test_cron_line_that_runs_the_script_counts(node_ctx, line):
     assert result.passed, result.detail
 
 
+def test_a_line_without_its_command_makes_cron_ignore_the_whole_file(node_ctx):
+    ctx, node = node_ctx
+    node.write_file("/etc/cron.d/etcd-backup", f"0 2 * * * root {SCRIPT}\n0 3 * * * {SCRIPT}\n".encode())
+    result = check(ctx, "cron.entry", schedule="0 2 * * *", command=SCRIPT)
+    assert not result.passed and "cron ignores all of /etc/cron.d/etcd-backup" in result.detail
+
+
 def test_cron_d_file_with_a_dot_is_ignored_by_cron(node_ctx):
     ctx, node = node_ctx
     node.write_file("/etc/cron.d/etcd.backup", f"0 2 * * * root {BACKUP}\n".encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -300,6 +301,32 @@ def test_crontab_installs_lists_and_removes_roots_table(node):
     node.run(["crontab", "-r"]).check()
     assert node.run(["crontab", "-l"]).returncode == 1
     assert not sh(node, "test -e /var/spool/cron/crontabs/root").ok
+
+
+def test_cron_daemon_runs_the_lines_of_cron_d_and_roots_crontab(node):
+    assert sh(node, "pgrep -x cron && test -s /run/crond.pid").ok, "a cron daemon runs in the node"
+    node.write_file("/etc/cron.d/probe", b"""SHELL=/bin/bash
+* * * * * root echo "$PATH|$SHELL|$HOME|$(pwd)" > /tmp/cron-env
+""")
+    node.write_file("/etc/cron.d/nouser", b"* * * * * /tmp/no-user-field.sh now\n")
+    node.write_file("/etc/cron.d/nocommand", b"* * * * * root touch /tmp/dropped\n* * * * * /tmp/no-user-field.sh\n")
+    node.write_file("/tmp/no-user-field.sh", b"#!/bin/sh\ntouch /tmp/no-user-field-ran\n", mode=0o755)
+    sh(node, "echo '* * * * * cat > /tmp/cron-stdin%first%second' | crontab -").check()
+    try:
+        deadline = time.monotonic() + 70
+        while time.monotonic() < deadline and not (sh(node, "test -s /tmp/cron-env && test -s /tmp/cron-stdin").ok):
+            time.sleep(1)
+        assert node.read_file("/tmp/cron-env") == b"/usr/bin:/bin|/bin/bash|/root|/root\n"
+        assert node.read_file("/tmp/cron-stdin") == b"first\nsecond\n"
+        time.sleep(1)
+        assert not sh(node, "test -e /tmp/no-user-field-ran").ok, "a cron.d line without a user does not run"
+        assert not sh(node, "test -e /tmp/dropped").ok, "cron ignores a file with a line that has no command"
+        syslog = node.read_file("/var/log/syslog").decode()
+        assert re.search(r"controlplane CRON\[\d+\]: \(root\) CMD \(cat > /tmp/cron-stdin\)", syslog), syslog
+        assert "(/tmp/no-user-field.sh) ERROR (getpwnam() failed)" in syslog
+        assert "(*system*nocommand) ERROR (Syntax error, this crontab file will be ignored)" in syslog
+    finally:
+        sh(node, "rm -f /etc/cron.d/probe /etc/cron.d/nouser /etc/cron.d/nocommand /tmp/no-user-field.sh; crontab -r")
 
 
 def test_crontab_e_opens_vi_on_the_terminal(node):

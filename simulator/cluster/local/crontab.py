@@ -6,7 +6,7 @@ Standalone on purpose: the embedded driver copies this file into each node as
 behaves as Debian's crontab (cron 3.0pl1): tables live in ``/var/spool/cron/crontabs/<user>``
 (mode 0600) behind a three-line "DO NOT EDIT" header that ``crontab -l`` leaves out, a
 table with errors is refused with the line and the field at fault, and the messages are
-Debian's. No cron daemon runs the jobs: the table is what a grader checks.
+Debian's. The node's cron daemon (:mod:`crond`) runs the jobs.
 
 Supported: crontab [-u user] FILE | -, crontab [-u user] [-i] {-e | -l | -r}.
 """

@@ -9,8 +9,9 @@ uts, ipc, net and pid namespaces, with the host's view of the filesystem. It
    shell runs on is a ``/dev/pts/N`` of the node too (``tty``, ``script``, ``tmux`` work);
 2. sets the hostname, writes ``pid <host pid>`` on the ready fd, waits for ``go`` (its
    ``eth0`` has been plugged into the bridge), configures ``lo`` and ``eth0``;
-3. writes ``ready`` and becomes the static-pod supervisor, which as PID 1 also reaps
-   orphans. SIGTERM stops every container gracefully, then PID 1 and the node end.
+3. writes ``ready``, starts the node's cron daemon (:mod:`crond`) and becomes the
+   static-pod supervisor, which as PID 1 also reaps orphans. SIGTERM stops every
+   container gracefully, then PID 1 and the node end.
 
 The mount and network set-up uses the standard library only.
 """
@@ -180,11 +181,15 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
                         format="%(asctime)s %(levelname)s %(message)s")
     kubelet = Kubelet(Path(rootfs), name, address.split("/", 1)[0], Path(state_dir))
     supervisor = Supervisor(Path(rootfs), name, Path(state_dir), pod_hooks=kubelet.pods_changed)
+    # the node's cron service: a process of its own, so that it waits for its jobs itself
+    cron = subprocess.Popen([sys.executable, "-m", "simulator.cluster.local.crond", "--rootfs", rootfs,
+                             "--hostname", name], stdin=subprocess.DEVNULL, start_new_session=True)
     kubelet.start()
     try:
         supervisor.run()
     finally:
         kubelet.stop()
+        cron.terminate()
 
 
 def main(argv: list[str] | None = None) -> int:
