@@ -11,6 +11,7 @@ and a worker) is shared by the tests of the module. Tests of what only a real cl
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import secrets
@@ -271,6 +272,40 @@ def test_the_cluster_uses_the_exam_names(engine, cluster, node):
     exec_ = node.run([*kubectl, "-n", "kube-system", "exec", "etcd-controlplane", "--",
                       "etcdctl", "version"], timeout=60)
     assert exec_.ok and "etcdctl version" in exec_.out, exec_.err
+
+
+def test_crictl_stop_exec_sudo_and_a_running_cron_on_real_kind(engine, node):
+    """The moves the embedded node's crictl and cron daemon copy, on a real kind node:
+    the same outcome there is what the embedded tests assert."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine has no kubelet, containerd or cron; real kind only")
+    node.write_file("/etc/cron.d/probe", b"* * * * * root echo \"$PATH|$SHELL\" > /tmp/cron-env\n")
+    scheduled = time.monotonic()
+
+    def running(name: str) -> list[str]:
+        return node.run(["crictl", "ps", "--name", f"^{name}$", "-q"]).out.split()
+
+    first = running("kube-scheduler")
+    assert len(first) == 1
+    attempt = json.loads(node.run(["crictl", "inspect", first[0]]).check().out)["status"]["metadata"]["attempt"]
+    assert node.run(["crictl", "stop", first[0]]).check().out == first[0] + "\n"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and running("kube-scheduler") in ([], first):
+        time.sleep(1)
+    second = running("kube-scheduler")
+    assert second and second != first, "the kubelet starts a new container for a stopped one"
+    status = json.loads(node.run(["crictl", "inspect", second[0]]).check().out)["status"]
+    assert status["metadata"]["attempt"] == attempt + 1
+
+    etcd = running("etcd")[0]
+    assert node.run(["crictl", "exec", etcd, "etcdctl", "version"]).check().out.startswith("etcdctl version")
+
+    assert node.run(["sudo", "-i", "sh", "-c", "id -un; pwd"]).check().out == "root\n/root\n"
+
+    while time.monotonic() - scheduled < 75 and not node.run(["test", "-s", "/tmp/cron-env"]).ok:
+        time.sleep(1)
+    assert node.read_file("/tmp/cron-env") == b"/usr/bin:/bin|/bin/sh\n", "cron runs /etc/cron.d lines"
+    node.run(["rm", "-f", "/etc/cron.d/probe"])
 
 
 def test_three_control_planes_and_a_worker_on_real_kind(engine):

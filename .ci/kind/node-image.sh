@@ -207,7 +207,7 @@ RUN ctr oci spec \\
         /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \\
         /lib/systemd/system/sockets.target.wants/*initctl* /lib/systemd/system/basic.target.wants/* \\
     && echo "ReadKMsg=no" >> /etc/systemd/journald.conf \\
-    && systemctl enable kubelet.service containerd.service undo-mount-hacks.service \\
+    && systemctl enable kubelet.service containerd.service undo-mount-hacks.service cron.service \\
     && systemctl mask systemd-binfmt.service \\
     && mkdir -p /etc/kubernetes/manifests /etc/cni/net.d /opt/cni \\
     && ln -sfn /usr/lib/cni /opt/cni/bin
