@@ -351,8 +351,12 @@ def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, seed:
     if not ids and not all_:
         raise SimError("name scenarios to test, or --all", hint="cka-sim scenario test etcd-backup")
     targets = sorted(obj.catalog.scenarios) if all_ else list(ids)
-    results = run_gate(obj.catalog, targets, driver=driver, seed=seed,
-                       progress=lambda line: click.echo(line, err=True))
+    began = time.monotonic()
+
+    def progress(line: str) -> None:  # the elapsed time shows which attempts are slow
+        click.echo(f"[{time.monotonic() - began:5.0f}s] {line}", err=True)
+
+    results = run_gate(obj.catalog, targets, driver=driver, seed=seed, progress=progress)
     if as_json:
         emit_json([r.to_json() for r in results])
     else:

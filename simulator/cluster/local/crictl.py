@@ -17,6 +17,10 @@ timeout; SIGKILL at once with the default timeout of 0) and waits until the supe
 recorded the exit. The supervisor then restarts the container as the kubelet would, since a
 static pod's restartPolicy is Always. ``exec`` enters the container's mount namespace and
 root (``nsenter -m -r -w``, from the node's util-linux) with the container's environment.
+
+Why one module of ~850 lines: it is copied into every node as a single program and runs
+there with the host's Python and nothing else, so it cannot import helpers from the
+package; each subcommand is a small function over the same records and output helpers.
 """
 
 from __future__ import annotations
