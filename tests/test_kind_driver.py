@@ -269,6 +269,9 @@ def test_the_cluster_uses_the_exam_names(engine, cluster, node):
     assert pod.out.strip() == "pod/etcd-controlplane", pod.err
     members = etcdctl(node, "member", "list")
     assert ", controlplane, https://" in members.out, members.out
+    # the other node answers to its exam name, as `ssh node01` and `ping node01` need
+    assert node.run(["getent", "hosts", "node01"]).check().out.split()[1:] == ["node01"]
+    assert node.run(["ping", "-c", "1", "-W", "5", "node01"]).ok
     exec_ = node.run([*kubectl, "-n", "kube-system", "exec", "etcd-controlplane", "--",
                       "etcdctl", "version"], timeout=60)
     assert exec_.ok and "etcdctl version" in exec_.out, exec_.err

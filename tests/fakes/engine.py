@@ -240,6 +240,15 @@ def docker_cp(state: Path, args: list[str]) -> None:
         fail("copying between containers is not supported", 1)
 
 
+def docker_inspect(state: Path, args: list[str]) -> None:
+    """``docker inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' NAME...``:
+    the address of each container's node, the one template the driver asks for."""
+    names = [a for a in args if not a.startswith("--format") and a != args[args.index("--format") + 1]] \
+        if "--format" in args else args
+    for name in names:
+        print(f"{running_node(state, name).ip} ")
+
+
 def docker(args: list[str]) -> None:
     state = state_dir()
     if not args:
@@ -262,6 +271,8 @@ def docker(args: list[str]) -> None:
         docker_exec(state, rest)
     elif command == "cp":
         docker_cp(state, rest)
+    elif command == "inspect":
+        docker_inspect(state, rest)
     else:
         fail(f"fake docker: `docker {command}` is not implemented", 2)
 

@@ -23,7 +23,7 @@ import select
 import shutil
 import subprocess
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import yaml
@@ -303,6 +303,7 @@ class KindDriver:
         progress(Step("tools", 2, 3, detail))
         for node in cluster.nodes:
             self._prepare(node, tools if node.role == "control-plane" else {})
+        self._name_hosts(cluster.nodes)
         self._wait_healthy(control[0])
         self._wait_ready(control[0], progress)
         record["state"] = "running"
@@ -401,6 +402,22 @@ class KindDriver:
         node.write_file("/root/.bashrc", (BASHRC + _PROMPT_NAME).encode())
         node.write_file("/root/.profile", PROFILE.encode())
         node.run(["mkdir", "-p", os.path.dirname(SESSION_ENV_PATH)]).check()
+
+    def _name_hosts(self, nodes: Sequence[KindNode]) -> None:
+        """Every node's /etc/hosts lists every node under its exam name (``ping node01``),
+        as the exam's clusters do; Docker's own lines (container names) stay."""
+        done = docker(["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                       *[n.container for n in nodes]], timeout=30)
+        if done.returncode != 0:
+            raise ClusterError("could not read the nodes' addresses",
+                               hint=done.stderr.decode(errors="replace").strip())
+        addresses = [line.split()[0] for line in done.stdout.decode().splitlines() if line.split()]
+        if len(addresses) != len(nodes):
+            raise ClusterError("could not read every node's address", hint=done.stdout.decode().strip())
+        lines = "".join(f"{ip}\t{n.name}\n" for ip, n in zip(addresses, nodes, strict=True))
+        for node in nodes:
+            # /etc/hosts is a file Docker binds into the container: append, never replace it
+            node.run(["tee", "-a", "/etc/hosts"], input=lines.encode()).check()
 
     def _wait_healthy(self, node: KindNode) -> None:
         deadline = time.monotonic() + ETCD_TIMEOUT
