@@ -7,7 +7,7 @@ import posixpath
 import re
 import shlex
 
-from simulator.cron import CRON_D_NAME, ENV_LINE, CronEntry, parse_crontab, parse_schedule
+from simulator.cron import CRON_D_NAME, ENV_LINE, CronEntry, broken_line, parse_crontab, parse_schedule
 from simulator.errors import CheckError
 from simulator.registry import CheckResult, Context, checker
 
@@ -247,10 +247,9 @@ def cron_entries(ctx: Context) -> list[CronEntry]:
 
 
 def _system_table(text: str, path: str) -> list[CronEntry]:
-    """The lines of a system crontab. A line with no command after its user field is a
-    syntax error for Debian's cron, which then ignores the whole file."""
+    """The lines of a system crontab; all of them ignored when one is :func:`broken_line`."""
     entries = parse_crontab(text, path, system=True)
-    broken = next((e for e in entries if e.user == ""), None)
+    broken = broken_line(entries)
     if broken is None:
         return entries
     why = (f"cron ignores all of {path}: the line running {broken.command!r} has no user field, and a line "

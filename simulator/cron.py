@@ -5,6 +5,7 @@ checkers that grade a schedule and for the cron daemon of embedded nodes that ru
   expands the fields), where equivalent schedules are equal;
 - :func:`parse_crontab` lists the job lines of a user crontab or of a system one
   (``/etc/crontab``, ``/etc/cron.d``), which names the user after the schedule;
+- :func:`broken_line`: the line that makes cron ignore a whole system crontab;
 - :func:`environment` the ``NAME=value`` lines, which cron applies to every job of the file;
 - ``CRON_D_NAME``: the only file names cron reads in ``/etc/cron.d``.
 """
@@ -124,6 +125,12 @@ def parse_crontab(text: str, source: str, system: bool) -> list[CronEntry]:
         entries.append(CronEntry(source, schedule, " ".join(parts[width:]),
                                  user=parts[width - 1] if system else None))
     return entries
+
+
+def broken_line(entries: list[CronEntry]) -> CronEntry | None:
+    """The line of a system crontab that has a user field but no command after it, if any:
+    a syntax error for Debian's cron, which then ignores the whole file."""
+    return next((e for e in entries if e.user == ""), None)
 
 
 def environment(text: str) -> dict[str, str]:

@@ -566,7 +566,7 @@ def _is_container_process(pid: int, cid: str) -> bool:
 
 
 def _exited(cid: str) -> bool:
-    record = next((r for r in load_containers() if r.get("id") == cid), None)
+    record = _reload(cid)
     return record is None or record.get("state") != "CONTAINER_RUNNING"
 
 
@@ -741,7 +741,7 @@ def cmd_stats(args: list[str]) -> int:
     rows = [["CONTAINER", "NAME", "CPU %", "MEM", "DISK", "INODES", "SWAP"]]
     for r in records:
         pid = int(r.get("pid") or 0)
-        live = r in running
+        live = r["id"] in before
         cpu = (_cpu_ticks(pid) - before[r["id"]]) / ticks / elapsed * 100 if live else 0.0
         disk, inodes = _layer_usage(r["id"])
         rows.append([r["id"][:TRUNC], r.get("name", ""), f"{cpu:.2f}", human_size(_rss(pid) if live else 0, 4),

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.cron import CRON_D_NAME, environment, parse_crontab, parse_schedule
+from simulator.cron import CRON_D_NAME, broken_line, environment, parse_crontab, parse_schedule
 
 SPOOL = "var/spool/cron/crontabs"
 SYSLOG = "var/log/syslog"
@@ -73,7 +73,7 @@ class Crond:
     def __init__(self, rootfs: Path, hostname: str) -> None:
         self.rootfs = rootfs
         self.hostname = hostname
-        self.running: list[tuple[subprocess.Popen[bytes], Path, str]] = []
+        self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
         self.out_dir = rootfs / "run/cka-sim/cron"
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -91,8 +91,7 @@ class Crond:
                 continue
             env = tuple(environment(text).items())
             entries = parse_crontab(text, "/" + str(path.relative_to(self.rootfs)), system=True)
-            if any(not e.user for e in entries):
-                # a line with a user but no command: Debian's cron drops the whole file
+            if broken_line(entries) is not None:
                 self.log(self._table_name(path), "ERROR (Syntax error, this crontab file will be ignored)")
                 continue
             jobs += [Job(e.user or "", e.schedule, e.command, env, e.source) for e in entries]
@@ -144,8 +143,8 @@ class Crond:
             return
         uid, gid, home = found
         command, stdin = split_percent(job.command)
-        env = {"HOME": home, "LOGNAME": job.user, "PATH": CRON_PATH, "SHELL": "/bin/sh", **dict(job.env)}
-        env["LOGNAME"] = job.user
+        # the file's NAME=value lines may change any of these but LOGNAME
+        env = {"HOME": home, "PATH": CRON_PATH, "SHELL": "/bin/sh", **dict(job.env), "LOGNAME": job.user}
         shell = env["SHELL"]
         root = str(self.rootfs)
 
@@ -176,14 +175,14 @@ class Crond:
                 proc.stdin.close()
             except OSError:
                 pass
-        self.running.append((proc, out, job.user))
+        self.running.append((proc, out))
 
     def collect(self) -> None:
         """Forget finished jobs; note discarded output as cron does without a mailer."""
         still = []
-        for proc, out, user in self.running:
+        for proc, out in self.running:
             if proc.poll() is None:
-                still.append((proc, out, user))
+                still.append((proc, out))
                 continue
             try:
                 wrote = out.stat().st_size > 0
