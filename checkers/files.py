@@ -7,7 +7,7 @@ import posixpath
 import re
 import shlex
 
-from simulator.cron import CRON_D_NAME, ENV_LINE, CronEntry, broken_line, parse_crontab, parse_schedule
+from simulator.cron import CRON_D_NAME, ENV_LINE, CronEntry, broken_line, insecure, parse_crontab, parse_schedule
 from simulator.errors import CheckError
 from simulator.registry import CheckResult, Context, checker
 
@@ -230,7 +230,7 @@ def cron_entries(ctx: Context) -> list[CronEntry]:
                 break
     text = _read(ctx, "/etc/crontab")
     if text is not None:
-        entries += _system_table(text, "/etc/crontab")
+        entries += _system_table(ctx, text, "/etc/crontab")
     found = ctx.node.run(["find", "/etc/cron.d", "-maxdepth", "1", "-type", "f", "-print0"])
     if found.ok:
         for path in sorted(p for p in found.out.split("\0") if p):
@@ -241,14 +241,23 @@ def cron_entries(ctx: Context) -> list[CronEntry]:
             ignored = "" if CRON_D_NAME.match(name) else (
                 f"cron ignores {path}: names in /etc/cron.d may hold only letters, digits, '_' and '-'; "
                 "move the entry to a file named without a dot")
-            entries += [dataclasses.replace(e, ignored=e.ignored or ignored) for e in _system_table(text, path)]
+            entries += [dataclasses.replace(e, ignored=e.ignored or ignored) for e in _system_table(ctx, text, path)]
     users = _users(ctx)
     return [_check_user(e, users) for e in entries]
 
 
-def _system_table(text: str, path: str) -> list[CronEntry]:
-    """The lines of a system crontab; all of them ignored when one is :func:`broken_line`."""
+def _system_table(ctx: Context, text: str, path: str) -> list[CronEntry]:
+    """The lines of a system crontab, all of them ignored when cron skips the file: one line
+    is :func:`broken_line`, or the file is :func:`insecure` (as the cron daemon judges)."""
     entries = parse_crontab(text, path, system=True)
+    try:
+        found = _stat(ctx, path)
+    except _Uninspectable:
+        found = None
+    if found is not None and insecure(found[2]):
+        why = (f"cron ignores {path}: it is writable by group or others (mode {found[2]:04o}), which cron "
+               f"refuses as insecure; chmod go-w {path}")
+        return [dataclasses.replace(e, ignored=why) for e in entries]
     broken = broken_line(entries)
     if broken is None:
         return entries

@@ -5,7 +5,8 @@ checkers that grade a schedule and for the cron daemon of embedded nodes that ru
   expands the fields), where equivalent schedules are equal;
 - :func:`parse_crontab` lists the job lines of a user crontab or of a system one
   (``/etc/crontab``, ``/etc/cron.d``), which names the user after the schedule;
-- :func:`broken_line`: the line that makes cron ignore a whole system crontab;
+- :func:`broken_line` and :func:`insecure`: a line, or permission bits, that make cron
+  ignore a whole system crontab;
 - :func:`environment` the ``NAME=value`` lines, which cron applies to every job of the file;
 - ``CRON_D_NAME``: the only file names cron reads in ``/etc/cron.d``.
 """
@@ -125,6 +126,12 @@ def parse_crontab(text: str, source: str, system: bool) -> list[CronEntry]:
         entries.append(CronEntry(source, schedule, " ".join(parts[width:]),
                                  user=parts[width - 1] if system else None))
     return entries
+
+
+def insecure(mode: int) -> bool:
+    """Whether cron refuses a system crontab with these permission bits: Debian's cron skips
+    one that group or others may write ("INSECURE MODE (group/other writable)")."""
+    return bool(mode & 0o022)
 
 
 def broken_line(entries: list[CronEntry]) -> CronEntry | None:

@@ -177,6 +177,15 @@ def test_a_line_without_its_command_makes_cron_ignore_the_whole_file(node_ctx):
     assert not result.passed and "cron ignores all of /etc/cron.d/etcd-backup" in result.detail
 
 
+def test_a_cron_d_file_others_may_write_is_ignored_as_cron_ignores_it(node_ctx):
+    ctx, node = node_ctx
+    node.write_file("/etc/cron.d/etcd-backup", f"0 2 * * * root {SCRIPT}\n".encode(), mode=0o666)
+    result = check(ctx, "cron.entry", schedule="0 2 * * *", command=SCRIPT)
+    assert not result.passed and "cron ignores /etc/cron.d/etcd-backup: it is writable by group or others" in result.detail
+    node.write_file("/etc/cron.d/etcd-backup", f"0 2 * * * root {SCRIPT}\n".encode(), mode=0o644)
+    assert check(ctx, "cron.entry", schedule="0 2 * * *", command=SCRIPT).passed
+
+
 def test_cron_d_file_with_a_dot_is_ignored_by_cron(node_ctx):
     ctx, node = node_ctx
     node.write_file("/etc/cron.d/etcd.backup", f"0 2 * * * root {BACKUP}\n".encode())

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.cron import CRON_D_NAME, broken_line, environment, parse_crontab, parse_schedule
+from simulator.cron import CRON_D_NAME, broken_line, environment, insecure, parse_crontab, parse_schedule
 
 SPOOL = "var/spool/cron/crontabs"
 SYSLOG = "var/log/syslog"
@@ -113,8 +113,8 @@ class Crond:
                 st = path.stat()
             if not stat.S_ISREG(st.st_mode):
                 return None
-            if system and st.st_mode & 0o022:
-                self.log(self._table_name(path), "INSECURE MODE (group/other writable)")
+            if system and insecure(st.st_mode):
+                self.log(self._table_name(path), f"INSECURE MODE (group/other writable) (/{path.relative_to(self.rootfs)})")
                 return None
             return path.read_text(errors="replace")
         except OSError:
