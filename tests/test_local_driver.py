@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from simulator.cluster import shell as learner_shell
+from simulator.cluster.local import idmap
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Completed
 from simulator.errors import ClusterError
@@ -267,6 +269,46 @@ def test_writes_inside_the_node_leave_the_host_unchanged(node, cluster):
     assert (cluster.directory / "nodes/controlplane/rootfs/cka-sim-newdir/probe").exists()
 
 
+needs_users = pytest.mark.skipif(
+    not idmap.choose().full, reason="this machine maps only uid 0 into the nodes (not root, no "
+                                    "/etc/subuid range with newuidmap): no other users there")
+
+
+@needs_users
+def test_sudo_and_sudo_i_work_as_on_a_debian_node(node):
+    if not Path("/usr/bin/sudo").exists():
+        assert sh(node, "sudo true").returncode == 127, "no sudo on the machine, none in the node"
+        pytest.skip("sudo is not installed on this machine")
+    assert node.run(["sudo", "true"]).ok
+    assert node.run(["sudo", "-i", "sh", "-c", "id -un; pwd"]).check().out == "root\n/root\n"
+    login = node.run(["sudo", "-i"], input=b"pwd; id -u; echo $HOME\n").check()
+    assert login.out == "/root\n0\n/root\n"
+    assert node.run(["sudo", "-u", "nobody", "id", "-un"]).check().out == "nobody\n"
+    mode = sh(node, "stat -c '%a %u' /etc/sudoers && test -d /etc/sudoers.d && "
+                    "test -f /etc/pam.d/sudo-i && test -f /etc/login.defs").check()
+    assert mode.out == "440 0\n"
+
+
+@needs_users
+def test_useradd_chown_and_su_to_the_new_user(node, cluster):
+    done = sh(node, "useradd -m alice && touch /tmp/alices && chown alice:alice /tmp/alices && "
+                    "stat -c %U:%G /tmp/alices && su - alice -c 'id -un; pwd; touch mine' && "
+                    "stat -c %U /home/alice/mine && chown 4242:4243 /tmp/alices && "
+                    "stat -c %u:%g /tmp/alices")
+    try:
+        assert done.ok, done.err
+        assert done.out.splitlines() == ["alice:alice", "alice", "/home/alice", "alice",
+                                         "4242:4243"]
+        # the nodes' ids are the host's (as root) or the user's subordinate ids: either
+        # way not the host user's own
+        host = cluster.directory / "nodes/controlplane/rootfs/home/alice/mine"
+        assert host.stat().st_uid != os.geteuid()
+        assert (cluster.directory / "nodes/controlplane/rootfs/tmp/alices").stat().st_uid \
+            != os.geteuid()
+    finally:
+        sh(node, "userdel -r alice; rm -f /tmp/alices")
+
+
 def test_file_api_resolves_symlinks_inside_the_node(node, tmp_path):
     target = tmp_path / "host-only"
     sh(node, 'ln -sfn / /root/escape && ln -sfn "$T" /root/abs', T=str(tmp_path)).check()
@@ -307,6 +349,7 @@ def test_cron_daemon_runs_the_lines_of_cron_d_and_roots_crontab(node):
     assert sh(node, "pgrep -x cron && test -s /run/crond.pid").ok, "a cron daemon runs in the node"
     node.write_file("/etc/cron.d/probe", b"""SHELL=/bin/bash
 * * * * * root echo "$PATH|$SHELL|$HOME|$(pwd)" > /tmp/cron-env
+* * * * * nobody { id -un; id -G; } > /tmp/cron-nobody
 """)
     node.write_file("/etc/cron.d/nouser", b"* * * * * /tmp/no-user-field.sh now\n")
     node.write_file("/etc/cron.d/nocommand", b"* * * * * root touch /tmp/dropped\n* * * * * /tmp/no-user-field.sh\n")
@@ -318,6 +361,10 @@ def test_cron_daemon_runs_the_lines_of_cron_d_and_roots_crontab(node):
             time.sleep(1)
         assert node.read_file("/tmp/cron-env") == b"/usr/bin:/bin|/bin/bash|/root|/root\n"
         assert node.read_file("/tmp/cron-stdin") == b"first\nsecond\n"
+        if idmap.choose().full:  # a job of another user runs as that user, with its groups
+            assert sh(node, "for i in $(seq 50); do test -s /tmp/cron-nobody && exit; sleep 0.1; "
+                            "done; exit 1").ok, node.read_file("/var/log/syslog").decode()
+            assert node.read_file("/tmp/cron-nobody") == b"nobody\n65534\n"
         time.sleep(1)
         assert not sh(node, "test -e /tmp/no-user-field-ran").ok, "a cron.d line without a user does not run"
         assert not sh(node, "test -e /tmp/dropped").ok, "cron ignores a file with a line that has no command"
@@ -434,6 +481,26 @@ def test_delete_leaves_no_process_mount_or_directory(driver, home):
         made.node("controlplane").run(["true"])
 
 
+def test_delete_removes_files_of_other_users_and_cluster_files_stay_roots(driver, home):
+    made = driver.create(ClusterSpec("owners"), lambda step: None)
+    directory = made.directory
+    rootfs = directory / "nodes/controlplane/rootfs"
+    try:
+        for path in ("etc/kubernetes/manifests/etcd.yaml", "etc/kubernetes/pki/etcd/server.key",
+                     "var/lib/etcd/member"):
+            assert (rootfs / path).stat().st_uid == os.geteuid(), path
+        if idmap.choose().full:
+            node = made.node("controlplane")
+            sh(node, "useradd -m bob && su - bob -c 'mkdir -p deep/er && touch deep/er/f && "
+                     "chmod 000 deep/er/f deep/er && chmod 500 deep' && "
+                     "mkdir -p /srv/x && touch /srv/x/y && chown -R 4242:4242 /srv/x && "
+                     "chmod 700 /srv/x").check()
+            assert (rootfs / "home/bob/deep").stat().st_uid != os.geteuid()
+    finally:
+        driver.delete(made)
+    assert not directory.exists()
+
+
 KILLED_CLI = textwrap.dedent("""
     import os, signal, sys
     from simulator.cluster.local.driver import LocalDriver
@@ -479,3 +546,33 @@ def test_doctor_reports_namespaces_and_binaries(driver):
     checks = {name: (ok, detail) for name, ok, detail in driver.doctor()}
     assert checks["user namespaces"][0]
     assert checks["etcd"][0] and checks["nsenter"][0]
+    mapping = checks["uid/gid mapping"]
+    assert mapping[0] == idmap.choose().full
+    if os.geteuid() == 0:
+        assert "0-65535" in mapping[1] and "runs as root" in mapping[1]
+    sudo_ok, sudo_detail = checks["sudo"]
+    assert sudo_ok == bool(shutil.which("sudo", path="/usr/bin:/bin:/usr/sbin:/sbin"))
+    assert sudo_ok or "apt-get install sudo" in sudo_detail
+
+
+def test_doctor_says_what_a_single_mapping_breaks_and_how_to_fix_it():
+    """As an unprivileged user of this machine (nobody, which has no /etc/subuid range)."""
+    if os.geteuid() != 0:
+        line = idmap.doctor_line()
+        if line[1]:
+            pytest.skip("this user has subordinate ids: nodes map more than root")
+    else:
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+             "-c", "import json; from simulator.cluster.local import idmap; "
+             "print(json.dumps(idmap.doctor_line()))"],
+            capture_output=True, text=True, cwd=REPO, timeout=30, check=False,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, done.stderr
+        line = tuple(json.loads(done.stdout))
+    name, ok, detail = line
+    assert (name, ok) == ("uid/gid mapping", False)
+    assert detail.startswith("nodes map only uid 0 (you): chown to another user, sudo and "
+                             "useradd fail in the nodes; to fix it, ")
+    assert "uidmap" in detail or "/etc/subuid" in detail
+    assert detail.endswith("or run cka-sim as root")

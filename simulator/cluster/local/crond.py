@@ -19,7 +19,8 @@ in the command starts its standard input, as in crontab(5).
 As on a Debian node without a mail transfer agent, a job's output is discarded, and
 every start is logged to ``/var/log/syslog``:
 ``Dec  3 10:15:01 controlplane CRON[412]: (root) CMD (/usr/local/bin/etcd-backup.sh)``.
-Only uid 0 may be mapped in a node; a job of another user is logged as an error.
+A job of another user runs with that user's ids and groups; where the node maps only
+uid 0 (:mod:`idmap`) it cannot start and is logged as an error.
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ class Crond:
             except OSError:
                 os.chdir("/")
             if uid != 0:
+                os.initgroups(job.user, gid)  # the node's /etc/group, as cron's initgroups
                 os.setgid(gid)
                 os.setuid(uid)
 

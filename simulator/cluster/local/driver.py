@@ -33,6 +33,7 @@ from pathlib import Path
 
 from simulator.cluster import binaries as binaries_mod
 from simulator.cluster import kubeadm
+from simulator.cluster.local import idmap as idmap_mod
 from simulator.cluster.local import nodes as nodes_mod
 from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
@@ -342,15 +343,16 @@ class LocalDriver:
                 return
             _write_etcd_manifests(rootfs, control[:1], image)
 
+        mapping = idmap_mod.choose()
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pki_job = pool.submit(write_pki)
-            infra = nodes_mod.start_infra(directory)
+            infra = nodes_mod.start_infra(directory, mapping)
             self._children.setdefault(spec.name, []).append(infra)
             state["infra"] = {"pid": infra.pid, "start": proc_start(infra.pid)}
             (directory / "infra.pid").write_text(f"{infra.pid}\n")
             _write_state(directory, state)
             starting = [NodeProcess(infra.pid, directory / "nodes" / name, name, ip, tools,
-                                    directory) for name, ip, _ in placed]
+                                    directory, mapping) for name, ip, _ in placed]
             self._children[spec.name] += [p.proc for p in starting]
             deadline = time.monotonic() + NODE_TIMEOUT
             for proc in starting:
@@ -623,7 +625,16 @@ class LocalDriver:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        _rmtree(directory)
+        try:
+            _rmtree(directory)
+        except PermissionError:
+            # files of a node's user: owned by one of this user's subordinate ids
+            mapping = idmap_mod.choose()
+            if not mapping.full:
+                raise ClusterError(f"could not remove {directory}: files in it belong to "
+                                   "other users", hint=f"remove it as root: `sudo rm -rf "
+                                                       f"{directory}`") from None
+            idmap_mod.remove_tree(directory, mapping, nodes_mod._tool("unshare"))
 
     def _kill_marked(self, directories: Collection[Path]) -> None:
         targets = {Path(d) for d in directories}
@@ -699,6 +710,7 @@ class LocalDriver:
             except SimError:
                 lines.append((tool, False, f"not found; install {package}"))
         lines.append(self._probe_namespaces())
+        lines += [idmap_mod.doctor_line(), idmap_mod.sudo_line()]
         for name in ("etcd", "etcdctl", "etcdutl"):
             try:
                 lines.append((name, True, str(binaries_mod.find(name))))

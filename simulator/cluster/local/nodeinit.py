@@ -3,12 +3,15 @@
 Started by :class:`simulator.cluster.local.nodes.NodeProcess` inside fresh user, mount,
 uts, ipc, net and pid namespaces, with the host's view of the filesystem. It
 
-1. binds the host's ``/usr`` read-only at ``rootfs/usr``, a tmpfs at ``rootfs/usr/local/bin``
+1. writes ``pid <host pid>`` on the ready fd and waits for ``go``: its user namespace's
+   uid and gid maps have been written (where more than root is mapped, it runs until then
+   with no mapped uid and the capabilities ``unshare --keep-caps`` left it, which it drops
+   afterwards) and its ``eth0`` plugged into the bridge;
+2. binds the host's ``/usr`` read-only at ``rootfs/usr``, a tmpfs at ``rootfs/usr/local/bin``
    holding the cluster's programs, mounts proc (of the node's pid namespace), sysfs, a
    minimal ``/dev`` (no disks) sharing the host's devpts, so the terminal a learner's
    shell runs on is a ``/dev/pts/N`` of the node too (``tty``, ``script``, ``tmux`` work);
-2. sets the hostname, writes ``pid <host pid>`` on the ready fd, waits for ``go`` (its
-   ``eth0`` has been plugged into the bridge), configures ``lo`` and ``eth0``;
+   sets the hostname, configures ``lo`` and ``eth0``;
 3. writes ``ready``, starts the node's cron daemon (:mod:`crond`) and becomes the
    static-pod supervisor, which as PID 1 also reaps orphans. SIGTERM stops every
    container gracefully, then PID 1 and the node end.
@@ -168,6 +171,23 @@ def _host_pid() -> int:
     return int(os.readlink("/proc/self"))
 
 
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_CAP_VERSION_3 = 0x20080522
+
+
+def drop_kept_caps() -> None:
+    """Clear the ambient and inheritable capabilities ``unshare --keep-caps`` raised, as a
+    node's root has them (none): root has every capability anyway, and no process that
+    changes to another user may keep them."""
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two of {effective, permitted, inheritable}
+    if _libc.capget(header, data) == 0:
+        data[2] = data[5] = 0
+        _libc.capset(header, data)
+
+
 def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") -> None:
     """Run the static-pod supervisor in this process (PID 1) until SIGTERM, with the
     kubelet's API duties (:mod:`simulator.cluster.local.kubelet`) in a thread beside it."""
@@ -208,13 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         binaries = dict(item.split("=", 1) for item in args.bin)
-        setup_mounts(args.rootfs, binaries, args.ro_bind)
-        provide_usr_dirs(args.rootfs)
-        socket.sethostname(args.hostname)
         ready.write(f"pid {_host_pid()}\n")
         with os.fdopen(args.go_fd, "r") as go:
             if go.readline().strip() != "go":
                 return 1
+        drop_kept_caps()
+        setup_mounts(args.rootfs, binaries, args.ro_bind)
+        provide_usr_dirs(args.rootfs)
+        socket.sethostname(args.hostname)
         setup_network(args.address, args.gateway)
         os.makedirs(args.state_dir, exist_ok=True)
     except (OSError, subprocess.CalledProcessError) as exc:

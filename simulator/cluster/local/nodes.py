@@ -3,8 +3,18 @@
 Each cluster has an *infra* process (``sleep``) holding a user namespace and a network
 namespace with the bridge ``cka0`` (172.30.0.1/24). Each node is started inside those by
 ``unshare`` with a nested user, mount, pid, uts, ipc and network namespace whose PID 1 is
-:mod:`simulator.cluster.local.nodeinit`. Only uid/gid 0 is mapped (the caller's uid, root or
-not, becomes root in the node), so files of other owners show up as ``nobody``.
+:mod:`simulator.cluster.local.nodeinit`. The caller becomes root in the node. Which other
+ids exist there is :mod:`simulator.cluster.local.idmap`'s choice: as root (and for a user
+with ``/etc/subuid`` ranges and ``newuidmap``) uids and gids 0-65535 are mapped at both
+levels, so ``chown etcd:etcd``, ``useradd``, ``su - alice`` and ``sudo`` work as on a
+kubeadm node; otherwise only 0 is, and files of other owners show up as ``nobody``. The
+maps are written while the namespace's first process waits: the infra's by cka-sim
+(the parent namespace), a node's from within the infra when the node is wired.
+
+A node's ``/etc`` is a copy of the machine's files a Debian node has (users, PAM, sudoers,
+login.defs, ...), made when the cluster is created, so later edits on the host do not
+reach it; a missing ``/etc/shadow`` or ``/etc/gshadow`` (unreadable when not root) is
+written from the node's passwd and group with locked passwords.
 
 Every mount lives in the node's mount namespace: on the host, ``rootfs`` is a plain
 directory whose ``usr``, ``proc``, ``dev`` and ``sys`` are empty, so removing it never
@@ -25,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import simulator
+from simulator.cluster.local import idmap
 from simulator.cluster.node import Completed, run_process
 from simulator.cluster.shell import BASHRC, PROFILE
 from simulator.errors import ClusterError, NamespacesUnavailable
@@ -44,7 +55,8 @@ _PRIVATE_DIRS = ("etc", "var", "var/lib", "var/log", "var/tmp", "var/cache", "op
                  "tmp", "home", "run", "run/cka-sim", "srv", "mnt", "media", "usr", "proc",
                  "sys", "dev", "boot")
 _MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-_ETC_FILES = ("passwd", "group", "shadow", "gshadow", "nsswitch.conf", "resolv.conf",
+_ETC_FILES = ("passwd", "group", "shadow", "gshadow", "sudoers", "sudo.conf", "pam.conf",
+              "securetty", "deluser.conf", "nsswitch.conf", "resolv.conf",
               "host.conf", "gai.conf", "profile", "bash.bashrc", "inputrc", "environment",
               "ld.so.cache", "ld.so.conf", "os-release", "debian_version", "lsb-release",
               "issue", "login.defs", "shells", "protocols", "services", "networks",
@@ -54,8 +66,18 @@ _ETC_FILES = ("passwd", "group", "shadow", "gshadow", "nsswitch.conf", "resolv.c
               "alpine-release", "arch-release")
 _ETC_DIRS = ("profile.d", "skel", "ssl", "ca-certificates", "pki", "alternatives",
              "ld.so.conf.d", "terminfo", "vim", "bash_completion.d", "default", "iproute2",
-             "environment.d", "crypto-policies", "xdg")
+             "environment.d", "crypto-policies", "xdg", "pam.d", "security", "sudoers.d")
 
+DEBIAN_SUDOERS = """\
+Defaults\tenv_reset
+Defaults\tmail_badpass
+Defaults\tsecure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+Defaults\tuse_pty
+root\tALL=(ALL:ALL) ALL
+%sudo\tALL=(ALL:ALL) ALL
+@includedir /etc/sudoers.d
+"""
+"""Debian's /etc/sudoers, for a node whose machine has sudo but no readable sudoers."""
 
 
 def node_ip(index: int, role: str) -> str:
@@ -83,6 +105,7 @@ def alive(pid: int | None, start: int | None) -> bool:
 
 def _copy_etc(etc: Path) -> None:
     host = Path("/etc")
+    root = os.geteuid() == 0
     for name in _ETC_FILES:
         src = host / name
         if not os.path.lexists(src):
@@ -90,16 +113,46 @@ def _copy_etc(etc: Path) -> None:
         try:
             if src.is_symlink():
                 os.symlink(os.readlink(src), etc / name)
-            else:
-                shutil.copy2(src, etc / name)
+                continue
+            shutil.copy2(src, etc / name)
+            st = src.stat()
+            if root and (st.st_uid, st.st_gid) != (0, 0):  # shadow is root:shadow on Debian
+                os.chown(etc / name, st.st_uid, st.st_gid)
         except OSError:
             continue
+    _locked_shadow(etc / "shadow", etc / "passwd")
+    _locked_shadow(etc / "gshadow", etc / "group")
+    if not os.path.lexists(etc / "sudoers") and shutil.which("sudo", path=NODE_PATH):
+        fd = os.open(etc / "sudoers", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o440)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(DEBIAN_SUDOERS)
     for name in _ETC_DIRS:
         src = host / name
         if src.is_dir() and not src.is_symlink():
             shutil.copytree(src, etc / name, symlinks=True, dirs_exist_ok=True,
                             ignore_dangling_symlinks=True, ignore=_unreadable_dirs,
                             copy_function=_copy_readable)
+
+
+def _locked_shadow(shadow: Path, source: Path) -> None:
+    """Write ``shadow`` (or ``gshadow``) from the node's ``passwd`` (``group``) with every
+    password locked, where the machine's could not be copied: PAM (``su``, ``sudo``) and
+    ``useradd`` read it."""
+    if os.path.lexists(shadow):
+        return
+    try:
+        names = [line.split(":", 1)[0] for line in source.read_text().splitlines()
+                 if line and not line.startswith("#")]
+    except OSError:
+        return
+    if shadow.name == "shadow":
+        days = int(time.time() // 86400)
+        lines = [f"{n}:*:{days}:0:99999:7:::" for n in names]
+    else:
+        lines = [f"{n}:*::" for n in names]
+    fd = os.open(shadow, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(line + "\n" for line in lines))
 
 
 def _unreadable_dirs(directory: str, names: list[str]) -> list[str]:
@@ -190,29 +243,45 @@ def _log_tail(log: Path | None, lines: int = 8) -> str:
     return "\n".join(tail) + "\nRun `cka-sim doctor` to check what this machine allows."
 
 
-def start_infra(cluster_dir: Path, timeout: float = 10) -> subprocess.Popen:
+def start_infra(cluster_dir: Path, mapping: idmap.IdMapping, timeout: float = 10
+                ) -> subprocess.Popen:
     """Start the cluster's infra process (user + network namespace, bridge) and return it.
 
-    The process runs in a session of its own with no terminal, so it outlives its creator.
+    With a full ``mapping`` the shell says ``unshared`` and waits on its stdin until the
+    maps are written: only then may the programs it runs (``ip``) be root with
+    capabilities. The process runs in a session of its own with no terminal, so it
+    outlives its creator.
     """
     read_fd, write_fd = os.pipe()
     log = cluster_dir / "infra.log"
     script = ('ip link add "$BRIDGE" type bridge && ip addr add "$ADDR" dev "$BRIDGE" && '
               'ip link set "$BRIDGE" up && ip link set lo up && echo ready && '
-              'exec sleep infinity >/dev/null')
+              'exec sleep infinity >/dev/null </dev/null')
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BRIDGE": BRIDGE,
            "ADDR": f"{GATEWAY}/{PREFIX_LEN}",
            MARKER_ENV: str(cluster_dir)}
+    if mapping.full:
+        argv = [_tool("unshare"), "--user", "--net", "--", "/bin/sh", "-c",
+                "echo unshared && read -r go && " + script]
+    else:
+        argv = [_tool("unshare"), "--user", "--map-root-user", "--net", "--", "/bin/sh", "-c",
+                script]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [_tool("unshare"), "--user", "--map-root-user", "--net", "--", "/bin/sh", "-c",
-             script], env=env, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=out,
-            start_new_session=True, cwd=cluster_dir)
+            argv, env=env, stdin=subprocess.PIPE if mapping.full else subprocess.DEVNULL,
+            stdout=write_fd, stderr=out, start_new_session=True, cwd=cluster_dir)
     os.close(write_fd)
+    deadline = time.monotonic() + timeout
     try:
-        _read_line(read_fd, time.monotonic() + timeout, "the cluster network", log)
-    except ClusterError:
+        if mapping.full and proc.stdin is not None:
+            _read_line(read_fd, deadline, "the cluster network", log)
+            idmap.write_maps(proc.pid, mapping)
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
+        _read_line(read_fd, deadline, "the cluster network", log)
+    except (ClusterError, OSError):
         _kill(proc.pid)
+        proc.wait()
         raise
     finally:
         os.close(read_fd)
@@ -223,16 +292,20 @@ class NodeProcess:
     """A node's init being started: spawned, then wired to the bridge, then ready."""
 
     def __init__(self, infra_pid: int, node_dir: Path, name: str, ip: str,
-                 binaries: dict[str, Path], marker: Path) -> None:
+                 binaries: dict[str, Path], marker: Path, mapping: idmap.IdMapping) -> None:
         self.name, self.ip, self.node_dir = name, ip, node_dir
         self.rootfs = node_dir / "rootfs"
         self.log = node_dir / "supervisor.log"
         self.infra_pid = infra_pid
+        self.mapping = mapping
         go_r, self._go_w = os.pipe()
         self._ready_r, ready_w = os.pipe()
+        # with a full mapping the init keeps its capabilities (ambient) until `wire` has
+        # written the node's maps; it mounts nothing before that
+        userns = ["--keep-caps"] if mapping.full else ["--map-root-user"]
         argv = [_tool("nsenter"), "-t", str(infra_pid), "--user", "--preserve-credentials",
                 "--net", "--",
-                _tool("unshare"), "--user", "--map-root-user", "--mount", "--uts", "--ipc",
+                _tool("unshare"), "--user", *userns, "--mount", "--uts", "--ipc",
                 "--net", "--pid", "--fork", "--kill-child", "--",
                 sys.executable, "-m", "simulator.cluster.local.nodeinit",
                 "--rootfs", str(self.rootfs), "--hostname", name,
@@ -256,7 +329,9 @@ class NodeProcess:
         self.start = 0
 
     def wire(self, deadline: float) -> None:
-        """Wait for the init's pid, then plug its eth0 into the cluster bridge."""
+        """Wait for the init's pid, then (with a full mapping) write the node's uid and gid
+        maps and plug its eth0 into the cluster bridge, from within the infra's namespaces
+        in one process."""
         line = _read_line(self._ready_r, deadline, f"node {self.name}", self.log)
         if not line.startswith("pid "):
             raise NamespacesUnavailable(f"node {self.name} could not start: {line}",
@@ -266,12 +341,18 @@ class NodeProcess:
         veth = f"veth-{self.ip.rsplit('.', 1)[1]}"
         batch = (f"link add {veth} type veth peer name eth0 netns {self.pid}\n"
                  f"link set {veth} master {BRIDGE}\nlink set {veth} up\n")
+        run = [_tool("ip"), "-batch", "-"]
+        if self.mapping.full:
+            # each map in one write(2) (printf is a shell builtin), then exec ip
+            run = ["/bin/sh", "-c", 'printf "%s\\n" "$1" >"/proc/$2/uid_map" && '
+                   'printf "%s\\n" "$1" >"/proc/$2/gid_map" && shift 2 && exec "$@"',
+                   "sh", self.mapping.node_map(), str(self.pid), *run]
         done = subprocess.run([_tool("nsenter"), "-t", str(self.infra_pid), "--user",
-                               "--preserve-credentials", "--net",
-                               "--", _tool("ip"), "-batch", "-"], input=batch.encode(),
-                              capture_output=True, timeout=10, check=False)
+                               "--preserve-credentials", "--net", "--", *run],
+                              input=batch.encode(), capture_output=True, timeout=10, check=False)
         if done.returncode != 0:
-            raise ClusterError(f"could not connect node {self.name} to the cluster network",
+            what = "map the ids of node {} or connect it" if self.mapping.full else "connect node {}"
+            raise ClusterError(f"could not {what.format(self.name)} to the cluster network",
                                hint=done.stderr.decode(errors="replace").strip())
         os.write(self._go_w, b"go\n")
         os.close(self._go_w)
