@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -696,3 +697,105 @@ def test_removing_a_container_root_never_crosses_a_mount(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True", "True", "False", "True"]
+
+
+def with_systemctl(node: Node) -> None:
+    """Put systemctl and journalctl (one program, two names) into the node's /usr/local/bin."""
+    for name in ("systemctl", "journalctl"):
+        shutil.copy(REPO / "simulator/cluster/local/systemctl.py", node.stage / name)
+        os.chmod(node.stage / name, 0o755)
+
+
+def running_ids(node: Node, name: str) -> list[str]:
+    return node.crictl("ps", "-q", "--name", f"^{name}$").split()
+
+
+def test_systemctl_stop_kubelet_keeps_containers_and_start_adopts_them(node: Node) -> None:
+    port = free_port()
+    with_systemctl(node)
+    node.start()
+    (node.manifests / "web.yaml").write_text(http_server("web", port))
+    (node.manifests / "steady.yaml").write_text(pod_yaml("steady", ["sleep", "600"]))
+    wait_for(lambda: listening(port) and running_ids(node, "steady"), 10, "both pods to run")
+    steady = running_ids(node, "steady")
+
+    status = node.run("systemctl", "status", "kubelet")
+    assert status.stdout.startswith("● kubelet.service - kubelet: The Kubernetes Node Agent\n")
+    assert "     Active: active (running) since " in status.stdout
+    assert "   Main PID: 1 (" in status.stdout
+    assert node.run("systemctl", "is-active", "kubelet").stdout == "active\n"
+
+    stopped = node.run("systemctl", "stop", "kubelet")
+    assert (stopped.stdout, stopped.stderr) == ("", "")
+    inactive = node.run("systemctl", "is-active", "kubelet", check=False)
+    assert (inactive.returncode, inactive.stdout) == (3, "inactive\n")
+    down = node.run("systemctl", "status", "kubelet", check=False)
+    assert down.returncode == 3 and down.stdout.startswith("○ kubelet.service")
+    assert "     Active: inactive (dead) since " in down.stdout
+    # the containers keep running, but nothing restarts a stopped one or starts a new pod
+    assert listening(port) and running_ids(node, "steady") == steady
+    node.run("/usr/local/bin/crictl", "stop", running_ids(node, "web")[0])
+    (node.manifests / "late.yaml").write_text(pod_yaml("late", ["sleep", "600"]))
+    time.sleep(2)
+    assert not listening(port) and running_ids(node, "web") == [] and running_ids(node, "late") == []
+
+    # start: the manifests are read again, the stopped container restarts, the running
+    # one is adopted (same container, no duplicate)
+    assert node.run("systemctl", "start", "kubelet").returncode == 0
+    wait_for(lambda: listening(port) and running_ids(node, "late"), 10, "the kubelet to catch up")
+    assert running_ids(node, "steady") == steady
+    assert node.run("systemctl", "is-active", "kubelet").stdout == "active\n"
+
+    # restart = stop + start, and leaves running containers alone
+    web = running_ids(node, "web")
+    assert node.run("systemctl", "restart", "kubelet").returncode == 0
+    time.sleep(1)
+    assert running_ids(node, "steady") == steady and running_ids(node, "web") == web
+    assert len(node.crictl("ps", "-q").split()) == 3
+
+    journal = node.run("journalctl", "-u", "kubelet", "--no-pager").stdout.splitlines()
+    agent = [line for line in journal if " kubelet[1]: " in line]
+    assert agent and all(re.match(r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \S+ kubelet\[1\]: [IWE]\d{4} "
+                                  r"\d\d:\d\d:\d\d\.\d{6}       1 \w+\.py:\d+\] ", line) for line in agent)
+    assert any("started container steady" in line for line in agent)
+    assert any("kubelet stopped" in line for line in agent)
+    systemd = [line.split(": ", 1)[1] for line in journal if " systemd[1]: " in line]
+    assert systemd[-5:] == ["Stopping kubelet.service - kubelet: The Kubernetes Node Agent...",
+                            "kubelet.service: Deactivated successfully.",
+                            "Stopped kubelet.service - kubelet: The Kubernetes Node Agent.",
+                            "Starting kubelet.service - kubelet: The Kubernetes Node Agent...",
+                            "Started kubelet.service - kubelet: The Kubernetes Node Agent."]
+    last = node.run("journalctl", "-u", "kubelet.service", "-n", "1", "-o", "cat").stdout
+    assert last == "Started kubelet.service - kubelet: The Kubernetes Node Agent.\n"
+    # the status shows the unit's last journal lines
+    assert node.run("systemctl", "status", "kubelet", "-n", "1").stdout.endswith(
+        "\n\n" + journal[-1] + "\n")
+
+
+def test_systemctl_and_journalctl_answer_unknown_units_and_verbs_as_systemd(node: Node) -> None:
+    with_systemctl(node)
+    node.start()
+    cases = [
+        (("systemctl", "status", "foo"), 4, "", "Unit foo.service could not be found.\n"),
+        (("systemctl", "is-active", "foo"), 3, "inactive\n", ""),
+        (("systemctl", "start", "foo"), 5, "", "Failed to start foo.service: Unit foo.service not found.\n"),
+        (("systemctl", "stop", "foo.service"), 5, "",
+         "Failed to stop foo.service: Unit foo.service not loaded.\n"),
+        (("systemctl", "cat", "foo"), 1, "", "No files found for foo.service.\n"),
+        (("systemctl", "frobnicate"), 1, "", "Unknown command verb frobnicate.\n"),
+        (("systemctl", "daemon-reload"), 0, "", ""),
+        (("journalctl", "-u", "foo", "--no-pager"), 0, "-- No entries --\n", ""),
+        (("journalctl", "--since", "foo"), 1, "", "Failed to parse timestamp: foo\n"),
+        (("journalctl", "--bogus"), 1, "", "journalctl: unrecognized option '--bogus'\n"),
+    ]
+    for argv, code, out, err in cases:
+        done = node.run(*argv, check=False)
+        assert (done.returncode, done.stdout, done.stderr) == (code, out, err), argv
+    for argv in (("systemctl", "mask", "kubelet"), ("systemctl", "stop", "containerd"),
+                 ("journalctl", "--list-boots")):
+        done = node.run(*argv, check=False)
+        assert done.returncode != 0 and "practice node" in done.stderr, argv
+        assert "Traceback" not in done.stderr
+    assert node.run("systemctl", "is-active", "containerd").stdout == "active\n"
+    assert node.run("journalctl", "-u", "containerd", "-o", "cat").stdout == \
+        "Started containerd.service - containerd container runtime.\n"

@@ -285,8 +285,18 @@ class Kubelet:
         self._wake.set()
 
     def start(self) -> None:
-        """Run :meth:`run` in a daemon thread."""
-        self._thread = threading.Thread(target=self.run, name="kubelet", daemon=True)
+        """Run :meth:`run` in a daemon thread. After :meth:`stop` (``systemctl stop
+        kubelet``) it starts afresh, as a restarted kubelet does: it registers the Node,
+        renews the Lease, posts every mirror pod's status again and reopens port 10250."""
+        self._stop = threading.Event()
+        self._wake.clear()
+        self._drop()
+        self._client, self._conf_stamp = None, -1
+        self._server, self._server_tried, self._connected = None, False, False
+        self._synced_version = -1
+        self._started = time.time()
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="kubelet",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -297,6 +307,7 @@ class Kubelet:
             self._thread.join(2.0)
         if self._server is not None:
             self._server.stop()
+            self._server = None
 
     def _serve(self) -> None:
         """Open the kubelet endpoint (port 10250) once the API server has been reached."""
@@ -312,11 +323,12 @@ class Kubelet:
             return
         self._server.start()
 
-    def run(self) -> None:
+    def run(self, stop: threading.Event | None = None) -> None:
         """Sync until :meth:`stop`: at once when the pods change, else every second. Port
         10250 opens as soon as the serving certificate the driver writes is there (or, once
         the API server has been reached, with a certificate made here)."""
-        while not self._stop.is_set():
+        stop = stop if stop is not None else self._stop
+        while not stop.is_set():
             if not self._server_tried and (self.rootfs / CERT_DIR / "kubelet.crt").exists():
                 self._serve()
             try:

@@ -16,6 +16,11 @@ uts, ipc, net and pid namespaces, with the host's view of the filesystem. It
    static-pod supervisor, which as PID 1 also reaps orphans. SIGTERM stops every
    container gracefully, then PID 1 and the node end.
 
+It also plays systemd for ``systemctl`` and ``journalctl`` (:mod:`services`): the kubelet's
+unit files are laid where kubeadm's packages put them (those under ``/usr`` through a
+read-only overlay, :func:`provide_usr_files`), the agent's log goes to the node's journal,
+and a service manager thread stops and starts the agent (``kubelet.service``).
+
 The mount and network set-up uses the standard library only.
 """
 
@@ -159,6 +164,45 @@ def provide_usr_dirs(rootfs: str, paths: tuple[str, ...] = KUBELET_DIRS) -> None
         mount("none", target, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def provide_usr_files(rootfs: str, files: dict[str, str], spare: str) -> None:
+    """Make each of ``files`` (paths under ``/usr`` to their text) exist in the node where
+    the host lacks it: a read-only overlay on the deepest existing directory above it puts
+    a directory under ``spare`` (outside the node's root) over the host's, whose entries
+    stay visible. A file the host has is left alone."""
+    by_base: dict[str, dict[str, str]] = {}
+    for path, text in files.items():
+        if os.path.lexists(path):
+            continue
+        base = os.path.dirname(path)
+        while not os.path.isdir(base):
+            base = os.path.dirname(base)
+        if base in ("/", "/usr"):
+            continue
+        by_base.setdefault(base, {})[os.path.relpath(path, base)] = text
+    for index, (base, entries) in enumerate(sorted(by_base.items())):
+        upper = os.path.join(spare, str(index))
+        for rel, text in entries.items():
+            os.makedirs(os.path.dirname(os.path.join(upper, rel)), exist_ok=True)
+            with open(os.path.join(upper, rel), "w") as out:
+                out.write(text)
+        mount("overlay", f"{rootfs}{base}", "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV,
+              f"lowerdir={upper}:{base}")
+
+
+def _provide_unit_files(rootfs: str, node_ip: str) -> None:
+    """The kubelet's unit and configuration files (:mod:`services`); a node without them
+    still runs, so a failure is only logged."""
+    from pathlib import Path
+
+    from simulator.cluster.local import services
+
+    try:
+        services.write_unit_files(Path(rootfs), node_ip)
+        provide_usr_files(rootfs, services.USR_FILES, str(Path(rootfs).parent / "usr-extra"))
+    except OSError as exc:
+        print(f"nodeinit: unit files: {exc}", file=sys.stderr, flush=True)
+
+
 def setup_network(address: str, gateway: str) -> None:
     """Bring up ``lo`` and ``eth0`` with ``address`` and a default route via ``gateway``."""
     batch = (f"link set lo up\naddr add {address} dev eth0\nlink set eth0 up\n"
@@ -195,19 +239,24 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
     from pathlib import Path
 
     from simulator.cluster.local.kubelet import Kubelet
+    from simulator.cluster.local.services import Journal, JournalHandler, node_services
     from simulator.cluster.local.supervisor import Supervisor
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
+    journal = Journal(Path(state_dir))
+    logging.getLogger().addHandler(JournalHandler(journal))
     kubelet = Kubelet(Path(rootfs), name, address.split("/", 1)[0], Path(state_dir))
     supervisor = Supervisor(Path(rootfs), name, Path(state_dir), pod_hooks=kubelet.pods_changed)
     # the node's cron service: a process of its own, so that it waits for its jobs itself
     cron = subprocess.Popen([sys.executable, "-m", "simulator.cluster.local.crond", "--rootfs", rootfs,
                              "--hostname", name], stdin=subprocess.DEVNULL, start_new_session=True)
+    manager = node_services(Path(state_dir), journal, supervisor, kubelet, cron.pid)
     kubelet.start()
     try:
         supervisor.run()
     finally:
+        manager.stop()
         kubelet.stop()
         cron.terminate()
 
@@ -235,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         drop_kept_caps()
         setup_mounts(args.rootfs, binaries, args.ro_bind)
         provide_usr_dirs(args.rootfs)
+        _provide_unit_files(args.rootfs, args.address.split("/", 1)[0])
         socket.sethostname(args.hostname)
         setup_network(args.address, args.gateway)
         os.makedirs(args.state_dir, exist_ok=True)

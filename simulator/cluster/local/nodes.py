@@ -47,7 +47,9 @@ PREFIX_LEN = 24
 MARKER_ENV = "CKA_SIM_LOCAL_CLUSTER"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-NODE_SCRIPTS = {"crontab": Path(__file__).with_name("crontab.py")}
+NODE_SCRIPTS = {"crontab": Path(__file__).with_name("crontab.py"),
+                "systemctl": Path(__file__).with_name("systemctl.py"),
+                "journalctl": Path(__file__).with_name("systemctl.py")}
 """Standalone scripts every node gets in /usr/local/bin, besides the tools the driver passes."""
 
 _MOUNTED_TOP = frozenset({"usr", "proc", "sys", "dev"})

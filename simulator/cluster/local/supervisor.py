@@ -24,6 +24,12 @@ container's root is deleted when its record is (exited attempts beyond the lates
 is written in the CRI log format to ``/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log``
 with a ``/var/log/containers/<pod>_<ns>_<container>-<id>.log`` symlink, as on a real node.
 
+``systemctl stop kubelet`` (:mod:`services`) pauses the kubelet's part of the loop
+(:meth:`Supervisor.pause_agent`): no manifest scan, restart or garbage collection, while
+the containers keep running and their exits are still recorded, as containerd would;
+``systemctl start kubelet`` reads the manifests again and adopts the running containers.
+The log goes to the node's journal (``journalctl -u kubelet``).
+
 State, readable inside the node by ``crictl`` (see :mod:`crictl`):
 ``<state_dir>/containers/<id>.json`` per container and ``<state_dir>/pods.json``
 (default ``state_dir``: ``<rootfs>/run/cka-sim``).
@@ -57,10 +63,13 @@ from typing import Any
 
 from simulator.cluster import staticpod
 from simulator.cluster.local import container as container_launcher
+from simulator.cluster.local import services
 from simulator.cluster.local.container import TASKS_DIR, Bind, remove_bundle
 from simulator.cluster.staticpod import ContainerSpec, ManifestError, PodSpec
 
 log = logging.getLogger("cka_sim.supervisor")
+runtime_log = logging.getLogger("cka_sim.containerd")
+"""What the container runtime logs: exits seen while the kubelet is stopped."""
 
 MANIFESTS = "etc/kubernetes/manifests"
 STATE_DIR = "run/cka-sim"
@@ -221,6 +230,10 @@ class Supervisor:
         self._gone_since: dict[str, float] = {}  # pod uid -> monotonic time it stopped
         self._lock = threading.Lock()
         self._reap_all = os.getpid() == 1
+        self._paused = False  # the kubelet service is stopped: no scan, restart or GC
+        self._agent_request: bool | None = None  # True: resume, False: pause
+        self._agent_done = threading.Event()
+        self._reread = False
 
     # public API ---------------------------------------------------------------------
 
@@ -238,11 +251,14 @@ class Supervisor:
             next_scan = 0.0
             while not (self._stopping or self._stop.is_set()):
                 self._reap()
-                now = time.monotonic()
-                if now >= next_scan:
-                    self._scan()
-                    next_scan = now + POLL_INTERVAL
-                self._reconcile()
+                if self._apply_agent_request():
+                    next_scan = 0.0
+                if not self._paused:
+                    now = time.monotonic()
+                    if now >= next_scan:
+                        self._scan()
+                        next_scan = now + POLL_INTERVAL
+                    self._reconcile()
                 self._publish()
                 self._sleep(TICK)
         finally:
@@ -253,6 +269,54 @@ class Supervisor:
         """Ask :meth:`run` to stop every container and return."""
         self._stop.set()
         self._poke()
+
+    def pause_agent(self, timeout: float = 10.0) -> bool:
+        """Stop the kubelet's work (``systemctl stop kubelet``): no more manifest scans,
+        restarts or garbage collection, while the running containers keep running and their
+        exits are still recorded, as containerd does. True once :meth:`run` has paused."""
+        return self._request_agent(False, timeout)
+
+    def resume_agent(self, timeout: float = 10.0) -> bool:
+        """Start the kubelet's work again (``systemctl start kubelet``): the manifests are
+        read again, pods whose manifest is unchanged keep their running containers (a
+        changed manifest is a new pod, as ever), exited containers restart at once."""
+        return self._request_agent(True, timeout)
+
+    @property
+    def agent_running(self) -> bool:
+        return not self._paused
+
+    def _request_agent(self, running: bool, timeout: float) -> bool:
+        with self._lock:
+            self._agent_request = running
+            self._agent_done.clear()
+        self._poke()
+        return self._agent_done.wait(timeout)
+
+    def _apply_agent_request(self) -> bool:
+        """Apply a pause or resume asked for by another thread; True when resumed."""
+        with self._lock:
+            want, self._agent_request = self._agent_request, None
+        if want is None:
+            return False
+        resumed = False
+        if not want and not self._paused:
+            self._paused = True
+            log.info("kubelet stopped: /%s is no longer watched and no container is restarted; "
+                     "running containers keep running", MANIFESTS)
+        elif want and self._paused:
+            self._paused = False
+            self._reread = True
+            running = 0
+            for pod in self._pods.values():
+                for slot in pod.slots.values():
+                    slot.failures, slot.next_start = 0, 0.0
+                    running += bool(slot.current and slot.current.running)
+            log.info("kubelet started: reading /%s, adopting %d running container(s)",
+                     MANIFESTS, running)
+            resumed = True
+        self._agent_done.set()
+        return resumed
 
     def pod_status(self) -> list[dict[str, Any]]:
         """The pods as ``pods.json`` lists them: name, namespace, uid, phase, status, ready,
@@ -346,7 +410,7 @@ class Supervisor:
             left_over = []
         for cid in left_over:
             self._remove_root(cid)
-        log.info("supervising %s for node %s", self.rootfs / MANIFESTS, self.node_name)
+        log.info("supervising /%s for node %s", MANIFESTS, self.node_name)
 
     # manifests ----------------------------------------------------------------------
 
@@ -383,8 +447,9 @@ class Supervisor:
             except ManifestError as exc:
                 log.error('Could not process manifest file path="%s" err="%s"', file, exc.message)
                 parsed[name] = (digest, exc)
-        if parsed == self._parsed:
+        if parsed == self._parsed and not self._reread:
             return
+        self._reread = False
         self._parsed = parsed
         chosen = staticpod.effective(((name, pod) for name, (_, pod) in parsed.items()),
                                      self.node_name, f"/{MANIFESTS}")
@@ -514,8 +579,8 @@ class Supervisor:
 
     def _after_exit(self, pod: _Pod | None, slot: _Slot | None, c: _Container, ran_for: float) -> None:
         self._save(c)
-        if pod is None or slot is None or pod.terminating:
-            return
+        if pod is None or slot is None or pod.terminating or self._paused:
+            return  # a stopped kubelet restarts nothing; it catches up when started
         code = c.record["exitCode"]
         if pod.spec.restart_policy == "Never" or (pod.spec.restart_policy == "OnFailure" and code == 0):
             slot.done = True
@@ -589,8 +654,9 @@ class Supervisor:
         c.kill_at = None
         ran_for = (now - c.record["startedAt"]) / 1e9
         pod, slot = self._owner(c)
-        log.info("container %s (%s) of %s exited with code %d after %.1f s",
-                 c.record["name"], c.id[:13], c.record["podName"], code, ran_for)
+        (runtime_log if self._paused else log).info(
+            "container %s (%s) of %s exited with code %d after %.1f s",
+            c.record["name"], c.id[:13], c.record["podName"], code, ran_for)
         self._after_exit(pod, slot, c, ran_for)
 
     def _signal(self, c: _Container, sig: int) -> None:
@@ -762,13 +828,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: logging.Handler = logging.FileHandler(args.log) if args.log else logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
     if not args.rootfs.is_dir():
         print(f"supervisor: rootfs {args.rootfs} is not a directory", file=sys.stderr)
         return 2
-    Supervisor(args.rootfs, args.node, args.state).run()
+    supervisor = Supervisor(args.rootfs, args.node, args.state)
+    journal = services.Journal(supervisor.state_dir)
+    for logger in (log, runtime_log):
+        logger.addHandler(handler)
+        logger.addHandler(services.JournalHandler(journal))
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    manager = services.node_services(supervisor.state_dir, journal, supervisor)
+    try:
+        supervisor.run()
+    finally:
+        manager.stop()
     return 0
 
 

@@ -1,0 +1,140 @@
+"""systemctl and journalctl on a real embedded node: the kubelet, containerd and cron units,
+the kubelet's files where kubeadm puts them, and stopping and starting the node agent."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from simulator.cluster import binaries
+from simulator.cluster.local import services
+from simulator.cluster.local.driver import LocalDriver
+from simulator.cluster.node import ClusterSpec, Completed
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def _usable() -> str | None:
+    probe = LocalDriver()._probe_namespaces()
+    if not probe[1]:
+        return f"no namespaces: {probe[2]}"
+    missing = [n for n, path, _ in binaries.status()
+               if path is None and n in binaries.KUBERNETES_BINARIES]
+    if missing:
+        return f"Kubernetes binaries missing ({', '.join(missing)}): run .ci/build-binaries.sh"
+    return None
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_usable() is not None, reason=str(_usable()))]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    old = os.environ.get("CKA_SIM_HOME")
+    os.environ["CKA_SIM_HOME"] = str(tmp_path_factory.mktemp("cka-home"))
+    driver = LocalDriver()
+    cluster = driver.create(ClusterSpec("services", components=COMPONENTS), lambda step: None)
+    try:
+        yield cluster.node("controlplane")
+    finally:
+        driver.delete(cluster)
+        if old is None:
+            os.environ.pop("CKA_SIM_HOME", None)
+        else:
+            os.environ["CKA_SIM_HOME"] = old
+
+
+def sh(node, script: str, timeout: float = 60) -> Completed:
+    return node.run(["bash", "-c", script], timeout=timeout)
+
+
+def kubelet_port_open(node) -> bool:
+    return sh(node, "exec 3<>/dev/tcp/127.0.0.1/10250").ok
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_systemctl_status_kubelet_shows_kubeadms_unit_and_the_agents_log(node):
+    status = node.run(["systemctl", "status", "kubelet", "--no-pager"])
+    assert status.returncode == 0, status.err
+    lines = status.out.splitlines()
+    assert lines[:4] == [
+        "● kubelet.service - kubelet: The Kubernetes Node Agent",
+        "     Loaded: loaded (/lib/systemd/system/kubelet.service; enabled; preset: enabled)",
+        "    Drop-In: /etc/systemd/system/kubelet.service.d",
+        "             └─10-kubeadm.conf"]
+    assert re.fullmatch(r"     Active: active \(running\) since \w{3} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+; "
+                        r"(\d+(ms|s|min \d+s|min)) ago", lines[4]), lines[4]
+    assert lines[5] == "       Docs: https://kubernetes.io/docs/"
+    assert lines[6].startswith("   Main PID: 1 (")  # the node's init plays the kubelet
+    journal = node.run(["journalctl", "-u", "kubelet", "--no-pager"]).out.splitlines()
+    assert any(re.match(r"\w{3} \d\d \d\d:\d\d:\d\d controlplane kubelet\[1\]: I\d{4} .* started container etcd ",
+                        line) for line in journal), journal
+    assert status.out.endswith("\n\n" + "\n".join(journal[-10:]) + "\n")
+
+    # the files a candidate inspects, where kubeadm and its packages put them
+    assert sh(node, "cat /lib/systemd/system/kubelet.service").out == services.KUBELET_SERVICE
+    assert sh(node, "cat /etc/systemd/system/kubelet.service.d/10-kubeadm.conf").out == services.KUBEADM_DROPIN
+    assert sh(node, "cat /var/lib/kubelet/kubeadm-flags.env").out == \
+        'KUBELET_KUBEADM_ARGS="--node-ip=172.30.0.10"\n'
+    # kubeadm wrote the cluster's kubelet configuration over the node's default one
+    assert "kind: KubeletConfiguration\n" in sh(node, "cat /var/lib/kubelet/config.yaml").out
+    cat = node.run(["systemctl", "cat", "kubelet"]).out
+    assert cat == (f"# /lib/systemd/system/kubelet.service\n{services.KUBELET_SERVICE}\n"
+                   f"# /etc/systemd/system/kubelet.service.d/10-kubeadm.conf\n{services.KUBEADM_DROPIN}")
+    # the host's own unit directory still shows through
+    assert sh(node, "test -d /lib/systemd/system && ls /lib/systemd/system | wc -l").out.strip() != "0"
+
+    units = node.run(["systemctl", "list-units", "--type=service"]).out.splitlines()
+    assert [line.split()[:4] for line in units[1:4]] == [
+        ["containerd.service", "loaded", "active", "running"],
+        ["cron.service", "loaded", "active", "running"],
+        ["kubelet.service", "loaded", "active", "running"]]
+    cron = node.run(["systemctl", "status", "cron"]).out
+    pid = re.search(r"Main PID: (\d+) \((\S+)\)", cron)
+    assert pid and pid.group(1) != "1"
+    containerd = node.run(["systemctl", "status", "containerd"])
+    assert containerd.returncode == 0 and "Active: active (running)" in containerd.out
+    assert node.run(["journalctl", "-u", "containerd", "-o", "cat"]).out.startswith(
+        "Started containerd.service - containerd container runtime.\n")
+
+
+def test_systemctl_stop_kubelet_leaves_etcd_running_and_closes_the_kubelet_port(node):
+    wait_for(lambda: kubelet_port_open(node), 20, "the kubelet port")
+    etcd = node.run(["crictl", "ps", "-q", "--name", "^etcd$"]).out.split()
+    assert len(etcd) == 1
+    try:
+        stop = node.run(["systemctl", "stop", "kubelet"])
+        assert (stop.returncode, stop.out, stop.err) == (0, "", "")
+        assert node.run(["systemctl", "is-active", "kubelet"]).out == "inactive\n"
+        wait_for(lambda: not kubelet_port_open(node), 10, "the kubelet port to close")
+        # the control plane keeps running: the API server answers
+        assert node.run(["kubectl", "get", "--raw", "/readyz"]).out == "ok"
+        assert node.run(["crictl", "ps", "-q", "--name", "^etcd$"]).out.split() == etcd
+    finally:
+        start = node.run(["systemctl", "start", "kubelet"])
+    assert start.returncode == 0, start.err
+    wait_for(lambda: kubelet_port_open(node), 20, "the kubelet port to open again")
+    assert node.run(["crictl", "ps", "-q", "--name", "^etcd$"]).out.split() == etcd
+    assert node.run(["systemctl", "is-active", "kubelet"]).out == "active\n"
+
+
+def test_systemctl_disable_and_enable_change_the_wants_link(node):
+    disable = node.run(["systemctl", "disable", "kubelet"])
+    assert disable.err == 'Removed "/etc/systemd/system/multi-user.target.wants/kubelet.service".\n'
+    state = node.run(["systemctl", "is-enabled", "kubelet"])
+    assert (state.returncode, state.out) == (1, "disabled\n")
+    enable = node.run(["systemctl", "enable", "--now", "kubelet"])
+    assert enable.returncode == 0
+    assert enable.err == ("Created symlink /etc/systemd/system/multi-user.target.wants/kubelet.service"
+                          " → /lib/systemd/system/kubelet.service.\n")
+    assert node.run(["systemctl", "is-enabled", "kubelet"]).out == "enabled\n"
