@@ -10,6 +10,7 @@ import time
 import pytest
 
 from simulator.cluster import binaries
+from simulator.cluster.local import kubelet as kubelet_mod
 from simulator.cluster.local import services
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Completed
@@ -53,6 +54,13 @@ def sh(node, script: str, timeout: float = 60) -> Completed:
 
 def kubelet_port_open(node) -> bool:
     return sh(node, "exec 3<>/dev/tcp/127.0.0.1/10250").ok
+
+
+def lease_renew_time(node) -> str:
+    done = node.run(["kubectl", "-n", "kube-node-lease", "get", "lease", "controlplane",
+                     "-o", "jsonpath={.spec.renewTime}"])
+    assert done.ok, done.err
+    return done.out
 
 
 def wait_for(cond, timeout: float, what: str) -> None:
@@ -112,6 +120,7 @@ def test_systemctl_stop_kubelet_leaves_etcd_running_and_closes_the_kubelet_port(
     wait_for(lambda: kubelet_port_open(node), 20, "the kubelet port")
     etcd = node.run(["crictl", "ps", "-q", "--name", "^etcd$"]).out.split()
     assert len(etcd) == 1
+    renewed = lease_renew_time(node)
     try:
         stop = node.run(["systemctl", "stop", "kubelet"])
         assert (stop.returncode, stop.out, stop.err) == (0, "", "")
@@ -120,10 +129,16 @@ def test_systemctl_stop_kubelet_leaves_etcd_running_and_closes_the_kubelet_port(
         # the control plane keeps running: the API server answers
         assert node.run(["kubectl", "get", "--raw", "/readyz"]).out == "ok"
         assert node.run(["crictl", "ps", "-q", "--name", "^etcd$"]).out.split() == etcd
+        # and nobody renews the node's Lease (renewed every 10 s while the kubelet runs),
+        # so the node controller will mark the Node NotReady after its grace period
+        renewed = lease_renew_time(node)
+        time.sleep(kubelet_mod.LEASE_PERIOD + 1.5)
+        assert lease_renew_time(node) == renewed
     finally:
         start = node.run(["systemctl", "start", "kubelet"])
     assert start.returncode == 0, start.err
     wait_for(lambda: kubelet_port_open(node), 20, "the kubelet port to open again")
+    wait_for(lambda: lease_renew_time(node) != renewed, 20, "the Lease to be renewed again")
     assert node.run(["crictl", "ps", "-q", "--name", "^etcd$"]).out.split() == etcd
     assert node.run(["systemctl", "is-active", "kubelet"]).out == "active\n"
 
