@@ -944,6 +944,13 @@ def main(argv: list[str]) -> int:
         except OSError:
             pass
         return 0
+    except OSError as exc:  # a file of the node that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{name}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # never a traceback
+        print(f"{name}: the practice node could not do this: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
