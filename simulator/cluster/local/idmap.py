@@ -12,7 +12,7 @@ setgroups) need more than uid 0. Three cases, chosen by :func:`choose`:
   of other owners show up as ``nobody`` and changing to another user fails (EINVAL).
 
 In the first two cases every node's own user namespace, nested in the infra's, maps the
-same ids onto the infra's (``0 0 N``), written from the infra's namespace when the node
+same ids onto the infra's (``0 0 65536`` as root), written from the infra's namespace when the node
 is wired (:class:`simulator.cluster.local.nodes.NodeProcess`): the kernel accepts a map
 only from a process of the namespace's parent with CAP_SETUID there.
 """
@@ -58,9 +58,20 @@ class IdMapping:
     def full(self) -> bool:
         return self.kind != "single"
 
-    def node_map(self) -> str:
-        """The uid_map and gid_map line of a node nested in the infra."""
-        return f"0 0 {self.count}"
+    def node_maps(self) -> tuple[str, str]:
+        """The uid_map and gid_map of a node nested in the infra: ids 0 .. count-1 onto the
+        same ids of the infra, one line per line of the infra's map (the kernel maps each
+        line of a child's map within one line of its parent's)."""
+        return _nested(self.uid_map, self.count), _nested(self.gid_map, self.count)
+
+
+def _nested(lines: tuple[tuple[int, int, int], ...], count: int) -> str:
+    out = []
+    for inner, _, length in sorted(lines):
+        length = min(length, count - inner)
+        if length > 0:
+            out.append(f"{inner} {inner} {length}")
+    return "\n".join(out)
 
 
 def _user() -> tuple[str, int, int]:
@@ -163,10 +174,8 @@ def remove_tree(path: Path, mapping: IdMapping, unshare: str) -> None:
         if proc.stdout.readline().strip() != b"unshared":
             raise OSError("unshare --user failed")
         write_maps(proc.pid, mapping)
-        proc.stdin.write(b"go\n")
-        proc.stdin.close()
-        _, err = proc.communicate(timeout=120)
-    except (OSError, subprocess.TimeoutExpired, ClusterError) as exc:
+        _, err = proc.communicate(b"go\n", timeout=120)
+    except (OSError, ValueError, subprocess.TimeoutExpired, ClusterError) as exc:
         proc.kill()
         proc.wait()
         raise ClusterError(f"could not remove {path}: {exc}",

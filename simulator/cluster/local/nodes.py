@@ -346,9 +346,9 @@ class NodeProcess:
         run = [_tool("ip"), "-batch", "-"]
         if self.mapping.full:
             # each map in one write(2) (printf is a shell builtin), then exec ip
-            run = ["/bin/sh", "-c", 'printf "%s\\n" "$1" >"/proc/$2/uid_map" && '
-                   'printf "%s\\n" "$1" >"/proc/$2/gid_map" && shift 2 && exec "$@"',
-                   "sh", self.mapping.node_map(), str(self.pid), *run]
+            run = ["/bin/sh", "-c", 'printf "%s\\n" "$1" >"/proc/$3/uid_map" && '
+                   'printf "%s\\n" "$2" >"/proc/$3/gid_map" && shift 3 && exec "$@"',
+                   "sh", *self.mapping.node_maps(), str(self.pid), *run]
         done = subprocess.run([_tool("nsenter"), "-t", str(self.infra_pid), "--user",
                                "--preserve-credentials", "--net", "--", *run],
                               input=batch.encode(), capture_output=True, timeout=10, check=False)
