@@ -18,6 +18,7 @@ import yaml
 
 from simulator.cluster import shell as learner_shell
 from simulator.cluster.local import idmap
+from simulator.cluster.local import sshd as sshd_mod
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Completed
 from simulator.errors import ClusterError
@@ -444,6 +445,51 @@ def test_attach_from_another_process_and_list(driver, cluster, home):
         cluster.node("node01")
     with pytest.raises(ClusterError, match="no local cluster"):
         driver.attach("absent")
+
+
+def test_ssh_and_scp_between_nodes_as_root(driver):
+    """`ssh node01`, `ssh controlplane2` and `scp` as a candidate types them on the exam: the
+    node's own OpenSSH server, the cluster's root key, every node's host key known under its
+    exam name and address, so there is no password or host-key question (without a
+    terminal either would fail the command); an interactive `ssh` gets a terminal."""
+    pexpect = pytest.importorskip("pexpect")
+    if not sshd_mod.installed():
+        pytest.skip(f"no OpenSSH server on this machine ({sshd_mod.INSTALL_HINT})")
+    if os.geteuid() != 0:
+        pytest.skip("sshd's privilege separation user is mapped into nodes only as root")
+    made = driver.create(ClusterSpec("ssh", control_planes=2, workers=1), lambda step: None)
+    try:
+        first, worker = made.node("controlplane"), made.node("node01")
+        done = first.run(["ssh", "node01", "hostname"])
+        assert done.ok and done.out == "node01\n", done.err
+        done = worker.run(["ssh", "controlplane2", "hostname"])
+        assert done.ok and done.out == "controlplane2\n", done.err
+        done = worker.run(["ssh", "172.30.0.10", "hostname"])
+        assert done.ok and done.out == "controlplane\n", done.err
+
+        first.write_file("/opt/snap.db", b"etcd snapshot\n")
+        first.run(["scp", "/opt/snap.db", "node01:/tmp/"]).check()
+        assert worker.read_file("/tmp/snap.db") == b"etcd snapshot\n"
+        first.run(["scp", "controlplane2:/etc/hostname", "/tmp/from-cp2"]).check()
+        assert first.read_file("/tmp/from-cp2") == b"controlplane2\n"
+
+        shell = pexpect.spawn(first.shell_argv()[0], first.shell_argv()[1:], timeout=15,
+                              encoding="utf-8", dimensions=(40, 200))
+        try:
+            shell.expect_exact("root@controlplane:~# ")
+            shell.sendline("ssh node01")
+            shell.expect_exact("root@node01:~# ")
+            shell.sendline("tty; hostname")
+            shell.expect(r"/dev/pts/\d+\s+node01")
+            shell.sendline("exit")
+            shell.expect_exact("root@controlplane:~# ")
+            shell.sendline("exit")
+            shell.expect(pexpect.EOF)
+        finally:
+            shell.close(force=True)
+        assert "Accepted publickey for root" in worker.read_file("/var/log/auth.log").decode()
+    finally:
+        driver.delete(made)
 
 
 def test_three_control_planes_form_one_etcd_cluster(driver, cluster):

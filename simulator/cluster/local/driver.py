@@ -35,8 +35,10 @@ from simulator.cluster import binaries as binaries_mod
 from simulator.cluster import kubeadm
 from simulator.cluster.local import idmap as idmap_mod
 from simulator.cluster.local import nodes as nodes_mod
+from simulator.cluster.local import sshd
 from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
+from simulator.cluster.sshkeys import ClusterKeys
 from simulator.errors import BinaryMissing, ClusterError, NamespacesUnavailable, SimError
 from simulator.paths import cache_dir, clusters_dir
 
@@ -312,8 +314,10 @@ class LocalDriver:
         kube = [c for c in KUBE_COMPONENTS if c in spec.components]
         total = 3 + ("kube-apiserver" in kube) + ("kube-controller-manager" in kube)
         progress(Step("nodes", 0, total, f"preparing {len(placed)} node(s)"))
+        ssh_keys = ClusterKeys.generate(hosts)  # ed25519: well under a millisecond a key
         for name, _, _ in placed:
             nodes_mod.prepare_rootfs(directory / "nodes" / name / "rootfs", name, hosts)
+            sshd.write_node(directory / "nodes" / name / "rootfs", name, ssh_keys)
         image = manifests.etcd_image(binaries_mod.etcd_version(tools["etcd"]))
 
         seed = self._seed_path(tools["etcd"]) if len(control) > 1 else None
@@ -711,6 +715,7 @@ class LocalDriver:
                 lines.append((tool, False, f"not found; install {package}"))
         lines.append(self._probe_namespaces())
         lines += [idmap_mod.doctor_line(), idmap_mod.sudo_line()]
+        lines.append(sshd.doctor_line())
         for name in ("etcd", "etcdctl", "etcdutl"):
             try:
                 lines.append((name, True, str(binaries_mod.find(name))))

@@ -12,9 +12,9 @@ uts, ipc, net and pid namespaces, with the host's view of the filesystem. It
    minimal ``/dev`` (no disks) sharing the host's devpts, so the terminal a learner's
    shell runs on is a ``/dev/pts/N`` of the node too (``tty``, ``script``, ``tmux`` work);
    sets the hostname, configures ``lo`` and ``eth0``;
-3. writes ``ready``, starts the node's cron daemon (:mod:`crond`) and becomes the
-   static-pod supervisor, which as PID 1 also reaps orphans. SIGTERM stops every
-   container gracefully, then PID 1 and the node end.
+3. writes ``ready``, starts the node's cron daemon (:mod:`crond`) and OpenSSH server
+   (:mod:`sshd`) and becomes the static-pod supervisor, which as PID 1 also reaps
+   orphans. SIGTERM stops every container gracefully, then PID 1 and the node end.
 
 It also plays systemd for ``systemctl`` and ``journalctl`` (:mod:`services`): the kubelet's
 unit files are laid where kubeadm's packages put them (those under ``/usr`` through a
@@ -112,13 +112,13 @@ def setup_mounts(rootfs: str, binaries: dict[str, str], ro_binds: list[str]) -> 
         os.mkdir(f"{dev}/{sub}")
     try:
         bind("/dev/pts", f"{dev}/pts")
-        _touch(f"{dev}/ptmx")
-        bind("/dev/ptmx", f"{dev}/ptmx")
     except OSError:
         mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
               "newinstance,ptmxmode=0666,mode=0620")
-        os.unlink(f"{dev}/ptmx")
-        os.symlink("pts/ptmx", f"{dev}/ptmx")
+    # New terminals (sshd's, tmux's, script's) come from the devpts beside /dev/ptmx, as in
+    # a container: a bind of the host's ptmx device node makes the kernel look for pts next
+    # to the bound file, outside the bind, and every openpty() fails with ENOENT.
+    os.symlink("pts/ptmx", f"{dev}/ptmx")
     mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m")
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
@@ -238,6 +238,7 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
     import logging
     from pathlib import Path
 
+    from simulator.cluster.local import sshd
     from simulator.cluster.local.kubelet import Kubelet
     from simulator.cluster.local.services import Journal, JournalHandler, node_services
     from simulator.cluster.local.supervisor import Supervisor
@@ -251,6 +252,7 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
     # the node's cron service: a process of its own, so that it waits for its jobs itself
     cron = subprocess.Popen([sys.executable, "-m", "simulator.cluster.local.crond", "--rootfs", rootfs,
                              "--hostname", name], stdin=subprocess.DEVNULL, start_new_session=True)
+    ssh = sshd.start(rootfs)  # the node's OpenSSH server (ssh node01), when it can run here
     manager = node_services(Path(state_dir), journal, supervisor, kubelet, cron.pid)
     kubelet.start()
     try:
@@ -259,6 +261,8 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
         manager.stop()
         kubelet.stop()
         cron.terminate()
+        if ssh is not None:
+            ssh.terminate()
 
 
 def main(argv: list[str] | None = None) -> int:
