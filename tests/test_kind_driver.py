@@ -36,6 +36,7 @@ from simulator.cluster.kind.driver import (
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec, Completed
 from simulator.errors import ClusterError, DockerUnavailable
+from simulator.paths import clusters_dir
 from simulator.registry import Context, get_checker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -309,6 +310,27 @@ def test_crictl_stop_exec_sudo_and_a_running_cron_on_real_kind(engine, node):
         time.sleep(1)
     assert node.read_file("/tmp/cron-env") == b"/usr/bin:/bin|/bin/sh\n", "cron runs /etc/cron.d lines"
     node.run(["rm", "-f", "/etc/cron.d/probe"])
+
+
+def test_ssh_and_scp_between_nodes_as_root_on_real_kind(engine, made, node):
+    """`ssh node01` and `scp` as a candidate types them on the exam: the cluster's root key
+    and every node's host key are in place, so there is no password or host-key question
+    (without a terminal either would fail the command)."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine runs no systemd to start sshd; real kind only")
+    driver, cluster, steps = made
+    assert json.loads((clusters_dir() / cluster.name / "cluster.json").read_text())["ssh"] is True
+    done = node.run(["ssh", "node01", "hostname"], timeout=30)
+    assert done.ok and done.out == "node01\n", done.err
+    node.write_file("/opt/snap.db", b"etcd snapshot\n")
+    node.run(["scp", "/opt/snap.db", "node01:/tmp/"], timeout=30).check()
+    assert cluster.node("node01").read_file("/tmp/snap.db") == b"etcd snapshot\n"
+    # back the other way, by address and by name
+    worker = cluster.node("node01")
+    address = node.run(["getent", "hosts", "controlplane"]).check().out.split()[0]
+    for target in ("controlplane", address):
+        back = worker.run(["ssh", target, "hostname"], timeout=30)
+        assert back.ok and back.out == "controlplane\n", f"{target}: {back.err}"
 
 
 def test_three_control_planes_and_a_worker_on_real_kind(engine):

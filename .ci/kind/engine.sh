@@ -8,7 +8,8 @@
 #     drops those capabilities from the container's spec; runc would otherwise refuse with
 #     "unable to apply caps: operation not permitted";
 #   - starts dockerd in the background (log: /var/log/cka-sim-dockerd.log) and waits until
-#     it answers.
+#     it answers;
+#   - on cgroup v1, mounts the controllers missing under /sys/fs/cgroup (see below).
 #
 # Usage: .ci/kind/engine.sh            (as root)
 set -euo pipefail
@@ -17,6 +18,30 @@ log() { printf '[engine] %s\n' "$*" >&2; }
 die() { printf 'engine.sh: %s\n' "$*" >&2; exit 1; }
 
 answers() { timeout 20 docker version --format '{{.Server.Version}}' 2>/dev/null; }
+
+# cgroup v1: Docker gives a container a cgroup of its own only in the controllers mounted
+# under /sys/fs/cgroup. A kind node's systemd mounts the others (hugetlb, net_cls,
+# perf_event on some machines) at their root, where kind's entrypoint made no kubelet.slice,
+# and the kubelet never starts: "cgroup ["kubelet"] has some missing paths:
+# /sys/fs/cgroup/hugetlb/kubelet.slice". Mount every enabled controller, as Debian's
+# cgroupfs-mount does.
+mount_cgroup_controllers() {
+    [[ $(id -u) -eq 0 && ! -f /sys/fs/cgroup/cgroup.controllers ]] || return 0
+    mountpoint -q /sys/fs/cgroup || return 0
+    local names first name
+    while read -r names; do
+        first=${names%%,*}
+        [[ -e "/sys/fs/cgroup/$first" ]] && continue
+        log "mounting the cgroup v1 controllers $names at /sys/fs/cgroup/$names"
+        mkdir -p "/sys/fs/cgroup/$names"
+        mount -t cgroup -o "$names" cgroup "/sys/fs/cgroup/$names"
+        for name in ${names//,/ }; do
+            [[ -e "/sys/fs/cgroup/$name" ]] || ln -s "$names" "/sys/fs/cgroup/$name"
+        done
+    done < <(awk 'NR > 1 && $2 != 0 && $4 == 1 { if ($2 in n) n[$2] = n[$2] "," $1; else n[$2] = $1 }
+                  END { for (h in n) print n[h] }' /proc/cgroups)
+}
+mount_cgroup_controllers
 
 if command -v docker >/dev/null && version=$(answers) && [[ -n "$version" ]]; then
     log "the Docker engine answers"

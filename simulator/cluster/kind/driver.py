@@ -3,9 +3,11 @@
 ``create`` runs ``kind create cluster`` with a generated config, then makes each node look
 like an exam node: ``etcdctl`` and ``etcdutl`` matching the cluster's etcd are copied into
 every control plane's ``/usr/local/bin`` (kind ships neither), and root's shell gets the
-session prompt of the embedded driver. Nodes keep the exam's names (``controlplane``,
-``node01``) for scenarios; Docker calls use the container names kind gives them
-(``<cluster>-control-plane``, ``<cluster>-worker``).
+session prompt of the embedded driver; every node lists the others under their exam names
+in ``/etc/hosts`` and, where the image has OpenSSH's server (cka-sim's offline image does,
+the official kindest/node does not), root may ``ssh node01`` with the cluster's key. Nodes
+keep the exam's names (``controlplane``, ``node01``) for scenarios; Docker calls use the
+container names kind gives them (``<cluster>-control-plane``, ``<cluster>-worker``).
 
 A cluster made here is recorded in ``clusters_dir()/<name>/cluster.json`` (driver
 ``kind``), which is how :meth:`KindDriver.list` tells its clusters from other kind clusters
@@ -15,13 +17,16 @@ on the machine; the cluster's kubeconfig sits next to it, so the user's own
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import io
 import json
 import os
 import re
 import select
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -40,6 +45,7 @@ from simulator.cluster.kind.nodes import (
 )
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
 from simulator.cluster.shell import BASHRC, PROFILE, SESSION_ENV_PATH
+from simulator.cluster.sshkeys import SSH_DIRS, ClusterKeys
 from simulator.errors import ClusterError, DockerUnavailable
 from simulator.paths import clusters_dir
 from simulator.versions import KIND_NODE_IMAGE, KIND_VERSION
@@ -61,6 +67,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CONTROL_PLANE_STEPS = ("Writing configuration", "Starting control-plane", "Installing CNI",
                         "Installing StorageClass", "Joining", "Waiting")
 _NODE_STEPS = ("Ensuring node image", "Preparing nodes")
+
+# Installs the keys (a tar on stdin), makes any host key the image lacks, starts sshd.
+# Exit status 3: the image has no OpenSSH server (or no systemd running to start it).
+_SSH_SETUP = r"""
+if [ ! -x /usr/sbin/sshd ] || [ ! -d /run/systemd/system ]; then cat >/dev/null; exit 3; fi
+tar -x -f - -C / && ssh-keygen -A >/dev/null && systemctl enable --now -q ssh.service
+"""
 
 _PROMPT_NAME = r"""
 # cka-sim: the prompt names the node as the exam does, not after its container.
@@ -303,9 +316,17 @@ class KindDriver:
         progress(Step("tools", 2, 3, detail))
         for node in cluster.nodes:
             self._prepare(node, tools if node.role == "control-plane" else {})
-        self._name_hosts(cluster.nodes)
-        self._wait_healthy(control[0])
-        self._wait_ready(control[0], progress)
+        addresses = self._name_hosts(cluster.nodes)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            # sshd starts on every node while etcd and the nodes become ready
+            ssh = pool.submit(self._start_ssh, cluster.nodes, addresses)
+            self._wait_healthy(control[0])
+            self._wait_ready(control[0], progress)
+            record["ssh"] = ssh.result()
+        if not record["ssh"] and len(cluster.nodes) > 1:
+            progress(Step("tools", 2, 3, f"the node image {self.image} has no OpenSSH server: "
+                                         "`ssh NODE` between nodes does not work; open a shell "
+                                         "on another node with `cka-sim shell --node NAME`"))
         record["state"] = "running"
         record["nodes"] = {n.name: n.container for n in cluster.nodes}
         record["tools"] = detail
@@ -403,9 +424,10 @@ class KindDriver:
         node.write_file("/root/.profile", PROFILE.encode())
         node.run(["mkdir", "-p", os.path.dirname(SESSION_ENV_PATH)]).check()
 
-    def _name_hosts(self, nodes: Sequence[KindNode]) -> None:
+    def _name_hosts(self, nodes: Sequence[KindNode]) -> dict[str, str]:
         """Every node's /etc/hosts lists every node under its exam name (``ping node01``),
-        as the exam's clusters do; Docker's own lines (container names) stay."""
+        as the exam's clusters do; Docker's own lines (container names) stay. Returns the
+        nodes' addresses by exam name."""
         done = docker(["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
                        *[n.container for n in nodes]], timeout=30)
         if done.returncode != 0:
@@ -418,6 +440,37 @@ class KindDriver:
         for node in nodes:
             # /etc/hosts is a file Docker binds into the container: append, never replace it
             node.run(["tee", "-a", "/etc/hosts"], input=lines.encode()).check()
+        return {n.name: ip for ip, n in zip(addresses, nodes, strict=True)}
+
+    def _start_ssh(self, nodes: Sequence[KindNode], addresses: dict[str, str]) -> bool:
+        """``ssh node01`` as root from any node, with no password or host-key question, as
+        on the exam: one root key pair for the cluster, a host key per node, every node in
+        known_hosts under its exam name and address (:mod:`simulator.cluster.sshkeys`), and
+        the image's OpenSSH server enabled and started. False when the image has no sshd
+        (the official kindest/node has none)."""
+        keys = ClusterKeys.generate(addresses)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            return all(pool.map(lambda node: self._start_ssh_on(node, keys), nodes))
+
+    @staticmethod
+    def _start_ssh_on(node: KindNode, keys: ClusterKeys) -> bool:
+        files = io.BytesIO()
+        with tarfile.open(fileobj=files, mode="w") as tar:
+            for directory, mode in SSH_DIRS.items():
+                info = tarfile.TarInfo(directory.lstrip("/"))
+                info.type, info.mode = tarfile.DIRTYPE, mode
+                tar.addfile(info)
+            for path, (data, mode) in keys.node_files(node.name).items():
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode = len(data), mode
+                tar.addfile(info, io.BytesIO(data))
+        done = node.run(["sh", "-c", _SSH_SETUP], input=files.getvalue(), timeout=60)
+        if done.returncode == 3:
+            return False
+        if not done.ok:
+            raise ClusterError(f"could not start the SSH server on {node.name} "
+                               f"({node.container})", hint=done.err.strip()[-600:])
+        return True
 
     def _wait_healthy(self, node: KindNode) -> None:
         deadline = time.monotonic() + ETCD_TIMEOUT
@@ -478,7 +531,9 @@ class KindDriver:
             return ("kind image", False, f"{self.image} ({source}) is not in the engine; "
                                          "load or build it (`.ci/kind/node-image.sh`)")
         return ("kind image", True, f"{self.image} ({source}; pulled on first use, or set "
-                                    f"{IMAGE_ENV} to a local image without registry access)")
+                                    f"{IMAGE_ENV} to a local image without registry access; "
+                                    "it has no SSH server, so `ssh NODE` between nodes does "
+                                    "not work: the offline image has one)")
 
     def clean(self, dry_run: bool = False, *,
               keep: Collection[str] | None = None) -> list[str]:
