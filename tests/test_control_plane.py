@@ -191,6 +191,90 @@ def test_kubectl_logs_of_a_static_pod_come_from_its_container(node):
     assert 'previous terminated container "etcd"' in previous.err
 
 
+EXEC_ETCD = ("kubectl", "-n", "kube-system", "exec", "etcd-controlplane", "--")
+ETCDCTL_FLAGS = tuple(ETCD_TLS.split())
+
+
+@needs_control_plane
+def test_kubectl_exec_into_etcd_runs_etcdctl_inside_the_container(node):
+    wait_for("etcd's mirror pod", lambda: mirror(node, "etcd"))
+    assert kubectl(node, "-n", "kube-system", "exec", "etcd-controlplane", "--", "etcdctl",
+                   "version").check().out.startswith("etcdctl version: 3.")
+    # The exam's backup without etcdctl on the node: the snapshot lands where the container
+    # writes it; under /var/lib/etcd (a hostPath) the node sees it, under /tmp it does not.
+    node.run(["rm", "-f", "/var/lib/etcd/exec-backup.db", "/tmp/exec-backup.db"])
+    saved = node.run([*EXEC_ETCD, "etcdctl", *ETCDCTL_FLAGS, "snapshot", "save",
+                      "/var/lib/etcd/exec-backup.db"], timeout=60).check()
+    assert "Snapshot saved at /var/lib/etcd/exec-backup.db" in saved.out + saved.err
+    status = node.run(["etcdutl", "snapshot", "status", "/var/lib/etcd/exec-backup.db",
+                       "-w", "json"]).check()
+    assert json.loads(status.out)["totalKey"] > 0
+    node.run([*EXEC_ETCD, "etcdctl", *ETCDCTL_FLAGS, "snapshot", "save",
+              "/tmp/exec-backup.db"], timeout=60).check()
+    assert not node.run(["test", "-e", "/tmp/exec-backup.db"]).ok
+    node.run(["rm", "-f", "/var/lib/etcd/exec-backup.db"])
+
+
+@needs_control_plane
+def test_kubectl_exec_passes_stdin_and_the_exit_status(node):
+    put = node.run(["sh", "-c", 'printf %s "$VALUE" | kubectl -n kube-system exec -i '
+                    'etcd-controlplane -- etcdctl "$@" put /exec/greeting', "sh",
+                    *ETCDCTL_FLAGS], env={"VALUE": "from stdin"}, timeout=60).check()
+    assert put.out.strip() == "OK"
+    got = node.run([*EXEC_ETCD, "etcdctl", *ETCDCTL_FLAGS, "get", "/exec/greeting",
+                    "--print-value-only"], timeout=60).check()
+    assert got.out == "from stdin\n"
+    failed = node.run([*EXEC_ETCD, "etcdctl", "--endpoints=127.0.0.1:1", "--dial-timeout=1s",
+                       "get", "x"], timeout=60)
+    assert failed.returncode == 1
+    assert failed.err.rstrip().endswith("command terminated with exit code 1")
+    # etcd's image is distroless, as on kubeadm: no shell to exec into.
+    shell = node.run([*EXEC_ETCD, "sh", "-c", "echo hi"], timeout=60)
+    assert not shell.ok and not shell.out
+    assert 'exec: "sh": executable file not found in $PATH' in shell.err
+    etcd = node.run(["crictl", "ps", "--name", "^etcd$", "-q"]).check().out.split()[0]
+    refused = node.run(["crictl", "exec", etcd, "sh"])
+    assert not refused.ok and 'exec: "sh": executable file not found in $PATH' in refused.err
+
+
+@needs_control_plane
+def test_kubectl_exec_with_a_terminal(node):
+    pexpect = pytest.importorskip("pexpect")
+    shell = pexpect.spawn(node.shell_argv()[0], node.shell_argv()[1:], timeout=30,
+                          encoding="utf-8", dimensions=(40, 120))
+    try:
+        shell.expect_exact("root@controlplane:~# ")
+        shell.sendline("kubectl -n kube-system exec -it etcd-controlplane -- etcdctl version; "
+                       "echo rc=$?")
+        shell.expect(r"etcdctl version: 3\.\d+\.\d+\r\n")
+        shell.expect_exact("rc=0")
+        shell.expect_exact("root@controlplane:~# ")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+
+
+@needs_control_plane
+def test_kubectl_port_forward_reaches_the_static_pods_port(node):
+    script = """
+kubectl -n kube-system port-forward pod/etcd-controlplane 12381:2381 12399:2399 >/tmp/pf.log 2>&1 &
+pf=$!
+for i in $(seq 50); do grep -q 'Forwarding from 127.0.0.1:12399' /tmp/pf.log && break; sleep 0.2; done
+for port in 12381 12381 12399; do
+  exec 3<>/dev/tcp/127.0.0.1/$port
+  printf 'GET /health HTTP/1.0\r\nHost: x\r\n\r\n' >&3
+  cat <&3 | tail -n 1; echo
+  exec 3<&-
+done
+sleep 1; kill $pf; cat /tmp/pf.log
+"""
+    out = sh(node, script, timeout=60).out
+    assert out.count('{"health":"true"') == 2, out
+    assert "Handling connection for 12381" in out
+    assert "connect: connection refused" in out, out
+
+
 @needs_control_plane
 def test_kubeadm_config_configmap_holds_the_cluster_configuration(node):
     text = kubectl(node, "-n", "kube-system", "get", "configmap", "kubeadm-config", "-o",

@@ -278,6 +278,43 @@ def test_the_cluster_uses_the_exam_names(engine, cluster, node):
     assert exec_.ok and "etcdctl version" in exec_.out, exec_.err
 
 
+def test_kubectl_exec_and_port_forward_on_real_kind(engine, node):
+    """What the embedded kubelet's exec and port-forward copy (tests/test_control_plane.py),
+    on a real kubelet and containerd: same outcomes, same messages."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine has no kubelet or containerd; real kind only")
+    env = {"KUBECONFIG": "/etc/kubernetes/admin.conf"}
+    tls = ["--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+           "--cert=/etc/kubernetes/pki/etcd/server.crt",
+           "--key=/etc/kubernetes/pki/etcd/server.key"]
+    exec_etcd = ["kubectl", "-n", "kube-system", "exec", "etcd-controlplane", "--"]
+    saved = node.run([*exec_etcd, "etcdctl", *tls, "snapshot", "save",
+                      "/var/lib/etcd/exec-backup.db"], env=env, timeout=60)
+    assert "Snapshot saved at /var/lib/etcd/exec-backup.db" in saved.out + saved.err
+    assert node.run(["test", "-s", "/var/lib/etcd/exec-backup.db"]).ok
+    node.run(["rm", "-f", "/var/lib/etcd/exec-backup.db"])
+    failed = node.run([*exec_etcd, "etcdctl", "--endpoints=127.0.0.1:1", "--dial-timeout=1s",
+                       "get", "x"], env=env, timeout=60)
+    assert failed.returncode == 1
+    assert failed.err.rstrip().endswith("command terminated with exit code 1")
+    shell = node.run([*exec_etcd, "sh", "-c", "echo hi"], env=env, timeout=60)
+    assert not shell.ok and not shell.out
+    assert 'exec: "sh": executable file not found in $PATH' in shell.err, shell.err
+    etcd = node.run(["crictl", "ps", "--name", "^etcd$", "-q"]).check().out.split()[0]
+    refused = node.run(["crictl", "exec", etcd, "sh"])
+    assert not refused.ok and 'exec: "sh": executable file not found in $PATH' in refused.err
+    forwarded = node.run(["bash", "-c", """
+kubectl -n kube-system port-forward pod/etcd-controlplane 12381:2381 >/tmp/pf.log 2>&1 &
+pf=$!
+for i in $(seq 50); do grep -q 'Forwarding from 127.0.0.1:12381' /tmp/pf.log && break; sleep 0.2; done
+exec 3<>/dev/tcp/127.0.0.1/12381
+printf 'GET /health HTTP/1.0\r\nHost: x\r\n\r\n' >&3
+cat <&3 | tail -n 1; echo
+kill $pf
+"""], env=env, timeout=60)
+    assert '{"health":"true"' in forwarded.out, forwarded.out + forwarded.err
+
+
 def test_crictl_stop_exec_sudo_and_a_running_cron_on_real_kind(engine, node):
     """The moves the embedded node's crictl and cron daemon copy, on a real kind node:
     the same outcome there is what the embedded tests assert."""

@@ -633,6 +633,37 @@ def cmd_rm(args: list[str]) -> int:
     return 1 if failed else 0
 
 
+IMAGE_PROGRAMS = {
+    "etcd": ("/usr/local/bin/etcd", "/usr/local/bin/etcdctl", "/usr/local/bin/etcdutl"),
+    **{name: (f"/usr/local/bin/{name}", "/go-runner")
+       for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")},
+}
+"""What the distroless control-plane images of registry.k8s.io ship besides certificates
+and time zones: no shell, no ``ls``, no ``tar``. A practice container's root holds the
+node's /usr, so an exec checks a command against this list first, as runc would fail it."""
+
+
+def exec_refusal(command: list[str], image: str, cid: str) -> str:
+    """Why runc cannot start ``command`` in a container of ``image``, as containerd says it
+    (``""`` when it can, or when the image is not one of the known distroless ones)."""
+    repository = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    programs = IMAGE_PROGRAMS.get(repository)
+    if programs is None or not command:
+        return ""
+    name = command[0]
+    if "/" in name:
+        if os.path.normpath(name) in programs:
+            return ""
+        reason = f'exec: "{name}": stat {name}: no such file or directory'
+    else:
+        if any(p == f"/usr/local/bin/{name}" for p in programs):
+            return ""
+        reason = f'exec: "{name}": executable file not found in $PATH'
+    exec_id = hashlib.sha256(f"{cid}{time.time_ns()}".encode()).hexdigest()
+    return (f'failed to exec in container: failed to start exec "{exec_id}": OCI runtime exec '
+            f"failed: exec failed: unable to start container process: {reason}: unknown")
+
+
 def cmd_exec(args: list[str]) -> int:
     opts: dict[str, object] = {}
     i = 0
@@ -664,6 +695,11 @@ def cmd_exec(args: list[str]) -> int:
     if record.get("state") != "CONTAINER_RUNNING" or pid <= 0 or not _is_container_process(pid, cid):
         print(f"execing command in container {cid}: rpc error: code = Unknown desc = "
               f"container is in {record.get('state', 'CONTAINER_UNKNOWN')} state", file=sys.stderr)
+        return 1
+    refusal = exec_refusal(command, str(record.get("image", "")), cid)
+    if refusal:
+        print(f"execing command in container {cid}: rpc error: code = Unknown desc = {refusal}",
+              file=sys.stderr)
         return 1
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOSTNAME": os.uname().nodename}

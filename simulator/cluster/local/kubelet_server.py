@@ -5,12 +5,15 @@ with the ``apiserver-kubelet-client`` certificate. This server accepts clients w
 certificate the cluster CA signed (the kubelet's x509 authentication; there is no
 authorization webhook) and serves ``/containerLogs/<namespace>/<pod>/<container>`` from
 the CRI log files the supervisor writes, with the query parameters the API server passes
-(``follow``, ``previous``, ``timestamps``, ``tailLines``, ``limitBytes``, ``sinceSeconds``).
-Other kubelet endpoints (exec, attach, port-forward, metrics) answer 404.
+(``follow``, ``previous``, ``timestamps``, ``tailLines``, ``limitBytes``, ``sinceSeconds``),
+and ``/exec``, ``/attach`` and ``/portForward`` for the static pods' containers through
+:mod:`simulator.cluster.local.kubelet_stream` (SPDY/3.1, as a container runtime's
+streaming server). Other kubelet endpoints (metrics, stats) answer 404.
 
 Like a kubelet without ``--tls-cert-file``, it serves a self-signed certificate it creates
 at ``/var/lib/kubelet/pki/kubelet.{crt,key}``; kubeadm does not make the API server verify
-it. Requests are served in threads of the node's init and never start processes.
+it. Requests are served in threads of the node's init; only an exec starts a process, and
+it learns the exit status without waiting for it (PID 1 reaps every child).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.cluster import kubeadm
+from simulator.cluster.local import kubelet_stream, spdy
 
 log = logging.getLogger("cka_sim.kubelet")
 
@@ -147,11 +151,89 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/")]
+        if parts and parts[0] in ("exec", "attach", "portForward"):
+            self._stream_request(parts, urllib.parse.parse_qs(url.query))
+            return
+        self._fail(404, "404 page not found\n")
+
+    def _stream_request(self, parts: list[str], query: dict[str, list[str]]) -> None:
+        """exec, attach and port-forward: find the container, upgrade, hand over."""
+        kind = parts[0]
+        if kind == "portForward":
+            if len(parts) not in (3, 4):
+                self._fail(404, "404 page not found\n")
+                return
+            pods = {(r.get("podNamespace"), r.get("podName")): r for r in
+                    _records(self.server.state_dir) if r.get("state") == "CONTAINER_RUNNING"}
+            record = pods.get((parts[1], parts[2]))
+            if record is None:
+                self._fail(404, f'pod "{parts[2]}" in namespace "{parts[1]}" not found')
+                return
+            protocols = kubelet_stream.PORT_FORWARD_PROTOCOLS
+        else:
+            if len(parts) not in (4, 5):
+                self._fail(404, "404 page not found\n")
+                return
+            namespace, pod, container = parts[1], parts[2], parts[-1]
+            running = [r for r in _records(self.server.state_dir)
+                       if r.get("podNamespace") == namespace and r.get("podName") == pod
+                       and r.get("name") == container
+                       and r.get("state") == "CONTAINER_RUNNING" and r.get("pid")]
+            if not running:
+                self._fail(404, f'container not found ("{container}")')
+                return
+            record = max(running, key=lambda r: r.get("createdAt", 0))
+            protocols = kubelet_stream.EXEC_PROTOCOLS
+
+        def flag(name: str) -> bool:
+            return query.get(name, [""])[-1].lower() in ("1", "true")
+
+        options = {"stdin": flag("input"), "stdout": flag("output"),
+                   "stderr": flag("error"), "tty": flag("tty")}
+        if options["tty"]:
+            options["stderr"] = False
+        command = query.get("command", [])
+        if kind == "exec" and not command:
+            self._fail(400, "you must specify a command")
+            return
+        if kind != "portForward" and not any(options[k] for k in ("stdin", "stdout", "stderr")):
+            self._fail(400, "you must specify at least 1 of stdin, stdout, stderr")
+            return
+        if "spdy/3.1" not in self.headers.get("Upgrade", "").lower():
+            self._fail(400, "unable to upgrade: missing upgrade headers in request")
+            return
+        protocol = spdy.negotiate(self.headers.get_all("X-Stream-Protocol-Version")
+                                            or [], protocols)
+        if protocol is None:
+            self._fail(403, "unable to upgrade: unable to negotiate protocol: client "
+                       f"supports {self.headers.get_all('X-Stream-Protocol-Version')}, "
+                       f"server supports {list(protocols)}")
+            return
+        self.wfile.write(spdy.upgrade_response(protocol))
+        self.wfile.flush()
+        self.close_connection = True
+        rootfs, state_dir = self.server.rootfs, self.server.state_dir
+        try:
+            if kind == "portForward":
+                kubelet_stream.serve_port_forward(self.connection, parts[2],
+                                                  str(record.get("podUid", "")))
+            else:
+                kubelet_stream.serve_exec(self.connection, protocol, options, record, command,
+                                          rootfs, state_dir, attach=kind == "attach")
+        except Exception:  # a broken session must not take the kubelet's thread down
+            log.exception("%s stream for %s failed", kind, "/".join(parts[1:]))
+
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/")]
         if url.path in ("/healthz", "/healthz/"):
             self._fail(200, "ok")
+            return
+        if parts and parts[0] in ("exec", "attach", "portForward"):
+            self._stream_request(parts, urllib.parse.parse_qs(url.query))
             return
         if len(parts) != 4 or parts[0] != "containerLogs":
             self._fail(404, "404 page not found\n")
