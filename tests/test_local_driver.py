@@ -614,6 +614,8 @@ def test_doctor_says_what_a_single_mapping_breaks_and_how_to_fix_it():
              "print(json.dumps(idmap.doctor_line()))"],
             capture_output=True, text=True, cwd=REPO, timeout=30, check=False,
             env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)})
+        if done.returncode != 0 and "Permission denied" in done.stderr:
+            pytest.skip(f"nobody may not run {sys.executable} here")
         assert done.returncode == 0, done.stderr
         line = tuple(json.loads(done.stdout))
         if line[1]:
