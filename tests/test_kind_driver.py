@@ -315,6 +315,35 @@ kill $pf
     assert '{"health":"true"' in forwarded.out, forwarded.out + forwarded.err
 
 
+def test_crictl_stopp_and_rmp_on_real_kind(engine, node):
+    """The embedded node's crictl stopp/rmp copy these outcomes and messages
+    (tests/test_supervisor.py)."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine has no kubelet or containerd; real kind only")
+
+    def pods() -> dict[str, tuple[str, str]]:
+        rows = [line.split() for line in node.run(["crictl", "pods", "--name", "^kube-scheduler"])
+                .check().out.splitlines()[1:]]
+        return {row[0]: (row[-5], row[-2]) for row in rows}  # POD ID -> (STATE, ATTEMPT)
+
+    before = {p for p, (state, _) in pods().items() if state == "Ready"}
+    assert len(before) == 1
+    pod = before.pop()
+    assert node.run(["crictl", "stopp", pod[:8]]).check().out == f"Stopped sandbox {pod[:8]}\n"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [p for p, (s, _) in pods().items() if s == "Ready"]:
+        time.sleep(1)
+    states = pods()
+    assert states[pod][0] == "NotReady"
+    new_pod, (_, attempt) = next((p, v) for p, v in states.items() if v[0] == "Ready")
+    assert int(attempt) == int(states[pod][1]) + 1
+    running = node.run(["crictl", "rmp", new_pod])
+    assert running.returncode == 1
+    assert running.err == f'pod sandbox "{new_pod}" is running, please stop it first\n'
+    assert node.run(["crictl", "rmp", pod[:8]]).check().out == f"Removed sandbox {pod[:8]}\n"
+    assert pod not in pods()
+
+
 def test_crictl_stop_exec_sudo_and_a_running_cron_on_real_kind(engine, node):
     """The moves the embedded node's crictl and cron daemon copy, on a real kind node:
     the same outcome there is what the embedded tests assert."""

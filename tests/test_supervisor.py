@@ -490,6 +490,38 @@ def test_crictl_stop_ends_a_container_and_the_pod_restarts_it_as_the_kubelet_wou
     assert "ID cannot be empty" in node.run("/usr/local/bin/crictl", "stop", check=False).stderr
 
 
+def test_crictl_stopp_and_rmp_replace_a_sandbox_as_the_kubelet_does(node: Node) -> None:
+    port = free_port()
+    node.start()
+    (node.manifests / "web.yaml").write_text(http_server("web", port))
+    wait_for(lambda: listening(port), 10, "the pod to listen")
+    pod = node.crictl("pods", "-q", "--name", "^web").split()[0]
+    first = node.crictl("ps", "-q", "--name", "^web$").split()[0]
+
+    assert node.crictl("stopp", pod[:8]) == f"Stopped sandbox {pod[:8]}\n"
+    wait_for(lambda: listening(port), 10, "the pod's new sandbox to serve")
+    rows = [line.split() for line in node.crictl("pods", "--name", "^web").splitlines()[1:]]
+    states = {row[0]: (row[-5], row[-2]) for row in rows}  # POD ID -> (STATE, ATTEMPT)
+    assert states[pod[:13]] == ("NotReady", "0")
+    new_pod = next(p for p in states if p != pod[:13])
+    assert states[new_pod] == ("Ready", "1")
+    second = node.crictl("ps", "-q", "--name", "^web$").split()[0]
+    status = json.loads(node.crictl("inspect", second))["status"]
+    assert second != first and status["metadata"]["attempt"] == 1
+    assert json.loads(node.crictl("inspect", first))["status"]["state"] == "CONTAINER_EXITED"
+
+    running = node.run("/usr/local/bin/crictl", "rmp", new_pod, check=False)
+    assert running.returncode == 1
+    assert running.stderr == f'pod sandbox "{new_pod}" is running, please stop it first\n'
+    assert node.crictl("rmp", pod[:8]) == f"Removed sandbox {pod[:8]}\n"
+    assert pod not in node.crictl("pods", "-q")
+    assert first not in node.crictl("ps", "-a", "-q"), "its containers go with the sandbox"
+    assert node.crictl("rmp", "-f", new_pod) == f"Stopped sandbox {new_pod}\nRemoved sandbox {new_pod}\n"
+    wait_for(lambda: listening(port), 10, "a third sandbox to serve")
+    missing = node.run("/usr/local/bin/crictl", "stopp", "0123456789ab", check=False)
+    assert missing.returncode == 1 and 'find sandbox \\"0123456789ab\\": not found' in missing.stderr
+
+
 def test_crictl_exec_runs_inside_the_container_with_its_mounts_and_environment(node: Node) -> None:
     (node.root / "srv/data").mkdir(parents=True)
     (node.root / "srv/data/marker.txt").write_text("from the hostPath\n")

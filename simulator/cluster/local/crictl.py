@@ -9,7 +9,8 @@ reads the state the node's supervisor writes (``$CRICTL_STATE_DIR``, default
 Supported: ps [-a] [--name RE] [-q] [--state S] [-p POD] [-l] [--no-trunc] [-o json],
 pods [--name RE] [--namespace RE] [-q], logs [-f] [--tail N] [-t] [-p] ID,
 inspect ID..., inspectp ID, images [-q], stop [-t SECONDS] ID..., rm [-f] [-a] ID...,
-exec [-i] [-t] ID CMD..., stats [-a] [--name RE] [ID], info, version. Output follows the
+exec [-i] [-t] ID CMD..., stats [-a] [--name RE] [ID], info, version, stopp POD...,
+rmp [-f] [-a] POD.... Output follows the
 real crictl (cri-tools) v1.34 against containerd, byte for byte where it is stable.
 
 ``stop`` signals the container's process as containerd does (SIGTERM and SIGKILL after the
@@ -17,8 +18,10 @@ timeout; SIGKILL at once with the default timeout of 0) and waits until the supe
 recorded the exit. The supervisor then restarts the container as the kubelet would, since a
 static pod's restartPolicy is Always. ``exec`` enters the container's mount namespace and
 root (``nsenter -m -r -w``, from the node's util-linux) with the container's environment.
+``stopp`` and ``rmp`` ask the supervisor (a file in ``$CRICTL_STATE_DIR/requests``): a
+stopped sandbox stays listed as NotReady and its pod gets a new one, as the kubelet does.
 
-Why one module of ~850 lines: it is copied into every node as a single program and runs
+Why one module of ~1000 lines: it is copied into every node as a single program and runs
 there with the host's Python and nothing else, so it cannot import helpers from the
 package; each subcommand is a small function over the same records and output helpers.
 """
@@ -53,8 +56,10 @@ COMMANDS:
    pods                List pods
    ps                  List containers
    rm                  Remove one or more containers
+   rmp                 Remove one or more pods
    stats               List container(s) resource usage statistics
    stop                Stop one or more running containers
+   stopp               Stop one or more running pods
    version             Display runtime version information
    help, h             Shows a list of commands or help for one command
 """
@@ -144,11 +149,17 @@ def load_containers() -> list[dict]:
 
 
 def load_pods() -> list[dict]:
+    """The node's sandboxes: each pod's current one, and those ``stopp`` left NotReady."""
     try:
         with open(os.path.join(STATE_DIR, "pods.json")) as f:
-            return list(json.load(f).get("pods", []))
+            state = json.load(f)
+        return list(state.get("pods", [])) + list(state.get("stopped", []))
     except (OSError, ValueError):
         return []
+
+
+def pod_ready(p: dict) -> bool:
+    return p.get("status") not in ("Terminating", "NotReady")
 
 
 def find(records: list[dict], prefix: str, what: str) -> dict:
@@ -380,9 +391,9 @@ def cmd_inspectp(args: list[str]) -> int:
 def pod_json(p: dict) -> dict:
     return {
         "id": p.get("id", ""),
-        "metadata": {"attempt": 0, "name": p.get("name", ""), "namespace": p.get("namespace", ""),
+        "metadata": {"attempt": p.get("attempt", 0), "name": p.get("name", ""), "namespace": p.get("namespace", ""),
                      "uid": p.get("uid", "")},
-        "state": "SANDBOX_NOTREADY" if p.get("status") == "Terminating" else "SANDBOX_READY",
+        "state": "SANDBOX_READY" if pod_ready(p) else "SANDBOX_NOTREADY",
         "createdAt": rfc3339(p.get("createdAt", 0)),
         "network": {"additionalIps": [], "ip": ""},
         "labels": {"io.kubernetes.pod.name": p.get("name", ""),
@@ -409,7 +420,7 @@ def cmd_pods(args: list[str]) -> int:
     if state:
         if state not in ("ready", "notready"):
             raise UsageError("--state should be ready or notready")
-        pods = [p for p in pods if (p.get("status") != "Terminating") == (state == "ready")]
+        pods = [p for p in pods if pod_ready(p) == (state == "ready")]
     if opts.get("output") == "json":
         print(json.dumps({"items": [pod_json(p) for p in pods]}, indent=2))
         return 0
@@ -420,9 +431,9 @@ def cmd_pods(args: list[str]) -> int:
     trunc = (lambda s: s) if opts.get("notrunc") else (lambda s: s[:TRUNC])
     rows = [["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]]
     for p in pods:
-        ready = "NotReady" if p.get("status") == "Terminating" else "Ready"
+        ready = "Ready" if pod_ready(p) else "NotReady"
         rows.append([trunc(p.get("id", "")), ago(p.get("createdAt", 0)), ready, p.get("name", ""),
-                     p.get("namespace", ""), "0", "(default)"])
+                     p.get("namespace", ""), str(p.get("attempt", 0)), "(default)"])
     sys.stdout.write(table(rows))
     return 0
 
@@ -630,6 +641,104 @@ def cmd_rm(args: list[str]) -> int:
             except OSError:
                 pass
         print(prefix)
+    return 1 if failed else 0
+
+
+STOPP_HELP = """NAME:
+   crictl stopp - Stop one or more running pods
+
+USAGE:
+   crictl stopp [command options] POD-ID [POD-ID...]
+
+COMMANDS:
+   help, h  Shows a list of commands or help for one command
+
+OPTIONS:
+   --help, -h  show help
+"""
+RMP_HELP = """NAME:
+   crictl rmp - Remove one or more pods
+
+USAGE:
+   crictl rmp [command options] POD-ID [POD-ID...]
+
+COMMANDS:
+   help, h  Shows a list of commands or help for one command
+
+OPTIONS:
+   --all, -a    Remove all pods (default: false)
+   --force, -f  Force removal of the pod sandbox, disregarding if running (default: false)
+   --help, -h   show help
+"""
+
+
+def _fatal(message: str) -> int:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(f'time="{stamp}" level=fatal msg="{json.dumps(message)[1:-1]}"', file=sys.stderr)
+    return 1
+
+
+def _find_pod(pods: list[dict], prefix: str) -> dict | None:
+    exact = [p for p in pods if p.get("id") == prefix]
+    matches = exact or [p for p in pods if prefix and p.get("id", "").startswith(prefix)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _ask_supervisor(verb: str, sandbox: str) -> None:
+    """Ask the node agent to stop or remove a sandbox; wait until it has."""
+    requests = os.path.join(STATE_DIR, "requests")
+    os.makedirs(requests, exist_ok=True)
+    path = os.path.join(requests, f"{verb}-{sandbox}")
+    with open(path, "w"):
+        pass
+    deadline = time.monotonic() + 15
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def cmd_stopp(args: list[str]) -> int:
+    opts, ids = parse_flags(args, {"-h": "help", "--help": "help"})
+    if not ids or opts.get("help"):
+        sys.stdout.write(STOPP_HELP)
+        return 0
+    pods = load_pods()
+    for prefix in ids:
+        pod = _find_pod(pods, prefix)
+        if pod is None:
+            return _fatal(f'stopping the pod sandbox "{prefix}": rpc error: code = NotFound desc = '
+                          f'an error occurred when try to find sandbox "{prefix}": not found')
+        if pod_ready(pod):
+            _ask_supervisor("stopp", pod["id"])
+        print(f"Stopped sandbox {prefix}")
+    return 0
+
+
+def cmd_rmp(args: list[str]) -> int:
+    opts, ids = parse_flags(args, {"-f": "force", "--force": "force", "-a": "all", "--all": "all",
+                                   "-h": "help", "--help": "help"})
+    pods = load_pods()
+    if opts.get("all"):
+        ids = [p["id"] for p in pods]
+    if not ids or opts.get("help"):
+        sys.stdout.write(RMP_HELP)
+        return 0
+    failed = False
+    for prefix in ids:
+        pod = _find_pod(pods, prefix)
+        if pod is None:
+            print(f'getting sandbox status of pod "{prefix}": rpc error: code = NotFound desc = '
+                  "an error occurred when try to find sandbox: not found", file=sys.stderr)
+            failed = True
+            continue
+        if pod_ready(pod):
+            if not opts.get("force"):
+                print(f'pod sandbox "{prefix}" is running, please stop it first', file=sys.stderr)
+                failed = True
+                continue
+            _ask_supervisor("stopp", pod["id"])
+            print(f"Stopped sandbox {prefix}")
+        _ask_supervisor("rmp", pod["id"])
+        print(f"Removed sandbox {prefix}")
     return 1 if failed else 0
 
 
@@ -851,6 +960,8 @@ COMMANDS = {
     "image": cmd_images,
     "stop": cmd_stop,
     "rm": cmd_rm,
+    "stopp": cmd_stopp,
+    "rmp": cmd_rmp,
     "exec": cmd_exec,
     "stats": cmd_stats,
     "info": cmd_info,

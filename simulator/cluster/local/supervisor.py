@@ -201,6 +201,7 @@ class _Pod:
     terminating: bool = False
     ever_started: bool = False
     blocked_message: str = ""
+    attempt: int = 0  # the sandbox's: a pod whose sandbox was stopped gets a new one, +1
 
 
 class Supervisor:
@@ -234,6 +235,7 @@ class Supervisor:
         self._agent_request: bool | None = None  # True: resume, False: pause
         self._agent_done = threading.Event()
         self._reread = False
+        self._stopped: dict[str, tuple[dict[str, Any], float]] = {}  # sandboxes stopped by crictl
 
     # public API ---------------------------------------------------------------------
 
@@ -251,6 +253,7 @@ class Supervisor:
             next_scan = 0.0
             while not (self._stopping or self._stop.is_set()):
                 self._reap()
+                self._sandbox_requests()
                 if self._apply_agent_request():
                     next_scan = 0.0
                 if not self._paused:
@@ -457,6 +460,51 @@ class Supervisor:
             if why.startswith("duplicate pod name"):
                 log.error('Pod failed validation, ignoring file="%s": %s', file, why)
         self._desired = {pod.uid: pod for pod in chosen.pods}
+
+    # crictl stopp / rmp -------------------------------------------------------------
+
+    def _sandbox_requests(self) -> None:
+        """Serve ``crictl stopp`` and ``rmp``: each writes ``<state_dir>/requests/<verb>-<id>``
+        and waits until the file is gone. A stopped sandbox's containers are killed and it
+        stays listed as NotReady; its pod gets a new sandbox (attempt + 1) whose containers
+        start at once, as the kubelet recreates a sandbox that is no longer ready. Removing a
+        sandbox removes its exited containers."""
+        rdir = self.state_dir / "requests"
+        try:
+            names = os.listdir(rdir)
+        except OSError:
+            return
+        for name in names:
+            verb, _, sid = name.partition("-")
+            pod = next((p for p in self._pods.values() if p.sandbox_id == sid), None)
+            if pod is not None:
+                self._stop_sandbox(pod)
+            if any(c.running and c.record.get("podSandboxId") == sid for c in self._live()):
+                continue  # answered once the killed containers' exits are recorded
+            if verb == "rmp":
+                self._stopped.pop(sid, None)
+                for c in [c for c in self._history.values()
+                          if c.record.get("podSandboxId") == sid and not c.running]:
+                    self._drop(c)
+                log.info("sandbox %s removed", sid[:13])
+            (rdir / name).unlink(missing_ok=True)
+
+    def _stop_sandbox(self, pod: _Pod) -> None:
+        old = pod.sandbox_id
+        entry = {"name": pod.spec.full_name, "namespace": pod.spec.namespace,
+                 "uid": pod.spec.uid, "id": old, "createdAt": pod.created,
+                 "attempt": pod.attempt, "status": "NotReady", "containers": []}
+        self._stopped[old] = (entry, time.monotonic())
+        for slot in pod.slots.values():
+            c = slot.current
+            if c is not None and c.running:
+                self._signal(c, signal.SIGKILL)
+            slot.failures, slot.next_start = 0, 0.0
+        pod.sandbox_id, pod.created = secrets.token_hex(32), _now_ns()
+        pod.attempt = 1 + max([pod.attempt] + [e["attempt"] for e, _ in self._stopped.values()
+                                                if e["uid"] == pod.spec.uid])
+        log.info("sandbox %s of %s stopped; its pod gets sandbox %s", old[:13],
+                 pod.spec.full_name, pod.sandbox_id[:13])
 
     # reconciling --------------------------------------------------------------------
 
@@ -716,6 +764,12 @@ class Supervisor:
                     break
 
     def _collect_garbage(self, now: float) -> None:
+        for sid, (_, since) in list(self._stopped.items()):
+            if now - since >= GC_AFTER:  # the kubelet removes sandboxes that are not ready
+                del self._stopped[sid]
+                for c in [c for c in self._history.values()
+                          if c.record.get("podSandboxId") == sid and not c.running]:
+                    self._drop(c)
         groups: dict[tuple[str, str, str], list[_Container]] = {}
         for c in self._history.values():
             r = c.record
@@ -785,6 +839,7 @@ class Supervisor:
             "namespace": pod.spec.namespace,
             "uid": pod.spec.uid,
             "id": pod.sandbox_id,
+            "attempt": pod.attempt,
             "manifest": pod.spec.file,
             "createdAt": pod.created,
             "phase": phase,
@@ -800,14 +855,16 @@ class Supervisor:
         now = time.monotonic()
         pods = sorted(self._pods.values(), key=lambda p: (p.spec.namespace, p.spec.full_name, p.terminating))
         summary = [self._pod_summary(p, now) for p in pods]
-        text = json.dumps(summary, sort_keys=True)
+        stopped = [entry for entry, _ in self._stopped.values()]
+        text = json.dumps([summary, stopped], sort_keys=True)
         if text == self._summary_json:
             return
         with self._lock:
             self._summary = summary
             self._summary_json = text
         try:
-            _write_json(self.state_dir / "pods.json", {"node": self.node_name, "pods": summary})
+            _write_json(self.state_dir / "pods.json",
+                        {"node": self.node_name, "pods": summary, "stopped": stopped})
         except OSError as exc:
             log.warning("cannot write pods.json: %s", exc)
         if self.pod_hooks is not None:
