@@ -38,7 +38,6 @@ from simulator.cluster.local import nodes as nodes_mod
 from simulator.cluster.local import sshd
 from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
 from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
-from simulator.cluster.sshkeys import ClusterKeys
 from simulator.errors import BinaryMissing, ClusterError, NamespacesUnavailable, SimError
 from simulator.paths import cache_dir, clusters_dir
 
@@ -314,16 +313,21 @@ class LocalDriver:
         kube = [c for c in KUBE_COMPONENTS if c in spec.components]
         total = 3 + ("kube-apiserver" in kube) + ("kube-controller-manager" in kube)
         progress(Step("nodes", 0, total, f"preparing {len(placed)} node(s)"))
-        ssh_keys = ClusterKeys.generate(hosts)  # ed25519: well under a millisecond a key
         for name, _, _ in placed:
             nodes_mod.prepare_rootfs(directory / "nodes" / name / "rootfs", name, hosts)
-            sshd.write_node(directory / "nodes" / name / "rootfs", name, ssh_keys)
         image = manifests.etcd_image(binaries_mod.etcd_version(tools["etcd"]))
 
         seed = self._seed_path(tools["etcd"]) if len(control) > 1 else None
         if seed is not None and not seed.exists():
             seed = None
         rootfs = {name: directory / "nodes" / name / "rootfs" for name, _, _ in placed}
+
+        def write_ssh() -> None:
+            from simulator.cluster.sshkeys import ClusterKeys
+
+            keys = ClusterKeys.generate(hosts)  # ed25519: well under a millisecond a key
+            for name, path in rootfs.items():
+                sshd.write_node(path, name, keys)
 
         def write_pki() -> None:
             serving = len(placed) if kube else 0
@@ -348,7 +352,8 @@ class LocalDriver:
             _write_etcd_manifests(rootfs, control[:1], image)
 
         mapping = idmap_mod.choose()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            ssh_job = pool.submit(write_ssh)
             pki_job = pool.submit(write_pki)
             infra = nodes_mod.start_infra(directory, mapping)
             self._children.setdefault(spec.name, []).append(infra)
@@ -359,6 +364,7 @@ class LocalDriver:
                                     directory, mapping) for name, ip, _ in placed]
             self._children[spec.name] += [p.proc for p in starting]
             deadline = time.monotonic() + NODE_TIMEOUT
+            ssh_job.result()  # written while the inits start; a wired node starts sshd
             for proc in starting:
                 proc.wire(deadline)
             for proc in starting:
