@@ -348,6 +348,9 @@ def test_crontab_installs_lists_and_removes_roots_table(node):
 
 def test_cron_daemon_runs_the_lines_of_cron_d_and_roots_crontab(node):
     assert sh(node, "pgrep -x cron && test -s /run/crond.pid").ok, "a cron daemon runs in the node"
+    # as Debian's cron package leaves them: a learner's `echo ... > /etc/cron.d/backup` works
+    assert sh(node, "stat -c %a /etc/cron.d").out == "755\n"
+    assert "run-parts --report /etc/cron.hourly" in node.read_file("/etc/crontab").decode()
     node.write_file("/etc/cron.d/probe", b"""SHELL=/bin/bash
 * * * * * root echo "$PATH|$SHELL|$HOME|$(pwd)" > /tmp/cron-env
 * * * * * nobody { id -un; id -G; } > /tmp/cron-nobody

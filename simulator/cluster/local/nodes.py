@@ -52,6 +52,33 @@ NODE_SCRIPTS = {"crontab": Path(__file__).with_name("crontab.py"),
                 "journalctl": Path(__file__).with_name("systemctl.py")}
 """Standalone scripts every node gets in /usr/local/bin, besides the tools the driver passes."""
 
+CRON_PLACEHOLDER = ("# DO NOT EDIT OR REMOVE\n"
+                    "# This file is a simple placeholder to keep dpkg from removing this directory\n")
+DEBIAN_CRONTAB = """# /etc/crontab: system-wide crontab
+# Unlike any other crontab you don't have to run the `crontab'
+# command to install the new version when you edit this file
+# and files in /etc/cron.d. These files also have username fields,
+# that none of the other crontabs do.
+
+SHELL=/bin/sh
+PATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin
+
+# Example of job definition:
+# .---------------- minute (0 - 59)
+# |  .------------- hour (0 - 23)
+# |  |  .---------- day of month (1 - 31)
+# |  |  |  .------- month (1 - 12) OR jan,feb,mar,apr ...
+# |  |  |  |  .---- day of week (0 - 6) (Sunday=0 or 7) OR sun,mon,tue,wed,thu,fri,sat
+# |  |  |  |  |
+# *  *  *  *  * user-name command to be executed
+17 *\t* * *\troot\tcd / && run-parts --report /etc/cron.hourly
+25 6\t* * *\troot\ttest -x /usr/sbin/anacron || { cd / && run-parts --report /etc/cron.daily; }
+47 6\t* * 7\troot\ttest -x /usr/sbin/anacron || { cd / && run-parts --report /etc/cron.weekly; }
+52 6\t1 * *\troot\ttest -x /usr/sbin/anacron || { cd / && run-parts --report /etc/cron.monthly; }
+#
+"""
+"""What Debian's cron package installs: a node has /etc/cron.d and the run-parts lines."""
+
 _MOUNTED_TOP = frozenset({"usr", "proc", "sys", "dev"})
 _PRIVATE_DIRS = ("etc", "var", "var/lib", "var/log", "var/tmp", "var/cache", "opt", "root",
                  "tmp", "home", "run", "run/cka-sim", "srv", "mnt", "media", "usr", "proc",
@@ -199,6 +226,11 @@ def prepare_rootfs(rootfs: Path, hostname: str, hosts: dict[str, str]) -> None:
         os.symlink("../proc/self/mounts", etc / "mtab")
     for sub in ("kubernetes/manifests", "kubernetes/pki"):
         (etc / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("cron.d", "cron.hourly", "cron.daily", "cron.weekly", "cron.monthly"):
+        (etc / sub).mkdir(mode=0o755, exist_ok=True)
+        (etc / sub / ".placeholder").write_text(CRON_PLACEHOLDER)
+    if not (etc / "crontab").exists():
+        (etc / "crontab").write_text(DEBIAN_CRONTAB)
     (rootfs / "root/.bashrc").write_text(BASHRC)
     (rootfs / "root/.profile").write_text(PROFILE)
     for sub in ("var/lib/etcd",):

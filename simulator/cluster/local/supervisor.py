@@ -869,7 +869,7 @@ class Supervisor:
             log.warning("cannot write pods.json: %s", exc)
         if self.pod_hooks is not None:
             try:
-                self.pod_hooks(json.loads(text))
+                self.pod_hooks(json.loads(json.dumps(summary)))
             except Exception:  # a hook must never take the node's pods down
                 log.exception("pod hook failed")
 
