@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from simulator.attacks import attacks
 from simulator.catalog import Catalog
@@ -75,6 +75,8 @@ def _describe(outcomes: list[CheckOutcome]) -> str:
 
 def _fresh(scenario: Scenario, driver: str, values: dict[str, Any],
            state: dict[str, Any]) -> Cluster:
+    """A new cluster with ``scenario``'s setup applied; ``scenario`` and ``values`` take the
+    vars read from this cluster (node addresses), in place."""
     drv = get_driver(driver)
     cluster = drv.create(scenario.cluster.to_spec(f"gate-{secrets.token_hex(3)}"), lambda s: None)
     try:
@@ -83,6 +85,16 @@ def _fresh(scenario: Scenario, driver: str, values: dict[str, Any],
         drv.delete(cluster)
         raise
     return cluster
+
+
+class _Attempt(NamedTuple):
+    """A fresh set-up cluster, its setup state, and the scenario and values as this
+    cluster gives them (the vars read from it, such as node addresses, substituted)."""
+
+    cluster: Cluster
+    state: dict[str, Any]
+    scenario: Scenario
+    values: dict[str, Any]
 
 
 class _Clusters:
@@ -97,9 +109,10 @@ class _Clusters:
         self.ahead: concurrent.futures.Future | None = None
         self._order()
 
-    def _make(self) -> tuple[Cluster, dict[str, Any]]:
+    def _make(self) -> _Attempt:
         state: dict[str, Any] = {}
-        return _fresh(self.scenario, self.driver, self.values, state), state
+        scenario, values = self.scenario.model_copy(deep=True), dict(self.values)
+        return _Attempt(_fresh(scenario, self.driver, values, state), state, scenario, values)
 
     def _order(self) -> None:
         if self.left > 0:
@@ -108,7 +121,7 @@ class _Clusters:
         else:
             self.ahead = None
 
-    def next(self) -> tuple[Cluster, dict[str, Any]]:
+    def next(self) -> _Attempt:
         """The next fresh cluster and its setup state (SimError when it cannot be made);
         the one after it starts being made at once."""
         assert self.ahead is not None, "more clusters asked for than announced"
@@ -121,11 +134,11 @@ class _Clusters:
         if self.ahead is not None:
             future, self.ahead = self.ahead, None
             try:
-                cluster, _ = future.result()
+                made = future.result()
             except BaseException:
                 pass
             else:
-                get_driver(self.driver).delete(cluster)
+                get_driver(self.driver).delete(made.cluster)
         self.pool.shutdown(wait=True)
 
 
@@ -152,12 +165,12 @@ def _gate(rendered: Scenario, values: dict[str, Any], drv: Any, clusters: _Clust
           progress: Callable[[str], None]) -> None:
     progress(f"{scenario_id}: fresh environment and reference solution")
     try:
-        cluster, state = clusters.next()
+        cluster, state, local, local_values = clusters.next()
     except SimError as exc:
         result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
         return
     try:
-        fresh = grade(rendered, cluster, values, state)
+        fresh = grade(local, cluster, local_values, state)
         score = sum(o.points for o in fresh)
         if score:
             result.problems.append(f"doing nothing scores {score}/{sum(o.max_points for o in fresh)}: "
@@ -168,11 +181,11 @@ def _gate(rendered: Scenario, values: dict[str, Any], drv: Any, clusters: _Clust
             result.problems.append(f"fresh environment already passes: {_describe(earned)}")
         if lost_guards:
             result.problems.append(f"guard checks fail on a fresh environment: {_describe(lost_guards)}")
-        done = run_script(cluster, rendered.solution, stop_on_error=True)
+        done = run_script(cluster, local.solution, stop_on_error=True)
         if done is not None and not done.ok:
             tail = (done.err or done.out).strip().splitlines()[-3:]
             result.problems.append(f"solution exited {done.returncode}: {' | '.join(tail)}")
-        solved = grade(rendered, cluster, values, state)
+        solved = grade(local, cluster, local_values, state)
         missed = [o for o in solved if not o.passed]
         if missed:
             result.problems.append("solution misses: " + "; ".join(
@@ -180,30 +193,33 @@ def _gate(rendered: Scenario, values: dict[str, Any], drv: Any, clusters: _Clust
     finally:
         drv.delete(cluster)
 
-    def played(what: str, play: Callable[[Cluster], Completed | None]) -> tuple[Completed | None, list[CheckOutcome]] | None:
-        """``play`` on a fresh environment, then its grades; None (a problem noted) when
-        the environment cannot be made or the play fails."""
+    def played(what: str, play: Callable[[Cluster, Scenario], Completed | None],
+               ) -> tuple[Completed | None, list[CheckOutcome], Scenario] | None:
+        """``play`` on a fresh environment (given the scenario as that cluster renders it),
+        then its grades; None (a problem noted) when the environment cannot be made or the
+        play fails."""
         progress(f"{scenario_id}: {what}")
         try:
-            cluster, state = clusters.next()
+            cluster, state, local, local_values = clusters.next()
         except SimError as exc:
             result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
             return None
         try:
-            done = play(cluster)
-            return done, grade(rendered, cluster, values, state)
+            done = play(cluster, local)
+            return done, grade(local, cluster, local_values, state), local
         except SimError as exc:
             result.problems.append(f"{what} could not be played: {exc.message}")
             return None
         finally:
             drv.delete(cluster)
 
-    for alternative in rendered.alternatives:
+    for i, alternative in enumerate(rendered.alternatives):
         what = f"alternative {alternative.name!r}"
-        graded = played(what, lambda c, text=alternative.script: run_script(c, text, stop_on_error=True))
+        graded = played(what, lambda c, local, i=i: run_script(c, local.alternatives[i].script,
+                                                                 stop_on_error=True))
         if graded is None:
             continue
-        done, outcomes = graded
+        done, outcomes, _ = graded
         if done is not None and not done.ok:
             tail = (done.err or done.out).strip().splitlines()[-3:]
             result.problems.append(f"{what} exited {done.returncode}: {' | '.join(tail)}")
@@ -211,13 +227,14 @@ def _gate(rendered: Scenario, values: dict[str, Any], drv: Any, clusters: _Clust
         if missed:
             result.problems.append(f"{what} misses: " + "; ".join(f"{o.name!r}: {o.detail}" for o in missed))
 
-    for wrong in rendered.wrong_solutions:
+    for i, wrong in enumerate(rendered.wrong_solutions):
         graded = played(f"wrong solution {wrong.name!r}",
-                        lambda c, text=wrong.script: run_script(c, text, stop_on_error=False))
+                        lambda c, local, i=i: run_script(c, local.wrong_solutions[i].script,
+                                                         stop_on_error=False))
         if graded is None:
             continue
-        outcomes = graded[1]
-        expected = set(wrong.fails)
+        _, outcomes, local = graded
+        expected = set(local.wrong_solutions[i].fails)
         should_fail = [o for o in outcomes if o.name in expected and o.passed]
         should_pass = [o for o in outcomes if o.name not in expected and not o.passed]
         if should_fail:
@@ -228,7 +245,7 @@ def _gate(rendered: Scenario, values: dict[str, Any], drv: Any, clusters: _Clust
                                    + "; ".join(f"{o.name!r}: {o.detail}" for o in should_pass))
 
     for attack in found:
-        graded = played(f"attack {attack.name!r}", lambda c, play=attack.play: play(c))
+        graded = played(f"attack {attack.name!r}", lambda c, local, name=attack.name: _attack(local, name).play(c))
         if graded is None:
             continue
         outcomes = graded[1]
@@ -239,6 +256,12 @@ def _gate(rendered: Scenario, values: dict[str, Any], drv: Any, clusters: _Clust
                 f"attack {attack.name!r} ({ATTACKS[attack.name]}) scores {score}/{top}, more than "
                 f"{'full marks allow' if attack.limit >= 0.999 else f'{attack.limit:.0%}'}: it passes "
                 + ", ".join(repr(o.name) for o in paid))
+
+
+def _attack(scenario: Scenario, name: str) -> Any:
+    """The built-in attack ``name`` as ``scenario`` (rendered for one cluster) gives it."""
+    return next(a for a in attacks(scenario, lambda c, text: run_script(c, text, stop_on_error=False))
+                if a.name == name)
 
 
 def run_gate(catalog: Catalog, ids: list[str], *, driver: str = "local", seed: int = 0,

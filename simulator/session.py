@@ -58,9 +58,12 @@ def _session_lock() -> Iterator[None]:
 
 def run_setup(scenario: Scenario, cluster: Cluster, values: dict[str, Any],
               state: dict[str, Any], progress: Progress = _no_progress) -> None:
-    """Apply the scenario's setup steps in order (before the clock starts)."""
+    """Read the vars that come from the cluster (node addresses) into ``values`` and the
+    instantiated ``scenario``, in place, then apply its setup steps in order (before the
+    clock starts)."""
     from simulator import setup_steps
 
+    setup_steps.bind_cluster_vars(scenario, cluster, values)
     total = len(scenario.setup)
     for i, step in enumerate(scenario.setup):
         progress(Step("setup", i, total, setup_steps.describe(step)))
@@ -171,7 +174,7 @@ class Session:
     def scenario_model(self, catalog: Catalog) -> Scenario:
         """The scenario of this session with its drawn values substituted."""
         scenario = catalog.get(self.scenario)
-        rendered, _ = scenario.instantiate(self.seed)
+        rendered, _ = scenario.instantiate(self.seed, known=self.values)
         return rendered
 
     def cluster(self) -> Cluster:

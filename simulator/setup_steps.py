@@ -6,13 +6,14 @@ every driver. Values reach commands through argv and the environment, never a sh
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import posixpath
 from typing import Any
 
 from simulator import registry
 from simulator.cluster import kubeadm
-from simulator.cluster.node import Cluster
+from simulator.cluster.node import Cluster, Node
 from simulator.errors import CheckError, ClusterError
 from simulator.scenario import ApplyStep, FaultStep, FileStep, RecordStep, RunStep, Scenario, SetupStep, SnapshotStep
 
@@ -30,6 +31,37 @@ def describe(step: SetupStep) -> str:
     if isinstance(step, FileStep):
         return f"writing {step.file.path}"
     return f"recording {step.record}"
+
+
+def node_address(node: Node) -> str:
+    """The address ``node`` goes by in its cluster: the first address other than a loopback
+    one that the node's ``/etc/hosts`` gives its name (every driver lists every node there,
+    as the exam's clusters do)."""
+    try:
+        text = node.read_file("/etc/hosts").decode(errors="replace")
+    except FileNotFoundError:
+        text = ""
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2 or node.name not in fields[1:]:
+            continue
+        try:
+            if not ipaddress.ip_address(fields[0]).is_loopback:
+                return fields[0]
+        except ValueError:
+            continue
+    raise ClusterError(f"node {node.name} has no address for its name in /etc/hosts",
+                       hint="the driver lists every node there; run `cka-sim doctor`, "
+                            "then start the task again")
+
+
+def bind_cluster_vars(scenario: Scenario, cluster: Cluster, values: dict[str, Any]) -> None:
+    """Read the vars that come from the cluster (``node_ip``) into ``values`` and substitute
+    them in ``scenario`` (an instantiated one), in place."""
+    wanted = {name: node for name, node in scenario.cluster_vars.items() if name not in values}
+    for name, node in wanted.items():
+        values[name] = node_address(cluster.node(node))
+    scenario.bind(values)
 
 
 def _context(step: SetupStep, cluster: Cluster, values: dict[str, Any],

@@ -288,6 +288,104 @@ def test_render_leaves_go_templates_alone_and_rejects_unknown_names():
         sc.render("{{ ns }}", {})
 
 
+# --------------------------------------------------------------------------- paths drawn per attempt
+
+BUILTIN = Path(__file__).parent.parent / "scenarios"
+DEFAULT_PATHS = {"snapshot": "/opt/backup/etcd-snapshot.db", "restore_dir": "/var/lib/etcd-from-backup"}
+
+
+def test_two_seeds_give_a_backup_task_other_paths_and_one_seed_the_same_ones():
+    backup = sc.load_file(BUILTIN / "etcd-backup.yaml")
+    first, values = backup.instantiate(0)
+    other, other_values = backup.instantiate(1)
+    assert backup.instantiate(0) == (first, values)
+    path = f"{values['backup_dir']}/{values['snapshot_name']}"
+    other_path = f"{other_values['backup_dir']}/{other_values['snapshot_name']}"
+    assert path != other_path and values["certs"] != other_values["certs"]
+    for rendered, want, not_want, certs in ((first, path, other_path, values["certs"]),
+                                            (other, other_path, path, other_values["certs"])):
+        assert f"save it to\n`{want}`" in rendered.task and not_want not in rendered.task
+        assert f"CA certificate: `{certs}/ca.crt`" in rendered.task
+        assert [c.with_["path"] for c in rendered.checks if "path" in c.with_] == [want] * 3
+        assert rendered.checks[0].name == f"{want} is a valid etcd snapshot"
+        assert f"--key={certs}/etcd-client.key" in rendered.solution
+        assert rendered.solution.rstrip().endswith(f"snapshot save {want}")
+        assert rendered.setup[0].with_["to"] == f"{certs}/ca.crt"
+        assert all(want in w.script for w in rendered.wrong_solutions)
+
+
+def test_two_seeds_give_a_restore_task_another_snapshot_and_data_directory():
+    restore = sc.load_file(BUILTIN / "etcd-restore-deleted-namespace.yaml")
+    (first, a), (other, b) = restore.instantiate(3), restore.instantiate(4)
+    assert restore.instantiate(4)[1] == b
+    assert a["snapshot"] != b["snapshot"] and a["restore_dir"] != b["restore_dir"]
+    for rendered, values in ((first, a), (other, b)):
+        check = rendered.checks[0]
+        assert check.with_ == {"expected": values["restore_dir"], "snapshot": values["snapshot"]}
+        assert check.name == f"etcd serves its data from {values['restore_dir']}"
+        assert f"etcdutl snapshot restore {values['snapshot']} --data-dir {values['restore_dir']}" in rendered.solution
+        assert next(s for s in rendered.setup if isinstance(s, sc.SnapshotStep)).snapshot.path == values["snapshot"]
+
+
+@pytest.mark.parametrize("path", sorted(BUILTIN.glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_drawn_path_replaces_the_default_one_everywhere(path):
+    scenario = sc.load_file(path)
+    for var, default in DEFAULT_PATHS.items():
+        if var not in scenario.vars:
+            continue
+        seed = next(s for s in range(50) if sc.draw_vars(scenario, s)[var] != default)
+        rendered, _ = scenario.instantiate(seed)
+        assert default not in rendered.model_dump_json(exclude={"vars"}), f"{var} is written out somewhere"
+
+
+def test_a_node_address_is_substituted_once_the_cluster_gives_it():
+    restore = sc.load_file(BUILTIN / "etcd-restore.yaml")
+    assert restore.cluster_vars == {"cp_ip": "controlplane"}
+    rendered, values = restore.instantiate(5)
+    assert "cp_ip" not in values and "https://{{ cp_ip }}:2379" in rendered.task
+    values["cp_ip"] = "10.11.12.13"
+    rendered.bind(values)
+    assert "https://10.11.12.13:2379" in rendered.task and "{{" not in rendered.model_dump_json(exclude={"vars"})
+    assert "--endpoints=https://10.11.12.13:2379" in rendered.solution
+    assert restore.instantiate(5, known=values) == (rendered, values)
+    # a var read from the cluster takes nothing from the draw: the other values stay put
+    without = restore.model_copy(update={"vars": {k: v for k, v in restore.vars.items() if k != "cp_ip"}})
+    assert sc.draw_vars(without, 5) == restore.instantiate(5)[1]
+
+
+def test_node_ip_names_a_node_of_the_cluster(tmp_path):
+    text = MINIMAL.replace("task: Do it.", "vars:\n  ip: {node_ip: node01}\ntask: Reach {{ ip }}.")
+    p = only(problems_of(tmp_path, text))
+    assert (p.line, p.field_path) == (7, "vars.ip.node_ip")
+    assert "no node 'node01' in this cluster; nodes: controlplane" in p.message
+    text = MINIMAL.replace("task: Do it.", "vars:\n  ip: {node_ip: controlplane, value: x}\ntask: Do it.")
+    p = only(problems_of(tmp_path, text))
+    assert p.field_path == "vars.ip" and "exactly one of choice, range, value or node_ip, got value, node_ip" in p.message
+
+
+def test_values_reach_scripts_cka_sim_runs_through_env_only(tmp_path):
+    text = MINIMAL.replace("task: Do it.", "vars:\n  dir: {value: /opt/x}\ntask: Do it.").replace(
+        "    use: files.exists\n    with: {path: /tmp/done}",
+        "    use: script\n    with:\n      run: test -d {{ dir }}")
+    p = only(problems_of(tmp_path, text))
+    assert (p.line, p.field_path) == (13, "checks[0].with.run")
+    assert 'pass the value in `env:` (e.g. env: {DIR: "{{ dir }}"}) and use "$DIR"' in p.message
+    text = MINIMAL.replace("task: Do it.", "vars:\n  dir: {value: /opt/x}\nsetup:\n  - run: mkdir -p {{ dir }}\ntask: Do it.")
+    assert only(problems_of(tmp_path, text)).field_path == "setup[0].run"
+    ok = text.replace("- run: mkdir -p {{ dir }}", "- run: mkdir -p \"$DIR\"\n    env: {DIR: \"{{ dir }}\"}")
+    assert problems_of(tmp_path, ok) == []
+
+
+def test_a_path_may_start_with_a_var_whose_values_are_absolute(tmp_path):
+    setup = 'setup:\n  - snapshot: {path: "{{ dir }}/etcd.db"}\ntask: Do it.'
+    ok = MINIMAL.replace("task: Do it.", "vars:\n  dir: {choice: [/opt/a, /srv/b]}\n" + setup)
+    assert problems_of(tmp_path, ok) == []
+    p = only(problems_of(tmp_path, ok.replace("/srv/b", "srv/b")))
+    assert p.field_path == "setup[0].snapshot.path" and "'srv/b' is not" in p.message
+    p = only(problems_of(tmp_path, ok.replace('"{{ dir }}/etcd.db"', "etcd.db")))
+    assert "expected an absolute path like /opt/backup/etcd.db" in p.message
+
+
 # --------------------------------------------------------------------------- schema and skeleton
 
 def test_skeleton_validates_and_is_a_complete_example(tmp_path):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from simulator.scenario.models import DOTTED, FAULT_NAME, SETUP_ACTIONS, SLUG, STEP_TAGS, VAR_NAME
+from simulator.scenario.models import ABSOLUTE_PATH, DOTTED, FAULT_NAME, SETUP_ACTIONS, SLUG, STEP_TAGS, VAR_NAME
 from simulator.scenario.problems import FieldProblems, Problem, did_you_mean, format_path, show_value
 
 
@@ -81,7 +81,7 @@ def _humanize(err: Mapping[str, Any], root: type[BaseModel]) -> str:
             VAR_NAME: "a var name like backup_file (lowercase letters, digits, underscores)",
             DOTTED: "a checker name like snapshot.valid or script",
             FAULT_NAME: "a fault name like delete-namespace",
-            r"^/": "an absolute path like /opt/backup/etcd.db",
+            ABSOLUTE_PATH: "an absolute path like /opt/backup/etcd.db (or {{ var }}/... where the var's values are)",
         }.get(pattern, f"text matching {pattern}")
         return f"expected {what}, got {show_value(value)}"
     simple = {

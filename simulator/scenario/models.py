@@ -30,6 +30,7 @@ from simulator.scenario.fieldtypes import Duration, FileMode
 from simulator.scenario.problems import FieldProblems, did_you_mean
 from simulator.scenario.templating import (
     EXPRESSION,
+    PLACEHOLDER,
     RESERVED_NAMES,
     SAFE_WORD,
     TEMPLATED_FIELDS,
@@ -69,6 +70,8 @@ VAR_NAME = r"^[a-z_][a-z0-9_]*$"
 # Checker names are dotted (snapshot.valid) except the instructors' plain ``script``.
 DOTTED = r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$"
 FAULT_NAME = r"^[a-z][a-z0-9_.-]*$"
+# An absolute path, or one that starts with a var whose values are absolute paths.
+ABSOLUTE_PATH = r"^(/|\{\{\s*[a-z_][a-z0-9_]*\s*\}\})"
 
 # setup step action -> what ``record:`` stores in the attempt state.
 RECORDS = {"revision": "setup_revision"}
@@ -126,41 +129,55 @@ Scalar = str | int | float | bool
 
 
 class VarSpec(_Model):
-    """How a var is drawn per attempt: exactly one of choice, range or value."""
+    """How a var gets its value per attempt: exactly one of choice, range, value (drawn from
+    the attempt's seed) or node_ip (read from the attempt's cluster once it is up)."""
 
     model_config = ConfigDict(json_schema_extra={"oneOf": [
-        {"required": ["choice"]}, {"required": ["range"]}, {"required": ["value"]}]})
+        {"required": ["choice"]}, {"required": ["range"]}, {"required": ["value"]},
+        {"required": ["node_ip"]}]})
 
     choice: list[Scalar] | None = Field(None, min_length=1, description="Pick one of these values at random.")
     range: tuple[int, int] | None = Field(None, description="Pick a whole number from lo to hi inclusive: [lo, hi].")
     value: Scalar | None = Field(None, description="Always this value.")
+    node_ip: str | None = Field(None, min_length=1, description=(
+        "The address of this node (e.g. controlplane) in the attempt's cluster, as its /etc/hosts "
+        "lists it; known once the cluster is up, e.g. for an endpoint https://{{ name }}:2379."))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> VarSpec:
-        given = [k for k in ("choice", "range", "value") if getattr(self, k) is not None]
+        given = [k for k in ("choice", "range", "value", "node_ip") if getattr(self, k) is not None]
         if len(given) != 1:
             raise PydanticCustomError(
-                "var_spec", "a var needs exactly one of choice, range or value, got {got}",
+                "var_spec", "a var needs exactly one of choice, range, value or node_ip, got {got}",
                 {"got": ", ".join(given) or "none"})
         if self.range is not None and self.range[0] > self.range[1]:
             raise PydanticCustomError("var_spec", "range [lo, hi] needs lo <= hi, got {got}",
                                       {"got": list(self.range)})
         return self
 
+    @property
+    def from_cluster(self) -> bool:
+        """Whether the value is read from the cluster (after provisioning), not drawn."""
+        return self.node_ip is not None
+
     def values(self) -> list[Scalar]:
-        """Every value this var can take (a range lists its bounds only)."""
+        """Every value this var can take (a range lists its bounds only; a value read from
+        the cluster, none: an address is always a plain word)."""
         if self.choice is not None:
             return list(self.choice)
         if self.range is not None:
             return list(self.range)
+        if self.node_ip is not None:
+            return []
         return [self.value]  # type: ignore[list-item]
 
     def draw(self, rng: random.Random) -> Scalar:
-        """One value, drawn with ``rng``."""
+        """One value, drawn with ``rng`` (not for a var read from the cluster)."""
         if self.choice is not None:
             return rng.choice(self.choice)
         if self.range is not None:
             return rng.randint(*self.range)
+        assert self.node_ip is None, "a node_ip var is read from the cluster, not drawn"
         return self.value  # type: ignore[return-value]
 
 
@@ -186,7 +203,7 @@ class ApplyStep(_Model):
 class SnapshotTarget(_Model):
     """Where an etcd snapshot taken during setup is written."""
 
-    path: str = Field(pattern=r"^/", description="Absolute path on the node for the snapshot file.")
+    path: str = Field(pattern=ABSOLUTE_PATH, description="Absolute path on the node for the snapshot file.")
 
 
 class SnapshotStep(_Model):
@@ -216,7 +233,7 @@ class RunStep(_Model):
 class FileSpec(_Model):
     """A file written on a node."""
 
-    path: str = Field(pattern=r"^/", description="Absolute path; parent directories are created.")
+    path: str = Field(pattern=ABSOLUTE_PATH, description="Absolute path; parent directories are created.")
     content: str = Field("", description="File content (text).")
     mode: FileMode = Field(0o644, description="Permissions, e.g. 0644 or '0600'.")
 
@@ -367,12 +384,37 @@ class Scenario(_Model):
             raise FieldProblems(problems)
         return self
 
-    def instantiate(self, seed: int) -> Instance:
+    @property
+    def cluster_vars(self) -> dict[str, str]:
+        """The vars read from the cluster once it is up: var name -> node name (node_ip)."""
+        return {name: spec.node_ip for name, spec in self.vars.items() if spec.node_ip is not None}
+
+    def instantiate(self, seed: int, known: Mapping[str, Any] | None = None) -> Instance:
         """This scenario with vars drawn from ``seed`` substituted everywhere they may appear.
 
-        Returns ``(scenario, values)``; the same seed always gives the same values.
+        Returns ``(scenario, values)``; the same seed always gives the same values. Vars read
+        from the cluster take their value from ``known`` (e.g. an attempt's recorded values);
+        without one they stay ``{{ name }}`` until :meth:`bind` is given it.
         """
         values = draw_vars(self, seed)
+        values.update({k: v for k, v in (known or {}).items() if k in self.cluster_vars})
+        rendered = self._rendered(values)
+        rendered._source = self._source
+        return Instance(rendered, values)
+
+    def bind(self, values: Mapping[str, Any]) -> None:
+        """Substitute, in place, the vars read from the cluster that ``values`` now holds
+        (this scenario is an instantiated one: drawn vars are already substituted)."""
+        pending = [n for n in self.cluster_vars if n in values]
+        if not pending:
+            return
+        bound = self._rendered(values)
+        for field in TEMPLATED_FIELDS:
+            setattr(self, field, getattr(bound, field))
+
+    def _rendered(self, values: Mapping[str, Any]) -> Scenario:
+        keep = {n: f"{{{{ {n} }}}}" for n in self.cluster_vars if n not in values}
+        values = {**values, **keep}
         data = self.model_dump(by_alias=True)
         for field in TEMPLATED_FIELDS:
             if field == "checks":
@@ -382,9 +424,7 @@ class Scenario(_Model):
                     check["with"] = render(check["with"], values)
             else:
                 data[field] = render(data[field], values)
-        rendered = Scenario.model_validate(data, context={"rendered": True})
-        rendered._source = self._source
-        return Instance(rendered, values)
+        return Scenario.model_validate(data, context={"rendered": True})
 
 
 class Instance(NamedTuple):
@@ -511,11 +551,25 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
                                  f"no check is named {name!r}" + did_you_mean(name, names)))
 
     nodes = sc.cluster.node_names()
+    for name, node in sc.cluster_vars.items():
+        if node not in nodes:
+            problems.append((("vars", name, "node_ip"), f"no node {node!r} in this cluster; nodes: "
+                             f"{', '.join(nodes)}" + did_you_mean(node, nodes)))
     for field, items in (("setup", sc.setup), ("checks", sc.checks)):
         for i, item in enumerate(items):
             if item.node is not None and item.node not in nodes:
                 problems.append(((field, i, "node"), f"no node {item.node!r} in this cluster; nodes: "
                                  f"{', '.join(nodes)}" + did_you_mean(item.node, nodes)))
+    for i, step in enumerate(sc.setup):
+        if isinstance(step, SnapshotStep | FileStep):
+            field, path = ("snapshot", step.snapshot.path) if isinstance(step, SnapshotStep) else ("file", step.file.path)
+            lead = PLACEHOLDER.match(path)
+            spec = sc.vars.get(lead.group(1)) if lead else None
+            bad = [v for v in spec.values() if not str(v).startswith("/")] if spec else []
+            if bad:
+                problems.append((("setup", i, field, "path"),
+                                 f"the path starts with {{{{ {lead.group(1)} }}}}, so each of its values "  # type: ignore[union-attr]
+                                 f"must be an absolute path; {str(bad[0])!r} is not"))
     if "kube-apiserver" not in sc.cluster.components:
         for i, step in enumerate(sc.setup):
             if isinstance(step, ApplyStep):
@@ -532,6 +586,11 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
                                    "{{ name }}, no filters, attributes or calls")))
         used = placeholders(text)
         if not used:
+            continue
+        if _runs_in_shell(sc, loc):
+            problems.append((loc, (f"{{{{ {used[0]} }}}} would be spliced into a script cka-sim runs; "
+                                   f"pass the value in `env:` (e.g. env: {{{used[0].upper()}: \"{{{{ {used[0]} }}}}\"}}) "
+                                   f"and use \"${used[0].upper()}\" in the script")))
             continue
         if not is_templated(loc):
             problems.append((loc, (f"{{{{ {used[0]} }}}} is not substituted in this field; vars go in "
@@ -552,3 +611,11 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
                                       f"{str(bad[0])!r} is not")))
     return problems
 
+
+def _runs_in_shell(sc: Scenario, loc: tuple[str | int, ...]) -> bool:
+    """Whether ``loc`` is a script cka-sim itself runs (a setup step's ``run``, a ``script``
+    check's ``run``): values reach those through ``env``, never inside the text."""
+    if loc[0] == "setup" and loc[2:] == ("run",):
+        return True
+    return (loc[0] == "checks" and loc[2:] == ("with", "run") and isinstance(loc[1], int)
+            and sc.checks[loc[1]].use == "script")

@@ -24,8 +24,13 @@ cluster:
 
 # Drawn per attempt from a recorded seed. Write {{{{ name }}}} in the task, hints, setup,
 # checks (name, with, requires), explanation, solution, alternatives and wrong_solutions.
+# Scripts cka-sim runs itself (a setup `run`, a `script` check) get values through
+# `env: {{NAME: "{{{{ name }}}}"}}` and read "$NAME"; they never hold {{{{ name }}}}.
 vars:
   backup: {{choice: [etcd-backup, snapshot-daily, etcd-before-upgrade]}}
+  # {{range: [lo, hi]}} draws a whole number, {{value: x}} is fixed, and
+  # ip: {{node_ip: controlplane}} is that node's address, read once the cluster is up
+  # (for an endpoint such as https://{{{{ ip }}}}:2379).
 
 # Runs in order before the clock starts. Each step does one of:
 # apply, snapshot, fault, run, file, record.

@@ -68,9 +68,11 @@ def _value(name: str, values: Mapping[str, Any]) -> Any:
 
 
 def draw_vars(scenario: Scenario, seed: int) -> dict[str, Any]:
-    """One value per var, drawn deterministically from ``seed`` in sorted var-name order."""
+    """One value per var, drawn deterministically from ``seed`` in sorted var-name order;
+    vars read from the cluster (``node_ip``) are left out and take nothing from the draw."""
     rng = random.Random(seed)
-    return {name: scenario.vars[name].draw(rng) for name in sorted(scenario.vars)}
+    return {name: scenario.vars[name].draw(rng) for name in sorted(scenario.vars)
+            if not scenario.vars[name].from_cluster}
 
 
 def new_seed() -> int:
@@ -99,6 +101,5 @@ def is_templated(loc: tuple[str | int, ...]) -> bool:
 
 def is_script(loc: tuple[str | int, ...]) -> bool:
     return (loc == ("solution",)
-            or (loc[0] == "setup" and loc[2:] == ("run",))
             or (loc[0] in ("alternatives", "wrong_solutions") and loc[2:] == ("script",)))
 
