@@ -20,7 +20,7 @@ SCENARIO_IDS = {
     "etcd-wrong-data-dir", "etcd-pre-restore-backup", "etcd-automated-backup",
     "etcd-restore-deleted-namespace", "apiserver-stopped", "apiserver-wrong-etcd-port",
     "etcd-multi-member-restore", "etcd-expired-certs", "etcd-restore-dir-not-empty",
-    "etcd-restore-newest-valid-backup",
+    "etcd-restore-newest-valid-backup", "etcd-broken-cert-paths",
 }
 EXAM_IDS = {"etcd-dr-sprint", "cka-mock-etcd"}
 FILES = sorted(PACK.rglob("*.yaml"))
@@ -31,7 +31,7 @@ def _builtin() -> Catalog:
 
 
 def test_the_pack_holds_exactly_the_published_ids_at_their_paths() -> None:
-    assert len(SCENARIO_IDS) == 14
+    assert len(SCENARIO_IDS) == 15
     assert {p.stem for p in PACK.glob("*.yaml")} == SCENARIO_IDS
     assert {p.stem for p in (PACK / "exams").glob("*.yaml")} == EXAM_IDS
     for path in FILES:
