@@ -364,7 +364,6 @@ class LocalDriver:
                                     directory, mapping) for name, ip, _ in placed]
             self._children[spec.name] += [p.proc for p in starting]
             deadline = time.monotonic() + NODE_TIMEOUT
-            ssh_job.result()  # written while the inits start; a wired node starts sshd
             for proc in starting:
                 proc.wire(deadline)
             for proc in starting:
@@ -378,6 +377,7 @@ class LocalDriver:
             _write_state(directory, state)
             progress(Step("certificates", 1, total, "kubeadm PKI and kubeconfigs"))
             pki_job.result()
+            ssh_job.result()  # each node's init starts sshd once its files are there
         cluster = LocalCluster(spec.name, nodes, directory)
         progress(Step("etcd", 2, total, f"waiting for etcd on {control[0][0]}"))
         first = cluster.node(control[0][0])

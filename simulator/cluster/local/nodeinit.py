@@ -252,7 +252,7 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
     # the node's cron service: a process of its own, so that it waits for its jobs itself
     cron = subprocess.Popen([sys.executable, "-m", "simulator.cluster.local.crond", "--rootfs", rootfs,
                              "--hostname", name], stdin=subprocess.DEVNULL, start_new_session=True)
-    ssh = sshd.start(rootfs)  # the node's OpenSSH server (ssh node01), when it can run here
+    ssh = sshd.Server(rootfs)  # the node's OpenSSH server (ssh node01), when it can run here
     manager = node_services(Path(state_dir), journal, supervisor, kubelet, cron.pid)
     kubelet.start()
     try:
@@ -261,8 +261,7 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
         manager.stop()
         kubelet.stop()
         cron.terminate()
-        if ssh is not None:
-            ssh.terminate()
+        ssh.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,10 @@ Every node runs the machine's own ``/usr/sbin/sshd`` (Debian's ``openssh-server`
 node's ``/usr`` is the host's), started by the node's init (:mod:`nodeinit`) as the node's
 root, chrooted into the node's root directory, in the node's network namespace: it
 listens on port 22 of the node's address. Its configuration, host key and root's keys
-are the node's own files, written by the driver when it prepares the node
-(:func:`write_node`, keys from :mod:`simulator.cluster.sshkeys`):
+are the node's own files, written by the driver while the node starts (:func:`write_node`,
+keys from :mod:`simulator.cluster.sshkeys`; ``sshd_config`` comes last), so the init
+starts sshd from a thread once that file is there (:class:`Server`) and neither waits for
+the other:
 
 - ``/etc/ssh/sshd_config``: root logs in with a key only, no PAM (a node has no
   ``/etc/pam.d``), Debian's sftp server (``scp`` speaks SFTP); ``sshd_config.d/*.conf``
@@ -28,6 +30,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +43,8 @@ LOG = "/var/log/auth.log"
 PRIVSEP_DIR = "/run/sshd"
 PRIVSEP_USER = "sshd"
 INSTALL_HINT = "sudo apt-get install openssh-server"
+CONFIG = "/etc/ssh/sshd_config"
+CONFIG_WAIT = 60.0
 
 SSHD_CONFIG = """\
 # The node's OpenSSH server, started by the node's init. As on the exam's nodes, root logs
@@ -90,7 +96,6 @@ def write_node(rootfs: Path, name: str, keys: ClusterKeys) -> None:
         except OSError:
             continue
     (etc_ssh / "sshd_config.d").mkdir(mode=0o755, exist_ok=True)
-    _write(etc_ssh / "sshd_config", SSHD_CONFIG.encode(), 0o644)
     for directory, mode in SSH_DIRS.items():
         path = rootfs / directory.lstrip("/")
         path.mkdir(mode=mode, parents=True, exist_ok=True)
@@ -99,6 +104,9 @@ def write_node(rootfs: Path, name: str, keys: ClusterKeys) -> None:
         _write(rootfs / path.lstrip("/"), data, mode)
     for path in _LOGIN_RECORDS:  # where sshd records logins (who, last), as on Debian
         _write(rootfs / path, b"", 0o664)
+    # last, and whole at once: the node's init starts sshd when this file appears
+    _write(etc_ssh / "sshd_config.tmp", SSHD_CONFIG.encode(), 0o644)
+    os.replace(etc_ssh / "sshd_config.tmp", etc_ssh / "sshd_config")
 
 
 def _passwd_ids(rootfs: str, user: str) -> tuple[int, int] | None:
@@ -126,8 +134,8 @@ def why_not(rootfs: str) -> str | None:
     """Why the node at ``rootfs`` cannot run sshd (None: it can). Called in the node."""
     if not installed():
         return f"{SSHD} is not installed on this machine ({INSTALL_HINT})"
-    if not os.path.isfile(f"{rootfs}/etc/ssh/sshd_config"):
-        return "the node has no /etc/ssh/sshd_config"
+    if not os.path.isfile(f"{rootfs}{CONFIG}"):
+        return f"the node has no {CONFIG}"
     ids = _passwd_ids(rootfs, PRIVSEP_USER)
     if ids is None:
         return f"the node's /etc/passwd has no {PRIVSEP_USER} user"
@@ -155,6 +163,33 @@ def start(rootfs: str) -> subprocess.Popen | None:
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+class Server:
+    """The node's sshd, started by a thread of the node's init as soon as the driver has
+    written the node's ``sshd_config`` (at most CONFIG_WAIT seconds after the init starts),
+    so the init goes on to run the node's pods without waiting."""
+
+    def __init__(self, rootfs: str) -> None:
+        self.rootfs = rootfs
+        self.proc: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sshd", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + CONFIG_WAIT
+        while installed() and not os.path.isfile(f"{self.rootfs}{CONFIG}"):
+            if self._stopping.wait(0.02) or time.monotonic() > deadline:
+                break
+        if not self._stopping.is_set():
+            self.proc = start(self.rootfs)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=2)
+        if self.proc is not None:
+            self.proc.terminate()
+
+
 def doctor_line() -> tuple[str, bool, str]:
     """(check, ok, detail) for ``cka-sim doctor``: whether nodes get an SSH server."""
     if not installed():
@@ -169,5 +204,5 @@ def doctor_line() -> tuple[str, bool, str]:
     return ("sshd", True, f"{SSHD}: every node runs it (`ssh NODE`, `scp` between nodes)")
 
 
-__all__ = ["INSTALL_HINT", "SSHD", "SSHD_CONFIG", "doctor_line", "installed", "start",
+__all__ = ["INSTALL_HINT", "SSHD", "SSHD_CONFIG", "Server", "doctor_line", "installed", "start",
            "why_not", "write_node"]
