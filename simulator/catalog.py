@@ -22,9 +22,13 @@ from simulator.scenario import (
     locate,
     validate_file,
 )
+from simulator.scenario.problems import format_path
 from simulator.sources import ENV_VAR, builtin_dir
 
-__all__ = ["ENV_VAR", "Catalog", "builtin_dir"]
+__all__ = ["ENV_VAR", "LEVELS", "Catalog", "builtin_dir"]
+
+LEVELS = {"easy": 0, "medium": 1, "hard": 2}
+"""Difficulty ranks, easy first: the order of the difficulty path."""
 
 
 @dataclasses.dataclass
@@ -51,6 +55,7 @@ class Catalog:
         origin: dict[str, Path] = {}
         for path in sources.files(catalog.dirs):
             catalog._add(path, origin)
+        catalog._check_prerequisites()
         catalog._check_exams()
         if strict:
             catalog.raise_problems()
@@ -72,11 +77,71 @@ class Catalog:
         else:
             self.scenarios[item.id] = item
 
+    def _check_prerequisites(self) -> None:
+        """A scenario naming an unknown prerequisite, or one in a cycle, is reported and skipped."""
+        known = set(self.scenarios)
+        broken: set[str] = set()
+        for sc_id, sc in self.scenarios.items():
+            for i, before in enumerate(sc.prerequisites):
+                if before not in known:
+                    self._problem(sc, ("prerequisites", i),
+                                  f"no scenario has the id {before!r}" + did_you_mean(before, known))
+                    broken.add(sc_id)
+        for sc_id in sorted(known - broken):
+            loop = self._cycle_from(sc_id)
+            if loop and sc_id not in broken:
+                sc = self.scenarios[sc_id]
+                index = sc.prerequisites.index(loop[1])
+                self._problem(sc, ("prerequisites", index),
+                              "prerequisites go round in a circle: " + " -> ".join(loop))
+                broken.update(loop)
+        for sc_id in broken:
+            del self.scenarios[sc_id]
+
+    def _cycle_from(self, start: str) -> list[str] | None:
+        """A path of prerequisites from ``start`` back to itself, if there is one."""
+        stack: list[tuple[str, list[str]]] = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            current, path = stack.pop()
+            for before in self.scenarios[current].prerequisites:
+                if before == start:
+                    return [*path, start]
+                if before in self.scenarios and before not in seen:
+                    seen.add(before)
+                    stack.append((before, [*path, before]))
+        return None
+
+    def _problem(self, item: Scenario | Exam, loc: tuple[str | int, ...], message: str) -> None:
+        file = str(item.source)
+        line, column = locate(file, loc)
+        self.problems.append(Problem(file, line, column, format_path(loc), message))
+
+    def path(self) -> list[Scenario]:
+        """The difficulty path: every scenario, easy to hard, each after its prerequisites.
+
+        Among the scenarios whose prerequisites are all placed, the easiest comes next (then
+        by domain and id), so a hard prerequisite pulls its followers after it.
+        """
+        placed: list[Scenario] = []
+        done: set[str] = set()
+        waiting = dict(self.scenarios)
+        while waiting:
+            ready = [s for s in waiting.values()
+                     if all(p in done or p not in self.scenarios for p in s.prerequisites)]
+            if not ready:  # only after a cycle slipped through: place the rest as they are
+                ready = list(waiting.values())
+            nxt = min(ready, key=lambda s: (LEVELS.get(s.difficulty, 9), s.domain, s.id))
+            placed.append(nxt)
+            done.add(nxt.id)
+            del waiting[nxt.id]
+        return placed
+
     def _check_exams(self) -> None:
         for exam_id, exam in list(self.exams.items()):
             file = str(exam.source)
             broken = False
-            for i, task in enumerate(exam.tasks or []):
+            for i, task in enumerate(exam.task_ids):
                 if task not in self.scenarios:
                     line, column = locate(file, ("tasks", i))
                     self.problems.append(Problem(

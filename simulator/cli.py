@@ -17,6 +17,8 @@ from typing import Any
 import click
 
 from simulator import __version__, timefmt
+from simulator.cli_exam import active_exam, show_status, start_exam, submit_exam
+from simulator.cli_exam import exam as exam_group
 from simulator.errors import ScenarioError, SimError
 
 
@@ -75,27 +77,36 @@ def cli(ctx: click.Context, debug: bool, scenario_dirs: tuple[Path, ...]) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_obj
 def list_cmd(obj: Obj, as_json: bool) -> None:
-    """List scenarios and exams with your best score."""
+    """List scenarios along the difficulty path (easy to hard, each after its suggested
+    prerequisites), then exams, with your best score."""
     from simulator.history import History
 
     catalog = obj.catalog
-    best = History().best_scores()
+    history = History()
+    best = history.best_scores()
     rows = []
-    for sc in sorted(catalog.scenarios.values(), key=lambda s: (s.domain, s.difficulty, s.id)):
+    for step, sc in enumerate(catalog.path(), 1):
         score = best.get(sc.id)
         rows.append({
             "kind": "scenario", "id": sc.id, "title": sc.title, "domain": sc.domain,
             "difficulty": sc.difficulty, "time_limit": int(sc.time_limit),
+            "step": step, "prerequisites": list(sc.prerequisites),
             "best_score": None if score is None else {
                 "score": score[0], "max_score": score[1],
                 "percent": round(100.0 * score[0] / score[1], 1) if score[1] else 0.0},
             "attempts": score[2] if score else 0,
         })
+    sittings = history.exam_sittings()
     for ex in sorted(catalog.exams.values(), key=lambda e: e.id):
+        mine = [s for s in sittings if s.exam == ex.id]
+        top = max(mine, key=lambda s: s.percent, default=None)
         rows.append({
             "kind": "exam", "id": ex.id, "title": ex.title, "domain": "exam",
             "difficulty": "exam", "time_limit": int(ex.duration), "pass_mark": ex.pass_mark,
-            "best_score": None, "attempts": 0,
+            "tasks": len(ex.tasks) if ex.tasks else ex.sample.count if ex.sample else 0,
+            "best_score": None if top is None else {"percent": round(top.percent, 1),
+                                                    "passed": top.passed},
+            "attempts": len(mine),
         })
     if as_json:
         emit_json(rows)
@@ -104,12 +115,15 @@ def list_cmd(obj: Obj, as_json: bool) -> None:
         click.echo("no scenarios found")
         return
     width = max(len(r["id"]) for r in rows)
-    click.echo(f"{'ID':<{width}}  {'DOMAIN':<20} {'LEVEL':<7} {'TIME':>6}  {'BEST':>5}  TITLE")
+    click.echo(f"{'#':>2}  {'ID':<{width}}  {'DOMAIN':<20} {'LEVEL':<7} {'TIME':>6}  {'BEST':>5}  TITLE")
     for r in rows:
         b = r["best_score"]
         best_text = f"{b['percent']:.0f}%" if b else "-"
-        click.echo(f"{r['id']:<{width}}  {r['domain']:<20} {r['difficulty']:<7} "
+        step = str(r.get("step", ""))
+        click.echo(f"{step:>2}  {r['id']:<{width}}  {r['domain']:<20} {r['difficulty']:<7} "
                    f"{timefmt.duration(r['time_limit']):>6}  {best_text:>5}  {r['title']}")
+        if r.get("prerequisites"):
+            click.echo(f"{'':>2}  {'':<{width}}  after: {', '.join(r['prerequisites'])}")
 
 
 # -- a session ----------------------------------------------------------------------------
@@ -128,9 +142,13 @@ def _progress(step) -> None:
 @click.option("--mode", type=click.Choice(["practice", "exam"]), default="practice", show_default=True)
 @pass_obj
 def start(obj: Obj, scenario_id: str, driver: str, seed: int | None, mode: str) -> None:
-    """Start a task: provision a cluster, break it, start the clock."""
+    """Start a task: provision a cluster, break it, start the clock. An exam's id starts
+    the exam: task 1's cluster first, the others when you switch to them."""
     from simulator.session import Session
 
+    if scenario_id in obj.catalog.exams and scenario_id not in obj.catalog.scenarios:
+        start_exam(obj, scenario_id, driver, seed)
+        return
     scenario = obj.catalog.get(scenario_id)
     click.echo(f"Starting {scenario.id} on the {driver} driver ...", err=True)
     began = time.monotonic()
@@ -152,18 +170,23 @@ def start(obj: Obj, scenario_id: str, driver: str, seed: int | None, mode: str) 
 @cli.command()
 @click.option("--node", "node_name", default=None, help="Node to enter (default: the first control plane).")
 @click.option("-c", "command", default=None, help="Run COMMAND like `bash -lc` and exit with its status.")
-def shell(node_name: str | None, command: str | None) -> None:
-    """A root login shell on the active session's node."""
+@pass_obj
+def shell(obj: Obj, node_name: str | None, command: str | None) -> None:
+    """A root login shell on the active session's node (in an exam: the current task's)."""
     from simulator.session import Session
 
-    session = Session.require()
-    if session.status == "provisioning":
-        session.require_running()
-    if session.mode == "exam" and session.expired():
-        session.require_running()
-    cluster = session.cluster()
-    node = cluster.node(node_name) if node_name else cluster.nodes[0]
-    argv = node.shell_argv()
+    exam = active_exam(obj)
+    if exam is not None:
+        argv = exam.shell_argv(exam.current, node_name)
+    else:
+        session = Session.require()
+        if session.status == "provisioning":
+            session.require_running()
+        if session.mode == "exam" and session.expired():
+            session.require_running()
+        cluster = session.cluster()
+        node = cluster.node(node_name) if node_name else cluster.nodes[0]
+        argv = node.shell_argv()
     if command is not None:
         sys.exit(subprocess.run([*argv, "-c", command]).returncode)
     sys.stdout.flush()
@@ -192,6 +215,9 @@ def check(obj: Obj, as_json: bool) -> None:
     """Grade the current state; the clock keeps running (practice mode)."""
     from simulator.session import Session
 
+    if active_exam(obj) is not None:
+        raise SimError("checking is off in an exam",
+                       hint="as on the exam, you see the score after `cka-sim submit`")
     _print_report(Session.require().check(obj.catalog), as_json)
 
 
@@ -202,6 +228,10 @@ def submit(obj: Obj, as_json: bool) -> None:
     """Final grading: stop the clock and record the attempt."""
     from simulator.session import Session
 
+    exam = active_exam(obj)
+    if exam is not None:
+        submit_exam(exam, as_json)
+        return
     session = Session.require()
     report = session.submit(obj.catalog)
     _print_report(report, as_json)
@@ -220,24 +250,39 @@ def hint(obj: Obj) -> None:
     """Reveal the next hint (practice mode; counted in your history)."""
     from simulator.session import Session
 
+    if active_exam(obj) is not None:
+        raise SimError("hints are off in an exam", hint="practise the task alone with `cka-sim start ID`")
     number, text = Session.require().next_hint(obj.catalog)
     click.echo(f"Hint {number}: {text}")
 
 
 @cli.command()
-def stop() -> None:
-    """Remove the active session's cluster: processes, mounts and files."""
-    from simulator.session import stop_active
+@pass_obj
+def stop(obj: Obj) -> None:
+    """Remove the active session's cluster (an exam's: every task's): processes, mounts, files."""
+    from simulator.session import session_lock, stop_active
 
+    exam = active_exam(obj)
+    if exam is not None:
+        with session_lock():
+            exam.discard()
+        click.echo(f"stopped the exam {exam.exam.id}"
+                   + ("" if exam.report else " (not graded, nothing recorded)"))
+        return
     click.echo("stopped" if stop_active() else "no session was active")
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
-def status(as_json: bool) -> None:
-    """The active session and its clock."""
+@pass_obj
+def status(obj: Obj, as_json: bool) -> None:
+    """The active session and its clock (an exam: `cka-sim exam status`)."""
     from simulator.session import Session
 
+    exam = active_exam(obj)
+    if exam is not None:
+        show_status(exam, as_json)
+        return
     session = Session.load()
     if as_json:
         emit_json(session.status_json() if session else None)
@@ -257,11 +302,29 @@ def status(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--scenario", default=None, help="Only attempts at this scenario.")
 @click.option("--limit", type=int, default=None)
-def history(as_json: bool, scenario: str | None, limit: int | None) -> None:
-    """Your past attempts, newest first."""
-    from simulator.history import History
+@click.option("--domains", "view", flag_value="domains",
+              help="Only the progress per curriculum domain (best and average percent).")
+@click.option("--exams", "view", flag_value="exams", help="Only finished exams and their verdicts.")
+def history(as_json: bool, scenario: str | None, limit: int | None, view: str | None) -> None:
+    """Your past attempts (newest first), progress per domain and finished exams."""
+    from simulator.history import History, domain_progress
 
-    attempts = History().attempts(scenario, limit)
+    store = History()
+    attempts = store.attempts(scenario, limit)
+    if view == "domains":
+        progress = domain_progress(store.attempts(scenario))
+        if as_json:
+            emit_json([d.to_json() for d in progress])
+        else:
+            _print_domains(progress)
+        return
+    if view == "exams":
+        sittings = store.exam_sittings()[:limit] if limit else store.exam_sittings()
+        if as_json:
+            emit_json([x.to_json() for x in sittings])
+        else:
+            _print_sittings(sittings)
+        return
     if as_json:
         emit_json([a.to_json() for a in attempts])
         return
@@ -271,7 +334,37 @@ def history(as_json: bool, scenario: str | None, limit: int | None) -> None:
     for a in attempts:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(a.started_at))
         click.echo(f"{when}  {a.scenario:<32} {a.mode:<8} {a.score:>3}/{a.max_score:<3} "
-                   f"({a.percent:3.0f}%)  {timefmt.duration(a.time_used)} of {timefmt.duration(a.time_limit)}")
+                   f"({a.percent:3.0f}%)  {timefmt.duration(a.time_used)} of {timefmt.duration(a.time_limit)}"
+                   + (f"  exam {a.exam}" if a.exam else ""))
+    click.echo("")
+    _print_domains(domain_progress(store.attempts(scenario)))
+    sittings = store.exam_sittings()
+    if sittings and not scenario:
+        click.echo("")
+        _print_sittings(sittings)
+
+
+def _print_domains(progress) -> None:
+    if not progress:
+        click.echo("no attempts yet")
+        return
+    click.secho("By domain", bold=True)
+    click.echo(f"  {'DOMAIN':<22} {'TRIES':>5} {'TASKS':>5} {'BEST':>5} {'AVERAGE':>7}")
+    for d in progress:
+        click.echo(f"  {d.domain:<22} {d.attempts:>5} {d.scenarios:>5} {d.best:>4.0f}% {d.average:>6.0f}%")
+
+
+def _print_sittings(sittings) -> None:
+    if not sittings:
+        click.echo("no exams finished yet")
+        return
+    click.secho("Exams", bold=True)
+    for x in sittings:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(x.started_at))
+        verdict = click.style("PASSED", fg="green") if x.passed else click.style("NOT PASSED", fg="red")
+        click.echo(f"  {when}  {x.exam:<24} {x.percent:5.1f}% of 100 (pass mark {x.pass_mark}%)  "
+                   f"{verdict}  {len(x.tasks)} tasks in {timefmt.duration(x.time_used)} "
+                   f"of {timefmt.duration(x.duration)}")
 
 
 # -- scenario authoring --------------------------------------------------------------------
@@ -284,18 +377,28 @@ def scenario() -> None:
 
 @scenario.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def scenario_validate(files: tuple[Path, ...]) -> None:
+@pass_obj
+def scenario_validate(obj: Obj, files: tuple[Path, ...]) -> None:
     """Report every problem of scenario or exam FILES as FILE:LINE:COLUMN."""
-    from simulator.scenario import Scenario, load_file, validate_file
+    from simulator.scenario import Problem, Scenario, did_you_mean, load_file, locate, validate_file
     from simulator.session import ensure_checker_names
 
     bad = 0
+    valid = {path: load_file(path) for path in files if not validate_file(path)}
+    known: set[str] | None = None
     for path in files:
         problems = [str(p) for p in validate_file(path)]
-        if not problems:
-            model = load_file(path)
-            if isinstance(model, Scenario):
-                problems = [f"{path}: {p}" for p in ensure_checker_names(model)]
+        model = valid.get(path)
+        if isinstance(model, Scenario):
+            problems = [f"{path}: {p}" for p in ensure_checker_names(model)]
+            if model.prerequisites and known is None:  # the catalog only when needed
+                known = set(obj.catalog.scenarios) | {m.id for m in valid.values()}
+            for i, before in enumerate(model.prerequisites):
+                if before not in (known or ()):
+                    line, column = locate(path, ("prerequisites", i))
+                    problems.append(str(Problem(str(path), line, column, f"prerequisites[{i}]",
+                                                f"no scenario has the id {before!r}"
+                                                + did_you_mean(before, known or ()))))
         if problems:
             bad += 1
             for line in problems:
@@ -367,6 +470,9 @@ def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, seed:
                 click.echo(f"        {problem}")
     if not all(r.passed for r in results):
         raise SystemExit(1)
+
+
+cli.add_command(exam_group)
 
 
 # -- the machine ----------------------------------------------------------------------------

@@ -6,13 +6,21 @@ learner works, a task or two ahead of the one selected. Every cluster stays up u
 exam is stopped, so switching tasks loses nothing. At the end (or the deadline) every task
 is graded once and recorded in the history with ``exam=<exam id>``.
 
-The exam lives in memory: if the process dies, its clusters are orphans that
-``cka-sim doctor --clean`` removes.
+Each task is worth a weight in percent: the exam file's weights (adding up to 100, as the
+CKA's 4-8 % a task), else its share of all points. A task scores its weight times the
+fraction of its points earned; the exam passes at ``pass_mark`` percent.
+
+The terminal UI keeps its exam in memory (if the process dies, its clusters are orphans
+that ``cka-sim doctor --clean`` removes). The CLI, whose commands are separate processes,
+saves the exam to ``exam.json`` in the data dir (``save``/``load``) beside the practice
+session's file; only one of the two is active at a time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import random
 import secrets
 import threading
@@ -26,9 +34,9 @@ from simulator.cluster.node import Cluster, Step
 from simulator.cluster.shell import write_clock
 from simulator.errors import SessionError, SimError
 from simulator.grading import CheckOutcome, grade
-from simulator.history import Attempt, CheckRecord, History
+from simulator.history import Attempt, CheckRecord, ExamSitting, History
 from simulator.scenario import Exam, Scenario
-from simulator.session import run_setup
+from simulator.session import exam_file, run_setup, session_lock
 
 Progress = Callable[[Step], None]
 
@@ -55,6 +63,7 @@ class ExamTask:
     flagged: bool = False
     results: list[CheckOutcome] | None = None
     attempt_id: int | None = None
+    weight: float = 0.0
 
     @property
     def score(self) -> int:
@@ -63,6 +72,19 @@ class ExamTask:
     @property
     def max_score(self) -> int:
         return sum(c.points for c in self.scenario.checks)
+
+    @property
+    def weighted(self) -> float:
+        """Percent of the exam earned: the weight times the fraction of points earned."""
+        return self.weight * self.score / self.max_score if self.max_score else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "scenario": self.scenario.id, "title": self.scenario.title,
+                "domain": self.scenario.domain, "weight": round(self.weight, 2),
+                "status": self.status, "flagged": self.flagged, "score": self.score,
+                "max_score": self.max_score, "weighted": round(self.weighted, 2),
+                "attempt_id": self.attempt_id,
+                "checks": [dataclasses.asdict(r) for r in self.results or []]}
 
 
 @dataclasses.dataclass
@@ -86,11 +108,29 @@ class ExamReport:
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.score / self.max_score if self.max_score else 0.0
+        """Percent of the exam earned: the tasks' weighted scores added up."""
+        return sum(t.weighted for t in self.tasks)
 
     @property
     def passed(self) -> bool:
-        return self.percent >= self.pass_mark
+        return round(self.percent, 6) >= self.pass_mark
+
+    def to_sitting(self, started_at: float, ended_at: float) -> ExamSitting:
+        """This report as the history stores it."""
+        return ExamSitting(
+            exam=self.exam, title=self.title, started_at=started_at, ended_at=ended_at,
+            time_used=self.time_used, duration=self.duration, percent=self.percent,
+            pass_mark=self.pass_mark, passed=self.passed,
+            tasks=[{"scenario": t.scenario.id, "weight": t.weight, "score": t.score,
+                    "max_score": t.max_score, "weighted": t.weighted, "attempt_id": t.attempt_id}
+                   for t in self.tasks])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exam": self.exam, "title": self.title, "final": True,
+                "percent": round(self.percent, 1), "pass_mark": self.pass_mark,
+                "passed": self.passed, "score": self.score, "max_score": self.max_score,
+                "time_used": round(self.time_used, 1), "duration": self.duration,
+                "tasks": [t.to_json() for t in self.tasks]}
 
 
 class ExamSession:
@@ -115,6 +155,7 @@ class ExamSession:
             rendered, values = scenario.instantiate(task_seed)
             self.tasks.append(ExamTask(number, rendered, task_seed, values,
                                        cluster_name=f"cka-{secrets.token_hex(3)}"))
+        self._weigh()
         self.status = "new"  # new -> running -> finished -> stopped
         self.started_at = 0.0
         self.deadline = 0.0
@@ -124,6 +165,143 @@ class ExamSession:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight = 0
+
+    def _weigh(self) -> None:
+        """Each task's weight: the exam file's, else its share of all points."""
+        weights = self.exam.weights
+        total = sum(t.max_score for t in self.tasks)
+        for task in self.tasks:
+            if weights is not None:
+                task.weight = float(weights[task.scenario.id])
+            else:
+                task.weight = 100.0 * task.max_score / total if total else 0.0
+
+    # -- the CLI's saved exam ----------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """What ``load`` needs to carry on this exam in another process."""
+        return {
+            "exam": self.exam.id, "driver": self.driver, "seed": self.seed, "status": self.status,
+            "started_at": self.started_at, "deadline": self.deadline, "ended_at": self.ended_at,
+            "current": self.current,
+            "tasks": [{"scenario": t.scenario.id, "seed": t.seed, "values": t.values,
+                       "cluster_name": t.cluster_name,
+                       "state": t.state, "status": t.status, "error": t.error, "hint": t.hint,
+                       "flagged": t.flagged, "attempt_id": t.attempt_id,
+                       "results": None if t.results is None else [dataclasses.asdict(r) for r in t.results]}
+                      for t in self.tasks],
+        }
+
+    def save(self) -> None:
+        """Write the exam to ``exam.json`` (atomically)."""
+        path = exam_file()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_state(), indent=2))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, catalog: Catalog, *, clock: Callable[[], float] = time.time,
+             history: History | None = None) -> ExamSession | None:
+        """The exam the CLI saved, or None when there is none."""
+        path = exam_file()
+        try:
+            data = json.loads(path.read_text())
+            exam = catalog.get_exam(data["exam"])
+            self = cls.__new__(cls)
+            self.exam, self.driver, self.seed = exam, data["driver"], int(data["seed"])
+            self.clock, self.history = clock, history
+            self.tasks = []
+            for number, saved in enumerate(data["tasks"], 1):
+                # the values read from the task's cluster (node addresses) come from the file
+                rendered, values = catalog.get(saved["scenario"]).instantiate(
+                    saved["seed"], known=saved.get("values"))
+                results = saved.get("results")
+                self.tasks.append(ExamTask(
+                    number, rendered, saved["seed"], values, saved["cluster_name"],
+                    state=saved["state"], status=saved["status"], error=saved["error"],
+                    hint=saved["hint"], flagged=saved["flagged"], attempt_id=saved.get("attempt_id"),
+                    results=None if results is None else [CheckOutcome(**r) for r in results]))
+        except FileNotFoundError:
+            return None
+        except SimError as exc:
+            raise SessionError(f"the saved exam cannot be resumed: {exc.message}",
+                               hint="`cka-sim stop` removes it (with its clusters)") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SessionError(f"the exam file {path} is unreadable: {exc}",
+                               hint="run `cka-sim doctor --clean` to remove it") from None
+        self._weigh()
+        self.status = data["status"]
+        self.started_at, self.deadline = data["started_at"], data["deadline"]
+        self.ended_at, self.current = data["ended_at"], data["current"]
+        self.report = None
+        if self.status == "finished":
+            self.report = self._report(self.ended_at)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight = 0
+        return self
+
+    @classmethod
+    def require(cls, catalog: Catalog, **kwargs: Any) -> ExamSession:
+        """The CLI's saved exam; SessionError with a hint when there is none."""
+        exam = cls.load(catalog, **kwargs)
+        if exam is None:
+            raise SessionError("no exam is running",
+                               hint="start one with `cka-sim start EXAM-ID` (exams are marked "
+                                    "exam in `cka-sim list`)")
+        return exam
+
+    @classmethod
+    def begin(cls, catalog: Catalog, exam_id: str, *, driver: str = "local",
+              seed: int | None = None, progress: Progress = _no_progress,
+              history: History | None = None) -> ExamSession:
+        """Start an exam for the CLI: as ``start``, then saved for the next commands.
+
+        A practice session or an exam still running is an error; a submitted one is
+        removed first, clusters and all.
+        """
+        from simulator.session import Session
+
+        exam = cls(catalog, exam_id, driver=driver, seed=seed, history=history)
+        with session_lock():
+            current = Session.load()
+            if current is not None:
+                if current.status != "submitted":
+                    raise SessionError(
+                        f"a session is already active: {current.scenario} ({current.status})",
+                        hint="finish it with `cka-sim submit`, or end it with `cka-sim stop`")
+                current._teardown()
+            previous = cls.load(catalog)
+            if previous is not None:
+                if previous.status == "running":
+                    raise SessionError(f"an exam is already running: {previous.exam.id}",
+                                       hint="finish it with `cka-sim submit`, or end it with `cka-sim stop`")
+                previous.discard()
+            exam.save()  # claims the slot: a practice session cannot start meanwhile
+        try:
+            exam.start(progress)
+        except BaseException:
+            exam_file().unlink(missing_ok=True)
+            raise
+        exam.save()
+        return exam
+
+    def discard(self) -> None:
+        """Remove every cluster and forget the saved exam (an ungraded exam is dropped)."""
+        try:
+            self.stop()
+        finally:
+            exam_file().unlink(missing_ok=True)
+
+    def prepare(self, index: int, progress: Progress = _no_progress) -> ExamTask:
+        """Make task ``index`` current and its cluster ready, provisioning it now if needed
+        (blocking); a task that failed before is tried again."""
+        if self.status != "running":
+            raise SessionError("the exam is over", hint="see the report with `cka-sim exam status`")
+        task = self.select(index)
+        self.retry(index)
+        self.provision(index, progress)
+        return task
 
     # -- clusters --------------------------------------------------------------------------
 
@@ -247,14 +425,16 @@ class ExamSession:
         task.flagged = not task.flagged
         return task.flagged
 
-    def shell_argv(self, index: int) -> list[str]:
-        """A login shell on task ``index``'s first node; refused after the deadline."""
+    def shell_argv(self, index: int, node: str | None = None) -> list[str]:
+        """A login shell on task ``index``'s node ``node`` (default the first);
+        refused after the deadline."""
         if self.status != "running":
             raise SessionError("the exam is over", hint="see the report")
         if self.expired():
             raise SessionError("time is up: in exam mode the clock never stops",
                                hint="finish the exam to see the report")
-        return self.cluster(index).nodes[0].shell_argv()
+        cluster = self.cluster(index)
+        return (cluster.node(node) if node else cluster.nodes[0]).shell_argv()
 
     def finish(self, now: float | None = None) -> ExamReport:
         """Grade every task once, record each in the history, return the report.
@@ -290,9 +470,14 @@ class ExamSession:
                 checks=[CheckRecord(r.name, r.passed, r.points, r.max_points, r.detail)
                         for r in task.results],
             ))
-        self.report = ExamReport(self.exam.id, self.exam.title, self.tasks, self.exam.pass_mark,
-                                 time_used, float(self.exam.duration))
+        self.report = self._report(ended)
+        history.record_exam(self.report.to_sitting(self.started_at, ended))
         return self.report
+
+    def _report(self, ended: float) -> ExamReport:
+        time_used = max(0.0, min(ended, self.deadline) - self.started_at)
+        return ExamReport(self.exam.id, self.exam.title, self.tasks, self.exam.pass_mark,
+                          time_used, float(self.exam.duration))
 
     def stop(self, wait: float = 300) -> None:
         """Remove every task's cluster. Idempotent. A cluster still being made is removed

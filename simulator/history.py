@@ -48,6 +48,19 @@ CREATE TABLE IF NOT EXISTS check_results (
     PRIMARY KEY (attempt_id, position)
 );
 CREATE INDEX IF NOT EXISTS attempts_by_scenario ON attempts(scenario);
+CREATE TABLE IF NOT EXISTS exam_sittings (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    exam        TEXT NOT NULL,
+    title       TEXT NOT NULL DEFAULT '',
+    started_at  REAL NOT NULL,
+    ended_at    REAL NOT NULL,
+    time_used   REAL NOT NULL,
+    duration    REAL NOT NULL,
+    percent     REAL NOT NULL,
+    pass_mark   INTEGER NOT NULL,
+    passed      INTEGER NOT NULL,
+    tasks       TEXT NOT NULL DEFAULT '[]'
+);
 """
 
 
@@ -89,6 +102,58 @@ class Attempt:
         data = dataclasses.asdict(self)
         data["percent"] = round(self.percent, 1)
         return data
+
+
+@dataclasses.dataclass
+class ExamSitting:
+    """A finished exam: the weighted percent, the verdict and each task's share.
+
+    ``tasks`` holds per task: scenario, weight, score, max_score, weighted (percent of the
+    exam earned) and attempt_id (the task's row in the attempts).
+    """
+
+    exam: str
+    started_at: float
+    ended_at: float
+    time_used: float
+    duration: float
+    percent: float
+    pass_mark: int
+    passed: bool
+    title: str = ""
+    tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["percent"] = round(self.percent, 1)
+        return data
+
+
+@dataclasses.dataclass
+class DomainProgress:
+    """One curriculum domain's attempts: how many, at how many scenarios, best and mean percent."""
+
+    domain: str
+    attempts: int
+    scenarios: int
+    best: float
+    average: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"domain": self.domain, "attempts": self.attempts, "scenarios": self.scenarios,
+                "best": round(self.best, 1), "average": round(self.average, 1)}
+
+
+def domain_progress(attempts: list[Attempt]) -> list[DomainProgress]:
+    """Per curriculum domain (sorted by name): attempts, distinct scenarios, the best and the
+    mean percent. Practice and exam attempts both count; an attempt without a domain is '?'."""
+    by: dict[str, list[Attempt]] = {}
+    for a in attempts:
+        by.setdefault(a.domain or "?", []).append(a)
+    return [DomainProgress(d, len(v), len({a.scenario for a in v}), max(a.percent for a in v),
+                           sum(a.percent for a in v) / len(v))
+            for d, v in sorted(by.items())]
 
 
 class History:
@@ -168,6 +233,31 @@ class History:
             )
             for r in rows
         ]
+
+    def record_exam(self, sitting: ExamSitting) -> int:
+        """Store a finished exam's result and return its id."""
+        with self._connect() as db:
+            cur = db.execute(
+                """INSERT INTO exam_sittings (exam, title, started_at, ended_at, time_used, duration,
+                       percent, pass_mark, passed, tasks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (sitting.exam, sitting.title, sitting.started_at, sitting.ended_at, sitting.time_used,
+                 sitting.duration, sitting.percent, sitting.pass_mark, int(sitting.passed),
+                 json.dumps(sitting.tasks)))
+            sitting.id = int(cur.lastrowid or 0)
+        return sitting.id
+
+    def exam_sittings(self, exam: str | None = None) -> list[ExamSitting]:
+        """Finished exams, newest first, optionally of one exam."""
+        sql, args = "SELECT * FROM exam_sittings", []
+        if exam:
+            sql, args = sql + " WHERE exam = ?", [exam]
+        with self._connect() as db:
+            rows = db.execute(sql + " ORDER BY started_at DESC, id DESC", args).fetchall()
+        return [ExamSitting(id=r["id"], exam=r["exam"], title=r["title"], started_at=r["started_at"],
+                            ended_at=r["ended_at"], time_used=r["time_used"], duration=r["duration"],
+                            percent=r["percent"], pass_mark=r["pass_mark"], passed=bool(r["passed"]),
+                            tasks=json.loads(r["tasks"]))
+                for r in rows]
 
     def best_scores(self) -> dict[str, tuple[int, int, int]]:
         """Per scenario: (best score, its max score, number of attempts)."""

@@ -44,9 +44,14 @@ def session_file() -> Path:
     return paths.data_dir() / "session.json"
 
 
+def exam_file() -> Path:
+    """Where the CLI keeps its running exam (see ``simulator.exam``)."""
+    return paths.data_dir() / "exam.json"
+
+
 @contextmanager
-def _session_lock() -> Iterator[None]:
-    """Serialise session changes between processes (CLI invocations, the TUI)."""
+def session_lock() -> Iterator[None]:
+    """Serialise session and exam changes between processes (CLI invocations, the TUI)."""
     lock_path = paths.data_dir() / "session.lock"
     with open(lock_path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -138,7 +143,10 @@ class Session:
             raise SessionError(f"unknown mode {mode!r}", hint="use --mode practice or --mode exam")
         scenario = catalog.get(scenario_id)
         drv = get_driver(driver)
-        with _session_lock():
+        with session_lock():
+            if exam_file().exists():
+                raise SessionError("an exam is active (`cka-sim exam status` shows it)",
+                                   hint="finish it with `cka-sim submit`, or end it with `cka-sim stop`")
             current = cls.load()
             if current is not None:
                 if current.status == "submitted":
@@ -229,7 +237,7 @@ class Session:
 
     def submit(self, catalog: Catalog, history: History | None = None) -> Report:
         """Final grading: stop the clock, record the attempt. The cluster stays up."""
-        with _session_lock():
+        with session_lock():
             if self.status == "submitted" and self.last_report:
                 raise SessionError(f"the attempt at {self.scenario} was already submitted",
                                    hint="see it with `cka-sim history`, or `cka-sim stop`")
@@ -272,7 +280,7 @@ class Session:
 
     def stop(self) -> None:
         """Tear the cluster down and forget the session (an unsubmitted attempt is dropped)."""
-        with _session_lock():
+        with session_lock():
             self._teardown()
 
     def status_json(self) -> dict[str, Any]:

@@ -127,3 +127,78 @@ def test_exam_sampling_more_scenarios_than_exist_is_a_problem(tmp_path):
     assert "big-exam" not in catalog.exams
     assert [str(p) for p in catalog.problems] == [
         f"{mine / 'exam.yaml'}:6:10: sample.count: samples 3 scenarios but only 1 are available in troubleshooting"]
+
+
+# -- the difficulty path ------------------------------------------------------------------------
+
+def _task(directory: Path, sc_id: str, difficulty: str, prerequisites: str = "[]") -> Path:
+    text = (PACK / "restore-namespace.yaml").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith(("id:", "difficulty:"))]
+    path = directory / f"{sc_id}.yaml"
+    path.write_text(f"id: {sc_id}\ndifficulty: {difficulty}\nprerequisites: {prerequisites}\n"
+                    + "\n".join(lines) + "\n")
+    return path
+
+
+def test_the_path_goes_easy_to_hard_each_task_after_its_prerequisites(tmp_path):
+    for sc_id, level, before in [("c-hard", "hard", "[]"), ("a-easy", "easy", "[]"),
+                                 ("b-medium", "medium", "[a-easy]"),
+                                 ("d-easy-after-hard", "easy", "[c-hard]")]:
+        _task(tmp_path, sc_id, level, before)
+    catalog = Catalog.load([tmp_path], builtin=False, strict=True)
+    assert [s.id for s in catalog.path()] == ["a-easy", "b-medium", "c-hard", "d-easy-after-hard"]
+
+
+def test_an_unknown_or_circular_prerequisite_is_a_located_problem(tmp_path):
+    from conftest import run_cli
+
+    typo = _task(tmp_path, "typo", "easy", "[restore-namespcae]")
+    loop_a = _task(tmp_path, "loop-a", "easy", "[loop-b]")
+    _task(tmp_path, "loop-b", "easy", "[restore-namespace, loop-a]")
+    _task(tmp_path, "fine", "easy", "[restore-namespace]")
+    catalog = Catalog.load([tmp_path, PACK], builtin=False)
+    assert sorted(catalog.scenarios) == ["check-etcd-health", "fine", "restore-namespace"]
+    problems = sorted(str(p) for p in catalog.problems)
+    assert problems == [
+        f"{loop_a}:3:17: prerequisites[0]: prerequisites go round in a circle: loop-a -> loop-b -> loop-a",
+        f"{typo}:3:17: prerequisites[0]: no scenario has the id 'restore-namespcae' "
+        "(did you mean 'restore-namespace'?)",
+    ]
+    with pytest.raises(ScenarioError):
+        Catalog.load([tmp_path, PACK], builtin=False, strict=True)
+
+    done = run_cli("--scenarios", str(PACK), "scenario", "validate", str(typo))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{typo}:3:17: prerequisites[0]: no scenario has the id 'restore-namespcae'" in done.stderr
+    self_named = _task(tmp_path, "selfish", "easy", "[selfish]")
+    done = run_cli("scenario", "validate", str(self_named))
+    assert "prerequisites[0]: a scenario cannot be its own prerequisite" in done.stderr
+
+
+def test_list_shows_the_path_and_each_tasks_prerequisites(tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    _task(tmp_path, "b-next", "medium", "[a-first]")
+    _task(tmp_path, "a-first", "easy")
+    env = {"CKA_SIM_HOME": str(tmp_path / "home")}
+    rows = json.loads(run_cli("--scenarios", str(tmp_path), "list", "--json", env=env).stdout)
+    mine = [(r["step"], r["id"], r["prerequisites"]) for r in rows if r["id"] in ("a-first", "b-next")]
+    assert mine[1][1:] == ("b-next", ["a-first"]) and mine[0][0] < mine[1][0]
+    steps = [r["step"] for r in rows if r["kind"] == "scenario"]
+    assert steps == list(range(1, len(steps) + 1))
+    text = run_cli("--scenarios", str(tmp_path), "list", env=env).stdout.splitlines()
+    at = next(i for i, line in enumerate(text) if " b-next " in line)
+    assert text[at].split()[0] == str(mine[1][0])
+    assert text[at + 1].split() == ["after:", "a-first"]
+
+
+def test_the_builtin_path_starts_easy_and_every_prerequisite_comes_first():
+    catalog = Catalog.load(strict=True)
+    path = catalog.path()
+    assert path[0].difficulty == "easy" and path[-1].difficulty == "hard"
+    placed = {s.id: i for i, s in enumerate(path)}
+    for sc in path:
+        assert all(placed[p] < placed[sc.id] for p in sc.prerequisites), sc.id
+    assert any(sc.prerequisites for sc in path)

@@ -73,3 +73,39 @@ def test_killed_writer_leaves_only_whole_attempts(tmp_path: Path) -> None:
     attempts = History(db).attempts()
     assert attempts, "the writer recorded nothing before it was killed"
     assert all(len(a.checks) == 1 for a in attempts)
+
+
+def test_progress_per_domain_and_exam_results(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    from simulator.history import ExamSitting, domain_progress
+
+    home = tmp_path / "home"
+    home.mkdir()
+    hist = History(home / "history.db")
+    hist.record(_attempt("etcd-backup", 10, domain="cluster-architecture"))
+    hist.record(_attempt("etcd-backup", 4, domain="cluster-architecture"))
+    hist.record(_attempt("etcd-restore", 1, domain="cluster-architecture"))
+    hist.record(_attempt("etcd-corrupted", 5, domain="troubleshooting", exam="cka-mock-etcd"))
+    progress = [d.to_json() for d in domain_progress(hist.attempts())]
+    assert progress == [
+        {"domain": "cluster-architecture", "attempts": 3, "scenarios": 2, "best": 100.0, "average": 50.0},
+        {"domain": "troubleshooting", "attempts": 1, "scenarios": 1, "best": 50.0, "average": 50.0}]
+
+    sitting_id = hist.record_exam(ExamSitting(
+        exam="cka-mock-etcd", title="Mock", started_at=100.0, ended_at=200.0, time_used=100.0,
+        duration=7200.0, percent=70.5, pass_mark=66, passed=True,
+        tasks=[{"scenario": "etcd-corrupted", "weight": 8, "score": 5, "max_score": 10,
+                "weighted": 4.0, "attempt_id": 4}]))
+    [back] = hist.exam_sittings()
+    assert (back.id, back.percent, back.passed, back.tasks[0]["weight"]) == (sitting_id, 70.5, True, 8)
+
+    env = {"CKA_SIM_HOME": str(home)}
+    text = run_cli("history", env=env).stdout
+    assert "By domain" in text and "Exams" in text and "PASSED" in text
+    line = next(row for row in text.splitlines() if row.strip().startswith("cluster-architecture"))
+    assert line.split() == ["cluster-architecture", "3", "2", "100%", "50%"]
+    import json
+
+    assert json.loads(run_cli("history", "--domains", "--json", env=env).stdout) == progress
+    assert json.loads(run_cli("history", "--exams", "--json", env=env).stdout)[0]["percent"] == 70.5

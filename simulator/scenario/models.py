@@ -13,12 +13,14 @@ from typing import Annotated, Any, Literal, NamedTuple, Protocol, Union, get_arg
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
     Tag,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -358,6 +360,10 @@ class Scenario(_Model):
         description=("Built-in attacks of the quality gate this scenario is exempt from, each with the reason: "
                      + "; ".join(f"{k} ({v})" for k, v in ATTACKS.items()) + ". Doing nothing is never exempt."))
     tags: list[str] = Field(default_factory=list, description="Free-form labels for filtering.")
+    prerequisites: list[Annotated[str, Field(pattern=SLUG)]] = Field(
+        default_factory=list,
+        description=("Ids of scenarios to do before this one (the catalog's difficulty path); "
+                     "each must exist in the catalog."))
 
     _source: Path | None = PrivateAttr(None)
 
@@ -449,6 +455,30 @@ class ExamSample(_Model):
     seed: int | None = Field(None, description="Fixed seed: the same exam every time (default: a new draw per attempt).")
 
 
+def _task_ref(value: Any) -> Any:
+    """A task given as a bare scenario id is a task without a weight."""
+    return {"scenario": value} if isinstance(value, str) else value
+
+
+class ExamTaskRef(_Model):
+    """One task of an exam: a scenario id and, optionally, its weight in percent."""
+
+    scenario: str = Field(min_length=1, description="The scenario's id.")
+    weight: int | None = Field(None, ge=1, le=100, description=(
+        "Percent of the exam this task is worth (the CKA weighs tasks 4-8 %); give every task a "
+        "weight or none, and weights must add up to 100. Without weights a task is worth its points."))
+
+
+TASK_ITEM_SCHEMA: dict[str, Any] = {"anyOf": [
+    {"type": "string", "minLength": 1, "description": "A scenario id (the task is worth its points)."},
+    {"type": "object", "additionalProperties": False, "required": ["scenario"],
+     "properties": {
+         "scenario": {"type": "string", "minLength": 1, "description": "The scenario's id."},
+         "weight": {"type": "integer", "minimum": 1, "maximum": 100,
+                    "description": ExamTaskRef.model_fields["weight"].description}}},
+]}
+
+
 class Exam(_Model):
     """Several scenarios under one clock with a pass mark."""
 
@@ -461,7 +491,10 @@ class Exam(_Model):
     description: str = Field("", description="Shown before the exam starts (markdown).")
     duration: Duration = Field(description="Total time, e.g. 2h.")
     pass_mark: int = Field(66, ge=1, le=100, description="Percent of all points needed to pass (default 66).")
-    tasks: list[str] | None = Field(None, min_length=1, description="Scenario ids, in order. Give tasks or sample, not both.")
+    tasks: list[Annotated[ExamTaskRef, BeforeValidator(_task_ref), WithJsonSchema(TASK_ITEM_SCHEMA)]] | None = Field(
+        None, min_length=1,
+        description=("The tasks in order: scenario ids, or {scenario: ID, weight: PERCENT} with weights "
+                     "adding up to 100. Give tasks or sample, not both."))
     sample: ExamSample | None = Field(None, description="Draw scenarios at random. Give tasks or sample, not both.")
 
     _source: Path | None = PrivateAttr(None)
@@ -482,11 +515,34 @@ class Exam(_Model):
             raise FieldProblems([((), "an exam needs exactly one of tasks (a list of scenario ids) or sample")])
         if self.tasks is not None:
             seen: set[str] = set()
-            dups = [(("tasks", i), f"scenario {t!r} is listed twice")
-                    for i, t in enumerate(self.tasks) if t in seen or seen.add(t)]  # type: ignore[func-returns-value]
-            if dups:
-                raise FieldProblems(dups)
+            problems = [(("tasks", i), f"scenario {t!r} is listed twice")
+                        for i, t in enumerate(self.task_ids) if t in seen or seen.add(t)]  # type: ignore[func-returns-value]
+            weighted = [i for i, t in enumerate(self.tasks) if t.weight is not None]
+            if weighted and len(weighted) < len(self.tasks):
+                first = weighted[0]
+                problems += [(("tasks", i), f"this task has no weight but tasks[{first}] has one: "
+                                            "give every task a weight, or none")
+                             for i, t in enumerate(self.tasks) if t.weight is None]
+            elif weighted:
+                total = sum(t.weight or 0 for t in self.tasks)
+                if total != 100:
+                    problems.append((("tasks",), f"the weights add up to {total}; they must add up to 100 "
+                                                 "(percent of the exam)"))
+            if problems:
+                raise FieldProblems(problems)
         return self
+
+    @property
+    def task_ids(self) -> list[str]:
+        """The named tasks' scenario ids, in order (empty for a sampled exam)."""
+        return [t.scenario for t in self.tasks or []]
+
+    @property
+    def weights(self) -> dict[str, int] | None:
+        """Scenario id -> weight in percent when the exam file gives weights, else None."""
+        if not self.tasks or self.tasks[0].weight is None:
+            return None
+        return {t.scenario: t.weight or 0 for t in self.tasks}
 
     def resolve(self, catalog: ScenarioSource, rng: random.Random) -> list[Scenario]:
         """The exam's scenarios: the named tasks in order, or a draw spread over the domains.
@@ -495,11 +551,11 @@ class Exam(_Model):
         when the catalog holds too few scenarios to draw from.
         """
         if self.tasks is not None:
-            unknown = [t for t in self.tasks if t not in catalog.scenarios]
+            unknown = [t for t in self.task_ids if t not in catalog.scenarios]
             if unknown:
                 raise CatalogError(f"exam {self.id!r} names unknown scenario(s): {', '.join(unknown)}",
                                    hint="check the ids with `cka-sim list`")
-            return [catalog.scenarios[t] for t in self.tasks]
+            return [catalog.scenarios[t] for t in self.task_ids]
         assert self.sample is not None
         if self.sample.seed is not None:
             rng = random.Random(self.sample.seed)
@@ -526,6 +582,13 @@ class Exam(_Model):
 
 def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
     problems: list[tuple[tuple[str | int, ...], str]] = []
+    seen: set[str] = set()
+    for i, before in enumerate(sc.prerequisites):
+        if before == sc.id:
+            problems.append((("prerequisites", i), "a scenario cannot be its own prerequisite"))
+        elif before in seen:
+            problems.append((("prerequisites", i), f"{before!r} is listed twice"))
+        seen.add(before)
     for name in sc.vars:
         if name in RESERVED_NAMES:
             problems.append((("vars", name), f"{name!r} is a Go template word and cannot name a var"))

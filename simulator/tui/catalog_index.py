@@ -25,34 +25,43 @@ if TYPE_CHECKING:
     from simulator.scenario import Exam, Scenario
 
 FILE_NAME = "catalog-index.json"
-FORMAT = 1
+FORMAT = 2  # 2: previews say the difficulty path
 LEVELS = {"easy": 0, "medium": 1, "hard": 2}
 
 
-def preview(model: Scenario | Exam) -> str:
-    """The markdown shown beside the catalog for a scenario or an exam."""
+def preview(model: Scenario | Exam, step: tuple[int, int] | None = None) -> str:
+    """The markdown shown beside the catalog for a scenario or an exam; ``step`` is the
+    scenario's place on the difficulty path (number, length)."""
     if model.kind == "exam":
         tasks = model.tasks or []
-        listing = "\n".join(f"{i}. `{t}`" for i, t in enumerate(tasks, 1)) if tasks else \
+        listing = "\n".join(f"{i}. `{t.scenario}`" + (f" · {t.weight}%" if t.weight else "")
+                            for i, t in enumerate(tasks, 1)) if tasks else \
             f"{model.sample.count} tasks drawn at random" + (
                 f" from {', '.join(model.sample.domains)}" if model.sample.domains else "")
         return (f"# {model.title}\n\n**Exam** · {fmt.duration(model.duration)} · "
                 f"pass mark {model.pass_mark}%\n\n{model.description}\n\n## Tasks\n\n{listing}\n")
     tags = " ".join(f"`{t}`" for t in model.tags)
+    path = ""
+    if step is not None:
+        after = ", ".join(f"`{p}`" for p in model.prerequisites)
+        path = f"Path: step {step[0]} of {step[1]}" + (f" · after {after}" if after else "") + "  \n"
     return (f"# {model.title}\n\n**{model.domain}** · {model.difficulty} · "
             f"{fmt.duration(model.time_limit)} · {model.cluster.control_planes} "
-            f"control plane(s)  \n{tags}\n\n{fmt.unrendered(model.task)}")
+            f"control plane(s)  \n{path}{tags}\n\n{fmt.unrendered(model.task)}")
 
 
 def rows(catalog: Catalog) -> list[dict[str, Any]]:
     """One row per scenario (by domain, level, id), then per exam (by id): what the catalog
-    screen shows, without the learner's scores."""
+    screen shows, without the learner's scores. A scenario's preview says its step on the
+    difficulty path and its suggested prerequisites."""
     out: list[dict[str, Any]] = []
+    path = catalog.path()
+    steps = {sc.id: number for number, sc in enumerate(path, 1)}
     for sc in sorted(catalog.scenarios.values(),
                      key=lambda s: (s.domain, LEVELS.get(s.difficulty, 9), s.id)):
         out.append({"key": f"scenario:{sc.id}", "kind": "scenario", "id": sc.id, "title": sc.title,
                     "domain": sc.domain, "level": sc.difficulty, "time": sc.time_limit,
-                    "preview": preview(sc)})
+                    "preview": preview(sc, (steps[sc.id], len(path)))})
     for ex in sorted(catalog.exams.values(), key=lambda e: e.id):
         out.append({"key": f"exam:{ex.id}", "kind": "exam", "id": ex.id, "title": ex.title,
                     "domain": "exam", "level": "exam", "time": ex.duration, "preview": preview(ex)})

@@ -44,8 +44,10 @@ class CatalogTable(DataTable):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Start")]
 
 
-def exam_scores(attempts: list[Any]) -> dict[str, list[float]]:
-    """Per exam id: the percent of each sitting (its tasks' attempts share a start time)."""
+def exam_scores(attempts: list[Any], recorded: list[Any] = ()) -> dict[str, list[float]]:  # type: ignore[assignment]
+    """Per exam id: the percent of each sitting. A sitting the history recorded (``recorded``,
+    its weighted percent) counts as recorded; an older one, from its tasks' attempts (they
+    share a start time), as the percent of all points."""
     sittings: dict[tuple[str, float], list[int]] = {}
     for a in attempts:
         if a.exam:
@@ -53,8 +55,9 @@ def exam_scores(attempts: list[Any]) -> dict[str, list[float]]:
             total[0] += a.score
             total[1] += a.max_score
     out: dict[str, list[float]] = {}
-    for (exam, _), (score, max_score) in sittings.items():
-        out.setdefault(exam, []).append(fmt.percent(score, max_score))
+    weighted = {(x.exam, x.started_at): x.percent for x in recorded}
+    for (exam, started), (score, max_score) in sittings.items():
+        out.setdefault(exam, []).append(weighted.get((exam, started), fmt.percent(score, max_score)))
     return out
 
 
@@ -167,7 +170,7 @@ class CatalogScreen(Screen):
         static = self.static_rows()
         best = self.app.history.best_scores()
         exams = self.app.history.attempts() if best and any(r["kind"] == "exam" for r in static) else []
-        sittings_by_exam = exam_scores(exams)
+        sittings_by_exam = exam_scores(exams, self.app.history.exam_sittings() if exams else [])
         rows: list[dict[str, Any]] = []
         for row in static:
             if row["kind"] == "exam":

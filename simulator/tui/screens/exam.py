@@ -154,7 +154,7 @@ class ExamScreen(Screen):
         task = self.exam.tasks[index]
         sc = task.scenario
         head = (f"# Task {task.number} of {len(self.exam.tasks)}: {sc.title}\n\n"
-                f"*{sc.domain} · {task.max_score} points · node `controlplane`*"
+                f"*{sc.domain} · weight {task.weight:.0f}% · {task.max_score} points · node `controlplane`*"
                 + (" · **flagged for review**" if task.flagged else "") + "\n\n")
         if task.status == "ready":
             body = sc.task
@@ -330,7 +330,7 @@ class ExamReportScreen(Screen):
         yield Header()
         with VerticalScroll(id="exam-report-body"):
             yield Label(f"[b]{escape(r.title)}[/]", id="results-title")
-            yield Static(f"{verdict}  {r.score}/{r.max_score} points ({r.percent:.0f}%) · "
+            yield Static(f"{verdict}  {r.percent:.1f}% of 100 ({r.score}/{r.max_score} points) · "
                          f"pass mark {r.pass_mark}% · time used {fmt.duration(r.time_used)} "
                          f"of {fmt.duration(r.duration)}", id="exam-verdict")
             yield DataTable(id="exam-report-table", cursor_type="row")
@@ -340,13 +340,13 @@ class ExamReportScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("#", "Task", "Domain", "Score", "", "Flag")
+        table.add_columns("#", "Task", "Domain", "Score", "", "Weighted", "Flag")
         for t in self.report.tasks:
             pct = fmt.percent(t.score, t.max_score)
             colour = "green" if pct >= 100 else ("yellow" if pct >= 66 else "red")
             table.add_row(str(t.number), t.scenario.title, t.scenario.domain,
                           Text(f"{t.score}/{t.max_score}", style=colour), f"{pct:.0f}%",
-                          "⚑" if t.flagged else "")
+                          f"{t.weighted:.1f}/{t.weight:.0f}%", "⚑" if t.flagged else "")
         table.focus()
         self.show_checks(0)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -25,10 +24,9 @@ if TYPE_CHECKING:
 
 def domain_averages(attempts: list[Attempt]) -> list[tuple[str, int, float]]:
     """Per domain: (domain, attempts, mean percent), sorted by domain."""
-    by: dict[str, list[float]] = defaultdict(list)
-    for a in attempts:
-        by[a.domain or "?"].append(a.percent)
-    return [(d, len(v), sum(v) / len(v)) for d, v in sorted(by.items())]
+    from simulator.history import domain_progress
+
+    return [(d.domain, d.attempts, d.average) for d in domain_progress(attempts)]
 
 
 def best_times(attempts: list[Attempt]) -> list[tuple[str, float | None, float]]:
