@@ -298,6 +298,9 @@ class ExamSession:
         (blocking); a task that failed before is tried again."""
         if self.status != "running":
             raise SessionError("the exam is over", hint="see the report with `cka-sim exam status`")
+        if self.expired():
+            raise SessionError("time is up: in exam mode the clock never stops",
+                               hint="`cka-sim submit` grades every task")
         task = self.select(index)
         self.retry(index)
         self.provision(index, progress)

@@ -320,3 +320,28 @@ def test_a_whole_exam_from_the_cli(weighted_pack: Path, tmp_path: Path) -> None:
     gone = cli("exam", "status", ok=False)
     assert "no exam is running" in gone.stderr and "hint:" in gone.stderr
     assert not list((tmp_path / "cli-home" / "clusters").iterdir())
+
+
+@needs_namespaces
+@pytest.mark.slow
+def test_after_the_deadline_the_cli_refuses_work_and_submit_grades(weighted_pack: Path, tmp_path: Path) -> None:
+    import json
+
+    home = tmp_path / "late-home"
+    env = {"CKA_SIM_HOME": str(home), "CKA_SIM_SCENARIOS": str(weighted_pack)}
+    assert run_cli("start", "weighted-mini", env=env).returncode == 0
+    try:
+        saved = json.loads((home / "exam.json").read_text())
+        saved["started_at"] -= 700  # the 10 minutes ran out a while ago
+        saved["deadline"] -= 700
+        (home / "exam.json").write_text(json.dumps(saved))
+        for args in (("shell", "-c", "true"), ("exam", "next")):
+            done = run_cli(*args, env=env)
+            assert done.returncode == 1 and "time is up" in done.stderr and "hint:" in done.stderr
+            assert "Traceback" not in done.stderr
+        report = json.loads(run_cli("submit", "--json", env=env).stdout)
+        assert report["time_used"] == 600 and report["percent"] == 0 and not report["passed"]
+        assert "not graded" in report["tasks"][1]["checks"][0]["detail"]
+    finally:
+        assert run_cli("stop", env=env).returncode == 0
+    assert not list((home / "clusters").iterdir())
