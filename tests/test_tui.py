@@ -165,6 +165,19 @@ async def test_catalog_lists_filters_previews_and_remembers_choices(pack: Path) 
         assert isinstance(app.screen, CatalogScreen)
 
 
+def test_a_tasks_preview_gives_its_step_on_the_difficulty_path_and_its_prerequisites() -> None:
+    from simulator.tui import catalog_index
+
+    catalog = Catalog.load(builtin=True, strict=True)
+    previews = {r["id"]: r["preview"] for r in catalog_index.rows(catalog)}
+    steps = {sc.id: n for n, sc in enumerate(catalog.path(), 1)}
+    total = len(steps)
+    assert f"Path: step {steps['etcd-backup']} of {total}  \n" in previews["etcd-backup"]
+    assert (f"Path: step {steps['etcd-restore']} of {total} · after `etcd-backup`"
+            in previews["etcd-restore"])
+    assert "`etcd-backup` · 5%" in previews["cka-mock-etcd"]
+
+
 def test_the_catalog_index_matches_only_the_files_it_was_made_from(pack: Path) -> None:
     from simulator.tui import catalog_index
 
