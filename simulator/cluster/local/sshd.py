@@ -9,9 +9,9 @@ keys from :mod:`simulator.cluster.sshkeys`; ``sshd_config`` comes last), so the 
 starts sshd from a thread once that file is there (:class:`Server`) and neither waits for
 the other:
 
-- ``/etc/ssh/sshd_config``: root logs in with a key only, no PAM (a node has no
-  ``/etc/pam.d``), Debian's sftp server (``scp`` speaks SFTP); ``sshd_config.d/*.conf``
-  is read first, as on Debian;
+- ``/etc/ssh/sshd_config``: root logs in with a key only and without PAM (the key alone
+  decides; the machine's session modules are no part of the exam), Debian's sftp server
+  (``scp`` speaks SFTP); ``sshd_config.d/*.conf`` is read first, as on Debian;
 - ``/etc/ssh/ssh_config`` (and ``ssh_config.d``): copies of the machine's client settings;
 - the node's host key, root's client key, ``authorized_keys`` and ``known_hosts``.
 
