@@ -20,6 +20,19 @@ needs_kubernetes = pytest.mark.skipif(
     reason=f"Kubernetes binaries missing: {missing_kubernetes_binaries()} (run .ci/build-binaries.sh)")
 
 
+def control_plane_unusable() -> str | None:
+    """Why an embedded control plane cannot run here (no namespaces, missing binaries), or None."""
+    from simulator.cluster.local.driver import LocalDriver
+
+    probe = LocalDriver()._probe_namespaces()
+    if not probe[1]:
+        return f"no namespaces: {probe[2]}"
+    missing = missing_kubernetes_binaries()
+    if missing:
+        return f"Kubernetes binaries missing ({', '.join(missing)}): run .ci/build-binaries.sh"
+    return None
+
+
 def check(ctx, use, /, **params):
     """Run the registered checker ``use`` as a scenario would, parameters checked first."""
     fn = registry.get_checker(use)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from clusterkit import wait_until
+from clusterkit import control_plane_unusable, wait_until
 
 from simulator.cluster import binaries
 from simulator.cluster.local.driver import LocalDriver
@@ -27,15 +27,7 @@ ETCD_TLS = ("--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etc
 MANIFESTS = "/etc/kubernetes/manifests"
 
 
-def _usable() -> str | None:
-    probe = LocalDriver()._probe_namespaces()
-    if not probe[1]:
-        return f"no namespaces: {probe[2]}"
-    missing = [n for n, path, _ in binaries.status()
-               if path is None and n in binaries.KUBERNETES_BINARIES]
-    if missing:
-        return f"Kubernetes binaries missing ({', '.join(missing)}): run .ci/build-binaries.sh"
-    return None
+_usable = control_plane_unusable
 
 
 needs_control_plane = pytest.mark.skipif(_usable() is not None, reason=str(_usable()))

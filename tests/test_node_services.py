@@ -8,8 +8,8 @@ import re
 import time
 
 import pytest
+from clusterkit import control_plane_unusable
 
-from simulator.cluster import binaries
 from simulator.cluster.local import kubelet as kubelet_mod
 from simulator.cluster.local import services
 from simulator.cluster.local.driver import LocalDriver
@@ -18,15 +18,7 @@ from simulator.cluster.node import ClusterSpec, Completed
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def _usable() -> str | None:
-    probe = LocalDriver()._probe_namespaces()
-    if not probe[1]:
-        return f"no namespaces: {probe[2]}"
-    missing = [n for n, path, _ in binaries.status()
-               if path is None and n in binaries.KUBERNETES_BINARIES]
-    if missing:
-        return f"Kubernetes binaries missing ({', '.join(missing)}): run .ci/build-binaries.sh"
-    return None
+_usable = control_plane_unusable
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(_usable() is not None, reason=str(_usable()))]
