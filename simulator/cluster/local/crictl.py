@@ -678,12 +678,6 @@ def _fatal(message: str) -> int:
     return 1
 
 
-def _find_pod(pods: list[dict], prefix: str) -> dict | None:
-    exact = [p for p in pods if p.get("id") == prefix]
-    matches = exact or [p for p in pods if prefix and p.get("id", "").startswith(prefix)]
-    return matches[0] if len(matches) == 1 else None
-
-
 def _ask_supervisor(verb: str, sandbox: str) -> None:
     """Ask the node agent to stop or remove a sandbox; wait until it has."""
     requests = os.path.join(STATE_DIR, "requests")
@@ -703,10 +697,10 @@ def cmd_stopp(args: list[str]) -> int:
         return 0
     pods = load_pods()
     for prefix in ids:
-        pod = _find_pod(pods, prefix)
-        if pod is None:
-            return _fatal(f'stopping the pod sandbox "{prefix}": rpc error: code = NotFound desc = '
-                          f'an error occurred when try to find sandbox "{prefix}": not found')
+        try:
+            pod = find(pods, prefix, "sandbox")
+        except NotFound as exc:
+            return _fatal(f'stopping the pod sandbox "{prefix}": {exc}')
         if pod_ready(pod):
             _ask_supervisor("stopp", pod["id"])
         print(f"Stopped sandbox {prefix}")
@@ -724,8 +718,9 @@ def cmd_rmp(args: list[str]) -> int:
         return 0
     failed = False
     for prefix in ids:
-        pod = _find_pod(pods, prefix)
-        if pod is None:
+        try:
+            pod = find(pods, prefix, "sandbox")
+        except NotFound:
             print(f'getting sandbox status of pod "{prefix}": rpc error: code = NotFound desc = '
                   "an error occurred when try to find sandbox: not found", file=sys.stderr)
             failed = True
@@ -750,6 +745,19 @@ IMAGE_PROGRAMS = {
 """What the distroless control-plane images of registry.k8s.io ship besides certificates
 and time zones: no shell, no ``ls``, no ``tar``. A practice container's root holds the
 node's /usr, so an exec checks a command against this list first, as runc would fail it."""
+
+
+def exec_env(record: dict, tty: bool) -> dict[str, str]:
+    """The environment of a command exec'd in a container: the runtime's PATH and HOSTNAME,
+    then the container's own variables, and TERM with a terminal."""
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "HOSTNAME": os.uname().nodename}
+    for item in record.get("env", []):
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    if tty:
+        env.setdefault("TERM", os.environ.get("TERM", "xterm"))
+    return env
 
 
 def exec_refusal(command: list[str], image: str, cid: str) -> str:
@@ -810,13 +818,7 @@ def cmd_exec(args: list[str]) -> int:
         print(f"execing command in container {cid}: rpc error: code = Unknown desc = {refusal}",
               file=sys.stderr)
         return 1
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "HOSTNAME": os.uname().nodename}
-    for item in record.get("env", []):
-        key, _, value = str(item).partition("=")
-        env[key] = value
-    if opts.get("tty"):
-        env.setdefault("TERM", os.environ.get("TERM", "xterm"))
+    env = exec_env(record, bool(opts.get("tty")))
     argv = ["nsenter", "--target", str(pid), "--mount", "--root", "--wd", "--", *command]
     try:
         done = subprocess.run(argv, env=env, stdin=None if opts.get("stdin") else subprocess.DEVNULL)

@@ -44,7 +44,6 @@ import socket
 import struct
 import termios
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +100,6 @@ class _Exec:
             self.expected.add("resize")
         self.started = False
         self.code: int | None = None
-        self.exited_at: float | None = None
         self.open_outputs: set[int] = set()
         self.master: int | None = None
         self.stdin_fd: int | None = None
@@ -160,14 +158,8 @@ class _Exec:
         if refusal:
             self._end(None, f"error executing command in container: {refusal}")
             return
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "HOSTNAME": os.uname().nodename}
-        for item in self.record.get("env", []):
-            key, _, value = str(item).partition("=")
-            env[key] = value
         tty = self.options["tty"]
-        if tty:
-            env.setdefault("TERM", "xterm")
+        env = crictl.exec_env(self.record, tty)
         env["WRAP"] = "setsid --ctty" if tty else ""
         actions: list[tuple[Any, ...]] = []
         close_after: list[int] = []
@@ -266,7 +258,6 @@ class _Exec:
         self.status_fd = None
         text = self.status_text.decode(errors="replace").strip()
         self.code = int(text) if text.isdigit() else 137
-        self.exited_at = time.monotonic()
         self.session.later(OUTPUT_GRACE, lambda: self._end(self.code))
         self._maybe_end()
 

@@ -482,12 +482,16 @@ class Supervisor:
             if any(c.running and c.record.get("podSandboxId") == sid for c in self._live()):
                 continue  # answered once the killed containers' exits are recorded
             if verb == "rmp":
-                self._stopped.pop(sid, None)
-                for c in [c for c in self._history.values()
-                          if c.record.get("podSandboxId") == sid and not c.running]:
-                    self._drop(c)
+                self._remove_sandbox(sid)
                 log.info("sandbox %s removed", sid[:13])
             (rdir / name).unlink(missing_ok=True)
+
+    def _remove_sandbox(self, sid: str) -> None:
+        """Forget a stopped sandbox and drop its exited containers."""
+        self._stopped.pop(sid, None)
+        for c in [c for c in self._history.values()
+                  if c.record.get("podSandboxId") == sid and not c.running]:
+            self._drop(c)
 
     def _stop_sandbox(self, pod: _Pod) -> None:
         old = pod.sandbox_id
@@ -501,8 +505,7 @@ class Supervisor:
                 self._signal(c, signal.SIGKILL)
             slot.failures, slot.next_start = 0, 0.0
         pod.sandbox_id, pod.created = secrets.token_hex(32), _now_ns()
-        pod.attempt = 1 + max([pod.attempt] + [e["attempt"] for e, _ in self._stopped.values()
-                                                if e["uid"] == pod.spec.uid])
+        pod.attempt += 1
         log.info("sandbox %s of %s stopped; its pod gets sandbox %s", old[:13],
                  pod.spec.full_name, pod.sandbox_id[:13])
 
@@ -766,10 +769,7 @@ class Supervisor:
     def _collect_garbage(self, now: float) -> None:
         for sid, (_, since) in list(self._stopped.items()):
             if now - since >= GC_AFTER:  # the kubelet removes sandboxes that are not ready
-                del self._stopped[sid]
-                for c in [c for c in self._history.values()
-                          if c.record.get("podSandboxId") == sid and not c.running]:
-                    self._drop(c)
+                self._remove_sandbox(sid)
         groups: dict[tuple[str, str, str], list[_Container]] = {}
         for c in self._history.values():
             r = c.record
