@@ -109,14 +109,20 @@ def _point_etcd_at(cluster: Cluster, node_name: str, directory: str) -> None:
     node.run(["mkdir", "-p", posixpath.join(directory, "member")]).check()
     ctx = registry.Context(cluster, node_name=node_name)
     registry.get_fault("manifest.set")(ctx, component="etcd", volume="etcd-data", host_path=directory)
-    deadline = time.monotonic() + 60
+    # Until etcd serves from the new directory: its container has moved there and answers
+    # healthy, or has run there for 10 s (an etcd on an empty member directory, or with a
+    # certificate the task expired, may never answer healthy; a sound one does in 1-2 s).
+    deadline, moved_at = time.monotonic() + 60, None
     while time.monotonic() < deadline:
         try:
             moved = any(m.source == directory for c in staticpod.running(node, "etcd") for m in c.mounts)
         except Exception:  # the runtime may be between containers
             moved = False
-        if moved and kubeadm.etcdctl(node, "endpoint", "health", "--command-timeout=2s", timeout=10).ok:
-            return
+        if moved:
+            moved_at = moved_at or time.monotonic()
+            if (time.monotonic() - moved_at > 10
+                    or kubeadm.etcdctl(node, "endpoint", "health", "--command-timeout=2s", timeout=10).ok):
+                return
         time.sleep(0.5)
 
 

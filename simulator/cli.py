@@ -443,10 +443,13 @@ def scenario_new(scenario_id: str, output: Path | None) -> None:
 @click.option("--driver", type=click.Choice(["local", "kind"]), default="local", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the scenarios' variables (try several to cover every value).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Attempts played at once, each on its own fresh cluster "
+                   "[default: CKA_SIM_GATE_JOBS, else 3 embedded, 2 on kind].")
 @click.option("--json", "as_json", is_flag=True)
 @pass_obj
 def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, seed: int,
-                  as_json: bool) -> None:
+                  jobs: int | None, as_json: bool) -> None:
     """Quality gate: fresh cluster scores 0, the solution full marks, wrong solutions lose
     exactly the checks they name."""
     from simulator.gate import run_gate
@@ -459,7 +462,7 @@ def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, seed:
     def progress(line: str) -> None:  # the elapsed time shows which attempts are slow
         click.echo(f"[{time.monotonic() - began:5.0f}s] {line}", err=True)
 
-    results = run_gate(obj.catalog, targets, driver=driver, seed=seed, progress=progress)
+    results = run_gate(obj.catalog, targets, driver=driver, seed=seed, progress=progress, jobs=jobs)
     if as_json:
         emit_json([r.to_json() for r in results])
     else:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -97,165 +99,149 @@ class _Attempt(NamedTuple):
     values: dict[str, Any]
 
 
-class _Clusters:
-    """Fresh set-up clusters for the gate's attempts, one made ahead in the background
-    while the current attempt is played, so the next attempt does not wait for its
-    cluster. Every attempt still gets a cluster of its own, made from nothing."""
+# What one attempt checks, given its fresh cluster: the problems it finds.
+Judge = Callable[[_Attempt], list[str]]
 
-    def __init__(self, scenario: Scenario, driver: str, values: dict[str, Any], count: int) -> None:
-        self.scenario, self.driver, self.values = scenario, driver, values
-        self.left = count
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate")
-        self.ahead: concurrent.futures.Future | None = None
-        self._order()
 
-    def _make(self) -> _Attempt:
-        state: dict[str, Any] = {}
-        scenario, values = self.scenario.model_copy(deep=True), dict(self.values)
-        return _Attempt(_fresh(scenario, self.driver, values, state), state, scenario, values)
-
-    def _order(self) -> None:
-        if self.left > 0:
-            self.left -= 1
-            self.ahead = self.pool.submit(self._make)
-        else:
-            self.ahead = None
-
-    def next(self) -> _Attempt:
-        """The next fresh cluster and its setup state (SimError when it cannot be made);
-        the one after it starts being made at once."""
-        assert self.ahead is not None, "more clusters asked for than announced"
-        future = self.ahead
-        self._order()
-        return future.result()
-
-    def close(self) -> None:
-        """Remove a cluster made ahead but never used, and stop the worker."""
-        if self.ahead is not None:
-            future, self.ahead = self.ahead, None
-            try:
-                made = future.result()
-            except BaseException:
-                pass
-            else:
-                get_driver(self.driver).delete(made.cluster)
-        self.pool.shutdown(wait=True)
+def default_jobs(driver: str) -> int:
+    """How many attempts the gate plays at once: ``CKA_SIM_GATE_JOBS``, else 3 on embedded
+    clusters and 2 on kind. An attempt spends most of its time waiting (for etcd and API
+    servers to stop, start and answer, for the solution's polling loops), so a few side by
+    side take little more than one; every attempt still has a cluster of its own."""
+    raw = os.environ.get("CKA_SIM_GATE_JOBS", "")
+    if raw.strip():
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise SimError(f"CKA_SIM_GATE_JOBS={raw!r} is not a number",
+                           hint="set it to how many gate attempts may run at once, e.g. 2") from None
+    return 3 if driver == "local" else 2
 
 
 def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
-                  progress: Callable[[str], None] = lambda line: None) -> GateResult:
-    """Run the three gates for one scenario and collect every problem found."""
+                  progress: Callable[[str], None] = lambda line: None,
+                  jobs: int | None = None) -> GateResult:
+    """Run the three gates for one scenario and collect every problem found, in the order
+    of the attempts (reference, alternatives, wrong solutions, attacks), whatever order
+    they finish in."""
     began = time.monotonic()
     result = GateResult(scenario.id, seed)
     rendered, values = scenario.instantiate(seed)
-    drv = get_driver(driver)
     found = attacks(rendered, lambda c, text: run_script(c, text, stop_on_error=False))
-    clusters = _Clusters(rendered, driver, values,
-                         1 + len(rendered.alternatives) + len(rendered.wrong_solutions) + len(found))
-    try:
-        _gate(rendered, values, drv, clusters, found, result, scenario.id, progress)
-    finally:
-        clusters.close()
+    attempts = _attempts(rendered, found)
+    drv = get_driver(driver)
+    stop = threading.Event()  # the reference could not be set up: the rest would repeat it
+
+    def one(what: str, judge: Judge) -> tuple[bool, list[str]]:
+        if stop.is_set():
+            return False, []
+        progress(f"{scenario.id}: {what}")
+        start = time.monotonic()
+        state: dict[str, Any] = {}
+        local, local_values = rendered.model_copy(deep=True), dict(values)
+        try:
+            cluster = _fresh(local, driver, local_values, state)
+        except SimError as exc:
+            return True, [f"setup failed: {exc.message} ({exc.hint})"]
+        try:
+            return False, judge(_Attempt(cluster, state, local, local_values))
+        except SimError as exc:
+            return False, [f"{what} could not be played: {exc.message}"]
+        finally:
+            drv.delete(cluster)
+            progress(f"{scenario.id}: {what} done in {time.monotonic() - start:.0f}s")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or default_jobs(driver),
+                                               thread_name_prefix="gate") as pool:
+        futures = [pool.submit(one, what, judge) for what, judge in attempts]
+        setup_failed, problems = futures[0].result()
+        if setup_failed:
+            stop.set()
+            result.problems = problems
+        else:
+            result.problems = problems + [p for f in futures[1:] for p in f.result()[1]]
     result.seconds = time.monotonic() - began
     return result
 
 
-def _gate(rendered: Scenario, values: dict[str, Any], drv: Any, clusters: _Clusters,
-          found: list, result: GateResult, scenario_id: str,
-          progress: Callable[[str], None]) -> None:
-    progress(f"{scenario_id}: fresh environment and reference solution")
-    try:
-        cluster, state, local, local_values = clusters.next()
-    except SimError as exc:
-        result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
-        return
-    try:
-        fresh = grade(local, cluster, local_values, state)
+def _attempts(rendered: Scenario, found: list) -> list[tuple[str, Judge]]:
+    """Every attempt of the gate, in order, with what each must find."""
+    def reference(a: _Attempt) -> list[str]:
+        problems = []
+        fresh = grade(a.scenario, a.cluster, a.values, a.state)
         score = sum(o.points for o in fresh)
         if score:
-            result.problems.append(f"doing nothing scores {score}/{sum(o.max_points for o in fresh)}: "
-                                   "a fresh environment must score exactly 0")
+            problems.append(f"doing nothing scores {score}/{sum(o.max_points for o in fresh)}: "
+                            "a fresh environment must score exactly 0")
         earned = [o for o in fresh if o.passed and not o.guard]
         lost_guards = [o for o in fresh if o.guard and not o.passed]
         if earned:
-            result.problems.append(f"fresh environment already passes: {_describe(earned)}")
+            problems.append(f"fresh environment already passes: {_describe(earned)}")
         if lost_guards:
-            result.problems.append(f"guard checks fail on a fresh environment: {_describe(lost_guards)}")
-        done = run_script(cluster, local.solution, stop_on_error=True)
+            problems.append(f"guard checks fail on a fresh environment: {_describe(lost_guards)}")
+        done = run_script(a.cluster, a.scenario.solution, stop_on_error=True)
         if done is not None and not done.ok:
-            tail = (done.err or done.out).strip().splitlines()[-3:]
-            result.problems.append(f"solution exited {done.returncode}: {' | '.join(tail)}")
-        solved = grade(local, cluster, local_values, state)
-        missed = [o for o in solved if not o.passed]
+            problems.append(f"solution exited {done.returncode}: {_tail(done)}")
+        missed = [o for o in grade(a.scenario, a.cluster, a.values, a.state) if not o.passed]
         if missed:
-            result.problems.append("solution misses: " + "; ".join(
-                f"{o.name!r}: {o.detail}" for o in missed))
-    finally:
-        drv.delete(cluster)
+            problems.append("solution misses: " + "; ".join(f"{o.name!r}: {o.detail}" for o in missed))
+        return problems
 
-    def played(what: str, play: Callable[[Cluster, Scenario], Completed | None],
-               ) -> tuple[Completed | None, list[CheckOutcome], Scenario] | None:
-        """``play`` on a fresh environment (given the scenario as that cluster renders it),
-        then its grades; None (a problem noted) when the environment cannot be made or the
-        play fails."""
-        progress(f"{scenario_id}: {what}")
-        try:
-            cluster, state, local, local_values = clusters.next()
-        except SimError as exc:
-            result.problems.append(f"setup failed: {exc.message} ({exc.hint})")
-            return None
-        try:
-            done = play(cluster, local)
-            return done, grade(local, cluster, local_values, state), local
-        except SimError as exc:
-            result.problems.append(f"{what} could not be played: {exc.message}")
-            return None
-        finally:
-            drv.delete(cluster)
+    def alternative(i: int, what: str) -> Judge:
+        def judge(a: _Attempt) -> list[str]:
+            problems = []
+            done = run_script(a.cluster, a.scenario.alternatives[i].script, stop_on_error=True)
+            if done is not None and not done.ok:
+                problems.append(f"{what} exited {done.returncode}: {_tail(done)}")
+            missed = [o for o in grade(a.scenario, a.cluster, a.values, a.state) if not o.passed]
+            if missed:
+                problems.append(f"{what} misses: " + "; ".join(f"{o.name!r}: {o.detail}" for o in missed))
+            return problems
+        return judge
 
-    for i, alternative in enumerate(rendered.alternatives):
-        what = f"alternative {alternative.name!r}"
-        graded = played(what, lambda c, local, i=i: run_script(c, local.alternatives[i].script,
-                                                                 stop_on_error=True))
-        if graded is None:
-            continue
-        done, outcomes, _ = graded
-        if done is not None and not done.ok:
-            tail = (done.err or done.out).strip().splitlines()[-3:]
-            result.problems.append(f"{what} exited {done.returncode}: {' | '.join(tail)}")
-        missed = [o for o in outcomes if not o.passed]
-        if missed:
-            result.problems.append(f"{what} misses: " + "; ".join(f"{o.name!r}: {o.detail}" for o in missed))
+    def wrong(i: int, name: str) -> Judge:
+        def judge(a: _Attempt) -> list[str]:
+            problems = []
+            run_script(a.cluster, a.scenario.wrong_solutions[i].script, stop_on_error=False)
+            outcomes = grade(a.scenario, a.cluster, a.values, a.state)
+            expected = set(a.scenario.wrong_solutions[i].fails)
+            should_fail = [o for o in outcomes if o.name in expected and o.passed]
+            should_pass = [o for o in outcomes if o.name not in expected and not o.passed]
+            if should_fail:
+                problems.append(f"wrong solution {name!r} is not caught by: "
+                                + ", ".join(repr(o.name) for o in should_fail))
+            if should_pass:
+                problems.append(f"wrong solution {name!r} also fails: "
+                                + "; ".join(f"{o.name!r}: {o.detail}" for o in should_pass))
+            return problems
+        return judge
 
-    for i, wrong in enumerate(rendered.wrong_solutions):
-        graded = played(f"wrong solution {wrong.name!r}",
-                        lambda c, local, i=i: run_script(c, local.wrong_solutions[i].script,
-                                                         stop_on_error=False))
-        if graded is None:
-            continue
-        _, outcomes, local = graded
-        expected = set(local.wrong_solutions[i].fails)
-        should_fail = [o for o in outcomes if o.name in expected and o.passed]
-        should_pass = [o for o in outcomes if o.name not in expected and not o.passed]
-        if should_fail:
-            result.problems.append(f"wrong solution {wrong.name!r} is not caught by: "
-                                   + ", ".join(repr(o.name) for o in should_fail))
-        if should_pass:
-            result.problems.append(f"wrong solution {wrong.name!r} also fails: "
-                                   + "; ".join(f"{o.name!r}: {o.detail}" for o in should_pass))
-
-    for attack in found:
-        graded = played(f"attack {attack.name!r}", lambda c, local, name=attack.name: _attack(local, name).play(c))
-        if graded is None:
-            continue
-        outcomes = graded[1]
-        score, top = sum(o.points for o in outcomes), sum(o.max_points for o in outcomes)
-        if top and score / top > attack.limit:
+    def attack(name: str, limit: float) -> Judge:
+        def judge(a: _Attempt) -> list[str]:
+            _attack(a.scenario, name).play(a.cluster)
+            outcomes = grade(a.scenario, a.cluster, a.values, a.state)
+            score, top = sum(o.points for o in outcomes), sum(o.max_points for o in outcomes)
+            if not top or score / top <= limit:
+                return []
             paid = [o for o in outcomes if o.passed and o.points]
-            result.problems.append(
-                f"attack {attack.name!r} ({ATTACKS[attack.name]}) scores {score}/{top}, more than "
-                f"{'full marks allow' if attack.limit >= 0.999 else f'{attack.limit:.0%}'}: it passes "
-                + ", ".join(repr(o.name) for o in paid))
+            return [f"attack {name!r} ({ATTACKS[name]}) scores {score}/{top}, more than "
+                    f"{'full marks allow' if limit >= 0.999 else f'{limit:.0%}'}: it passes "
+                    + ", ".join(repr(o.name) for o in paid)]
+        return judge
+
+    out: list[tuple[str, Judge]] = [("fresh environment and reference solution", reference)]
+    for i, alt in enumerate(rendered.alternatives):
+        what = f"alternative {alt.name!r}"
+        out.append((what, alternative(i, what)))
+    for i, w in enumerate(rendered.wrong_solutions):
+        out.append((f"wrong solution {w.name!r}", wrong(i, w.name)))
+    for a in found:
+        out.append((f"attack {a.name!r}", attack(a.name, a.limit)))
+    return out
+
+
+def _tail(done: Completed) -> str:
+    return " | ".join((done.err or done.out).strip().splitlines()[-3:])
 
 
 def _attack(scenario: Scenario, name: str) -> Any:
@@ -265,7 +251,8 @@ def _attack(scenario: Scenario, name: str) -> Any:
 
 
 def run_gate(catalog: Catalog, ids: list[str], *, driver: str = "local", seed: int = 0,
-             progress: Callable[[str], None] = lambda line: None) -> list[GateResult]:
+             progress: Callable[[str], None] = lambda line: None,
+             jobs: int | None = None) -> list[GateResult]:
     """The gate for each scenario id, in order."""
-    return [gate_scenario(catalog.get(i), driver=driver, seed=seed, progress=progress)
+    return [gate_scenario(catalog.get(i), driver=driver, seed=seed, progress=progress, jobs=jobs)
             for i in ids]
