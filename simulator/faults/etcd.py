@@ -94,29 +94,35 @@ def wal_entry_frames(segment: bytes) -> list[tuple[int, int]]:
     return frames
 
 
-@fault("etcd.corrupt_wal")
-def corrupt_wal(ctx: Context, data_dir: str = kubeadm.ETCD_DATA_DIR) -> None:
-    """Flip a byte inside an entry in the middle of etcd's newest WAL segment, as a bad
-    disk block does: the frame stays whole but its CRC no longer matches, so etcd refuses
-    to replay its log at every start (``wal: crc mismatch``) and crash-loops, and cannot
-    repair it (etcd only truncates a torn tail)."""
-    _stop(ctx)
+def _flip_wal_entry(ctx: Context, data_dir: str) -> None:
     wal_dir = f"{data_dir.rstrip('/')}/member/wal"
     listed = ctx.run(["find", wal_dir, "-maxdepth", "1", "-name", "*.wal", "-printf", "%f\\n"]).check()
     segments = sorted(listed.out.split())
+    hint = "etcd.corrupt_wal needs an etcd that has run on that data directory"
     if not segments:
-        raise ClusterError(f"no WAL segment in {wal_dir} on {ctx.node_name}",
-                           hint="etcd.corrupt_wal needs an etcd that has run on that data directory")
+        raise ClusterError(f"no WAL segment in {wal_dir} on {ctx.node_name}", hint=hint)
     path = f"{wal_dir}/{segments[-1]}"
     head = ctx.run(["head", "-c", str(_WAL_READ), path]).check().stdout
-    # an entry within one disk sector: etcd would take damage across a sector boundary
-    # next to a zeroed sector for a torn write and cut the log there instead of failing
+    # etcd takes a bad record that spans a zeroed disk sector for a torn write and cuts
+    # the log there; an entry within one sector fails its CRC instead
     frames = [(start, size) for start, size in wal_entry_frames(head)
               if (start - 8) // _SECTOR == (start + size - 1) // _SECTOR]
     if not frames:
-        raise ClusterError(f"no log entry to damage in {path} on {ctx.node_name}")
+        raise ClusterError(f"no log entry to damage in {path} on {ctx.node_name}", hint=hint)
     start, size = frames[len(frames) // 2]
     last = start + size - 1  # the entry's last data byte: the frame still parses
     ctx.run(["dd", f"of={path}", "bs=1", f"seek={last}", "count=1", "conv=notrunc", "status=none"],
             input=bytes([head[last] ^ 0xFF])).check()
-    _start(ctx)
+
+
+@fault("etcd.corrupt_wal")
+def corrupt_wal(ctx: Context, data_dir: str = kubeadm.ETCD_DATA_DIR) -> None:
+    """Flip a byte inside an entry in the middle of etcd's newest WAL segment, as a bad
+    disk block does: the frame stays whole but its CRC no longer matches, so etcd refuses
+    to replay its log at every start (``walpb: crc mismatch``) and crash-loops; etcd
+    repairs only a torn tail, not this."""
+    _stop(ctx)
+    try:
+        _flip_wal_entry(ctx, data_dir)
+    finally:
+        _start(ctx)
