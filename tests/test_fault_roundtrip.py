@@ -108,7 +108,7 @@ def test_corrupt_wal_crash_loops_etcd(etcd_ctx):
     newest = ctx.run(["crictl", "ps", "-a", "--name", "etcd", "-q"]).check().out.split()[0]
     logs = ctx.run(["crictl", "logs", newest]).check()
     assert "walpb: crc mismatch" in logs.out + logs.err
-    # etcd repairs only a torn tail: it set nothing aside as .broken and truncated nothing
+    # etcd repairs only a torn tail: it set no segment aside as .broken
     segments = ctx.run(["ls", f"{kubeadm.ETCD_DATA_DIR}/member/wal"]).check().out.split()
     assert segments and not [name for name in segments if name.endswith(".broken")]
 
