@@ -104,6 +104,13 @@ def test_corrupt_wal_crash_loops_etcd(etcd_ctx):
     fault(ctx, "etcd.corrupt_wal")
     wait_until("etcd is restarted again and again", lambda: restarts(ctx) >= 3, timeout=30)
     assert not check(ctx, "etcd.healthy").passed
+    # every attempt, the last one too, fails on the checksum, as on a damaged disk block
+    newest = ctx.run(["crictl", "ps", "-a", "--name", "etcd", "-q"]).check().out.split()[0]
+    logs = ctx.run(["crictl", "logs", newest]).check()
+    assert "walpb: crc mismatch" in logs.out + logs.err
+    # etcd repairs only a torn tail: it set no segment aside as .broken
+    segments = ctx.run(["ls", f"{kubeadm.ETCD_DATA_DIR}/member/wal"]).check().out.split()
+    assert segments and not [name for name in segments if name.endswith(".broken")]
 
 
 def test_wipe_data_loses_every_key(etcd_ctx):

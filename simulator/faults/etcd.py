@@ -69,11 +69,60 @@ def corrupt_db(ctx: Context, data_dir: str = kubeadm.ETCD_DATA_DIR) -> None:
     _start(ctx)
 
 
+# A WAL segment is a run of frames: a little-endian u64 (the record's length, the pad
+# count in the top byte) then the walpb.Record (type=1, crc=2, data=3) padded to 8 bytes.
+# A zero length ends the written part of a preallocated segment.
+_WAL_READ = 8 << 20
+_WAL_ENTRY = b"\x08\x02"  # Record.type = entryType
+_SECTOR = 512
+
+
+def wal_entry_frames(segment: bytes) -> list[tuple[int, int]]:
+    """(offset, length) of each entry record in a WAL segment, in order, up to the first
+    frame that is zero or runs past the bytes given."""
+    frames, offset = [], 0
+    while offset + 8 <= len(segment):
+        field = int.from_bytes(segment[offset:offset + 8], "little")
+        size = field & 0x00FFFFFFFFFFFFFF
+        pad = (field >> 56) & 0x7 if field >> 63 else 0
+        start = offset + 8
+        if size == 0 or start + size + pad > len(segment):
+            break
+        if segment[start:start + 2] == _WAL_ENTRY:
+            frames.append((start, size))
+        offset = start + size + pad
+    return frames
+
+
+def _flip_wal_entry(ctx: Context, data_dir: str) -> None:
+    wal_dir = f"{data_dir.rstrip('/')}/member/wal"
+    listed = ctx.run(["find", wal_dir, "-maxdepth", "1", "-name", "*.wal", "-printf", "%f\\n"]).check()
+    segments = sorted(listed.out.split())
+    hint = "etcd.corrupt_wal needs an etcd that has run on that data directory"
+    if not segments:
+        raise ClusterError(f"no WAL segment in {wal_dir} on {ctx.node_name}", hint=hint)
+    path = f"{wal_dir}/{segments[-1]}"
+    head = ctx.run(["head", "-c", str(_WAL_READ), path]).check().stdout
+    # etcd takes a bad record that spans a zeroed disk sector for a torn write and cuts
+    # the log there; an entry within one sector fails its CRC instead
+    frames = [(start, size) for start, size in wal_entry_frames(head)
+              if (start - 8) // _SECTOR == (start + size - 1) // _SECTOR]
+    if not frames:
+        raise ClusterError(f"no log entry to damage in {path} on {ctx.node_name}", hint=hint)
+    start, size = frames[len(frames) // 2]
+    last = start + size - 1  # the entry's last data byte: the frame still parses
+    ctx.run(["dd", f"of={path}", "bs=1", f"seek={last}", "count=1", "conv=notrunc", "status=none"],
+            input=bytes([head[last] ^ 0xFF])).check()
+
+
 @fault("etcd.corrupt_wal")
 def corrupt_wal(ctx: Context, data_dir: str = kubeadm.ETCD_DATA_DIR) -> None:
-    """Overwrite the start of every WAL segment: etcd refuses to replay its log."""
+    """Flip a byte inside an entry in the middle of etcd's newest WAL segment, as a bad
+    disk block does: the frame stays whole but its CRC no longer matches, so etcd refuses
+    to replay its log at every start (``walpb: crc mismatch``) and crash-loops; etcd
+    repairs only a torn tail, not this."""
     _stop(ctx)
-    script = ('for f in "$DATA_DIR"/member/wal/*.wal; do '
-              'dd if=/dev/urandom of="$f" bs=512 count=8 conv=notrunc status=none; done')
-    ctx.run(["bash", "-c", script], env={"DATA_DIR": data_dir}).check()
-    _start(ctx)
+    try:
+        _flip_wal_entry(ctx, data_dir)
+    finally:
+        _start(ctx)
