@@ -3,6 +3,7 @@
 from checkers import (
     certs,  # noqa: F401
     etcd,  # noqa: F401
+    facts,  # noqa: F401
     files,  # noqa: F401
     kube,  # noqa: F401
     script,  # noqa: F401

@@ -31,33 +31,99 @@ def healthy(ctx: Context, endpoint: str = kubeadm.ETCD_ENDPOINT) -> CheckResult:
                               "look at `crictl ps -a` and `crictl logs` on the node")
 
 
-def get_key(ctx: Context, key: str) -> tuple[bool, str | None, str]:
-    """(answered, value or None when absent, error text) for one etcd key."""
+def _get_kv(ctx: Context, key: str) -> tuple[bool, dict[str, Any] | None, str]:
+    """(answered, etcdctl's JSON of the key or None when absent, error text)."""
     done = kubeadm.etcdctl(ctx.node, "get", key, "-w", "json", "--dial-timeout=2s",
                            "--command-timeout=3s", timeout=15)
     if not done.ok:
         return False, None, _first_line(done.err or done.out)
     kvs = json.loads(done.out).get("kvs") or []
-    if not kvs:
-        return True, None, ""
-    return True, base64.b64decode(kvs[0].get("value", "")).decode(errors="replace"), ""
+    return True, (kvs[0] if kvs else None), ""
+
+
+def get_key(ctx: Context, key: str) -> tuple[bool, str | None, str]:
+    """(answered, value or None when absent, error text) for one etcd key."""
+    answered, kv, error = _get_kv(ctx, key)
+    if kv is None:
+        return answered, None, error
+    return True, base64.b64decode(kv.get("value", "")).decode(errors="replace"), ""
+
+
+def _setup_revision(ctx: Context, who: str) -> int:
+    try:
+        return int(ctx.state["setup_revision"])
+    except KeyError:
+        raise CheckError(f"{who}: the attempt recorded no etcd revision at setup",
+                         hint="add the setup step `record: revision` after the objects are made") from None
+    except (TypeError, ValueError):
+        raise CheckError(f"{who}: setup_revision is {ctx.state['setup_revision']!r}, not a revision",
+                         hint="store the etcd revision as an integer") from None
 
 
 @checker("etcd.key")
-def key(ctx: Context, key: str, present: bool = True, value: str | None = None) -> CheckResult:
-    """A key is present in (or absent from) the running etcd, optionally with a value."""
-    answered, found, error = get_key(ctx, key)
+def key(ctx: Context, key: str, present: bool = True, value: str | None = None,
+        created_before_setup: bool = False) -> CheckResult:
+    """A key is present in (or absent from) the running etcd, optionally with a value.
+
+    With ``created_before_setup`` the key must also have been created no later than the
+    revision recorded at setup (``record: revision``): the object that existed when the
+    task began, brought back by a restore, and not one made again since.
+    """
+    wanted = _setup_revision(ctx, "etcd.key") if created_before_setup else None
+    answered, kv, error = _get_kv(ctx, key)
     if not answered:
         return CheckResult(False, f"could not read {key} from etcd: {error}")
     if not present:
-        if found is None:
+        if kv is None:
             return CheckResult(True, f"{key} is absent, as expected")
         return CheckResult(False, f"{key} is still in etcd (expected it gone)")
-    if found is None:
+    if kv is None:
         return CheckResult(False, f"{key} is not in etcd")
+    found = base64.b64decode(kv.get("value", "")).decode(errors="replace")
     if value is not None and found != value:
         return CheckResult(False, f"{key} is {found[:80]!r}, expected {value!r}")
+    if wanted is not None:
+        created = int(kv.get("create_revision", 0))
+        if created > wanted:
+            return CheckResult(False, f"{key} was created at revision {created}, after the task began "
+                                      f"(revision {wanted}): it is a new object made again, not the "
+                                      "original one brought back from the backup")
+        return CheckResult(True, f"{key} is in etcd, created at revision {created}, before the task began")
     return CheckResult(True, f"{key} is in etcd" + (f" with value {value!r}" if value is not None else ""))
+
+
+@checker("etcd.dir_keys")
+def dir_keys(ctx: Context, data_dir: str, present: list[str] | None = None,
+             absent: list[str] | None = None) -> CheckResult:
+    """The etcd data directory ``data_dir`` on the node holds every key of ``present`` and
+    none of ``absent`` in its latest state, read from its ``member/snap/db`` without etcd.
+
+    Meant for a directory etcd no longer serves (the one a restore moved away from): it
+    shows what had been done to the cluster before the restore.
+    """
+    from checkers.bbolt import SnapshotFormatError, read_snapshot
+
+    db = posixpath.join(data_dir, "member", "snap", "db")
+    try:
+        data = ctx.node.read_file(db)
+    except FileNotFoundError:
+        return CheckResult(False, f"{db} does not exist: the data etcd ran on before the restore is gone "
+                                  f"(keep {data_dir} as it was)")
+    except OSError as exc:
+        return CheckResult(False, f"cannot read {db}: {exc.strerror or exc}")
+    try:
+        latest = read_snapshot(data, require_hash=False).kv_latest()
+    except SnapshotFormatError as exc:
+        return CheckResult(False, f"{db} is not a readable etcd database: {exc.detail}")
+    missing = [k for k in present or [] if k.encode() not in latest]
+    still = [k for k in absent or [] if k.encode() in latest]
+    problems = ([f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in it"] if missing else []) + \
+               ([f"{', '.join(still)} {'is' if len(still) == 1 else 'are'} still in it"] if still else [])
+    if problems:
+        return CheckResult(False, f"the etcd data in {data_dir}: " + "; ".join(problems))
+    shown = [f"holds {', '.join(present)}"] if present else []
+    shown += [f"no longer holds {', '.join(absent)}"] if absent else []
+    return CheckResult(True, f"the etcd data in {data_dir} " + " and ".join(shown))
 
 
 def _endpoint_revision(ctx: Context) -> tuple[int | None, str]:

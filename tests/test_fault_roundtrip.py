@@ -42,6 +42,7 @@ ROUNDTRIPS = {
     "manifest.move_out": "test_moved_out_apiserver_is_not_ready",
     "certs.expire": "test_expired_etcd_server_cert_and_the_renewal_that_fixes_it",
     "certs.wrong_ca": "test_client_cert_from_a_foreign_ca",
+    "certs.renew": "test_renewed_copy_with_its_own_validity",
     "kube.apply": "test_kube_apply_then_delete_a_namespace",
     "kube.delete": "test_kube_apply_then_delete_a_namespace",
     "files.chmod": "test_files_chmod_and_remove",
@@ -275,6 +276,26 @@ def test_expired_etcd_server_cert_and_the_renewal_that_fixes_it(cp):
     finally:
         if not check(cp, "certs.valid", path=server).passed:
             cp.node.write_file(server, original)
+
+
+@needs_kubernetes
+def test_renewed_copy_with_its_own_validity(cp):
+    server = f"{PKI}/etcd/server.crt"
+    renewed = f"{PKI}/etcd/server-renewed.crt"
+    original = cp.node.read_file(server)
+    fault(cp, "certs.renew", path=server, days=45, to=renewed)
+    try:
+        assert cp.node.read_file(server) == original
+        good = check(cp, "certs.valid", path=renewed, key=f"{PKI}/etcd/server.key",
+                     names=["controlplane", "localhost", "127.0.0.1"])
+        assert good.passed, good.detail
+        assert check(cp, "certs.expires_after", path=renewed, days=44).passed
+        short = check(cp, "certs.expires_after", path=renewed, days=46)
+        assert not short.passed and "expires in 44 days" in short.detail
+        with pytest.raises(CheckError):
+            fault(cp, "certs.renew", path=server, days=0)
+    finally:
+        cp.run(["rm", "-f", renewed]).check()
 
 
 @needs_kubernetes

@@ -1,4 +1,5 @@
-"""Faults on certificates: re-sign one so that it has expired, or with an unrelated CA.
+"""Faults on certificates: re-sign one so that it has expired, with an unrelated CA, or
+renewed for a validity of the scenario's choosing.
 
 The certificate keeps its key, subject, SANs and usages, so only the dates or the
 signature are wrong, as after a year without ``kubeadm certs renew`` or a certificate
@@ -35,14 +36,15 @@ def _current(data: bytes) -> x509.Certificate:
 
 
 def _resign(ctx: Context, path: str, ca_cert: bytes, ca_key: bytes,
-            not_before: dt.datetime, not_after: dt.datetime) -> None:
+            not_before: dt.datetime, not_after: dt.datetime, to: str | None = None) -> None:
     data = _read(ctx, path, "certificate")
+    dest = to or path
     if _is_kubeconfig(data):
         new = pki.reissue_kubeconfig_pem(data, ca_cert, ca_key, not_before, not_after)
-        ctx.node.write_file(path, new, pki.KUBECONFIG_MODE)
+        ctx.node.write_file(dest, new, pki.KUBECONFIG_MODE)
     else:
         new = pki.reissue_pem(data, ca_cert, ca_key, not_before, not_after)
-        ctx.node.write_file(path, new, pki.CERT_MODE)
+        ctx.node.write_file(dest, new, pki.CERT_MODE)
 
 
 @fault("certs.expire")
@@ -61,6 +63,30 @@ def expire(ctx: Context, path: str, days_ago: float = 1, ca: str | None = None,
     not_after = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=float(days_ago))
     _resign(ctx, path, _read(ctx, ca_path, "CA certificate"), _read(ctx, key_path, "CA key"),
             not_after - pki.CERT_VALIDITY, not_after)
+
+
+@fault("certs.renew")
+def renew(ctx: Context, path: str, days: float, to: str | None = None, ca: str | None = None,
+          ca_key: str | None = None) -> None:
+    """Re-sign ``path`` with the CA on disk, valid from now for ``days`` days.
+
+    The certificate keeps its key, subject, SANs and usages, as a renewal by an in-house
+    script would; with ``to`` the renewed certificate is written there (its parent
+    directory must exist) and ``path`` stays as it was. ``ca``/``ca_key`` default to the
+    kubeadm CA that signs ``path``.
+    """
+    try:
+        days = float(days)
+    except (TypeError, ValueError):
+        raise CheckError(f"certs.renew: days must be a number, got {days!r}", hint="days: 200") from None
+    if days <= 0:
+        raise CheckError(f"certs.renew: days must be positive, got {days:g}",
+                         hint="use certs.expire for a certificate that has expired")
+    ca_path = ca or default_ca(path)
+    key_path = ca_key or default_ca_key(ca_path)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    _resign(ctx, path, _read(ctx, ca_path, "CA certificate"), _read(ctx, key_path, "CA key"),
+            now, now + dt.timedelta(days=days), to)
 
 
 @fault("certs.wrong_ca")
