@@ -173,6 +173,7 @@ def start(obj: Obj, scenario_id: str, driver: str, seed: int | None, mode: str) 
 @pass_obj
 def shell(obj: Obj, node_name: str | None, command: str | None) -> None:
     """A root login shell on the active session's node (in an exam: the current task's)."""
+    from simulator.cluster.node import login_node
     from simulator.session import Session
 
     exam = active_exam(obj)
@@ -185,7 +186,7 @@ def shell(obj: Obj, node_name: str | None, command: str | None) -> None:
         if session.mode == "exam" and session.expired():
             session.require_running()
         cluster = session.cluster()
-        node = cluster.node(node_name) if node_name else cluster.nodes[0]
+        node = cluster.node(node_name) if node_name else login_node(cluster)
         argv = node.shell_argv()
     if command is not None:
         sys.exit(subprocess.run([*argv, "-c", command]).returncode)
