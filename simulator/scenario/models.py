@@ -101,11 +101,10 @@ class ClusterReq(_Model):
     components: list[Component] = Field(
         default_factory=lambda: ["etcd"],
         description="Control-plane components to run as static pods; etcd is always required.")
-    jump_host: bool = Field(
-        False, description="Start the learner on a jump host, node `student` (as on the exam's base "
-                           "node): no Kubernetes node, logged in as user `candidate`, who must "
-                           "`ssh controlplane` and `sudo -i` there. Solutions reach it with "
-                           "`# on node student`.")
+    jump_host: bool = Field(False, description=(
+        "Start the learner on a jump host, node `student` (the exam's base node, no Kubernetes "
+        "node) as user `candidate`, who must `ssh controlplane` and `sudo -i` there. Solutions "
+        "reach it with `# on node student`."))
 
     @field_validator("components")
     @classmethod
@@ -634,13 +633,11 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
         for i, item in enumerate(items):
             if item.node is not None and item.node not in nodes:
                 problems.append(((field, i, "node"), no_node(item.node)))
-    scripts: list[tuple[tuple[str | int, ...], str | None]] = [(("solution",), sc.solution)]
-    scripts += [(("alternatives", i, "script"), a.script) for i, a in enumerate(sc.alternatives)]
-    scripts += [(("wrong_solutions", i, "script"), w.script) for i, w in enumerate(sc.wrong_solutions)]
-    for loc, script in scripts:
-        for mark in NODE_MARK.finditer(script or ""):
-            if mark.group(1) not in nodes:
-                problems.append((loc, f"`{mark.group(0).strip()}`: " + no_node(mark.group(1))))
+    for loc, script in [(("solution",), sc.solution),
+                        *[(("alternatives", i, "script"), a.script) for i, a in enumerate(sc.alternatives)],
+                        *[(("wrong_solutions", i, "script"), w.script) for i, w in enumerate(sc.wrong_solutions)]]:
+        for mark in (m for m in NODE_MARK.finditer(script or "") if m.group(1) not in nodes):
+            problems.append((loc, f"`{mark.group(0).strip()}`: " + no_node(mark.group(1))))
     for i, step in enumerate(sc.setup):
         if isinstance(step, SnapshotStep | FileStep):
             field, path = ("snapshot", step.snapshot.path) if isinstance(step, SnapshotStep) else ("file", step.file.path)
