@@ -681,6 +681,9 @@ def test_doctor_reports_namespaces_and_binaries(driver):
     sudo_ok, sudo_detail = checks["sudo"]
     assert sudo_ok == bool(shutil.which("sudo", path="/usr/bin:/bin:/usr/sbin:/sbin"))
     assert sudo_ok or "apt-get install sudo" in sudo_detail
+    jump_ok, jump_detail = checks["jump host"]
+    assert jump_ok == (mapping[0] and sshd_mod.installed() and sudo_ok)
+    assert ("ssh controlplane" in jump_detail) if jump_ok else jump_detail
 
 
 def test_doctor_says_what_a_single_mapping_breaks_and_how_to_fix_it():

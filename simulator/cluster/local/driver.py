@@ -535,10 +535,20 @@ class LocalDriver:
         for tool in ("unshare", "nsenter", "chroot", "ip"):
             nodes_mod._tool(tool)
 
+    @classmethod
+    def _check_jump_host(cls) -> None:
+        """ClusterError saying what is missing when this machine cannot give a jump host."""
+        missing = cls._jump_host_missing()
+        if missing:
+            raise ClusterError(f"this task starts on a jump host ({JUMP_HOST}, user "
+                               f"{CANDIDATE}), which this machine cannot give",
+                               hint="\n".join(missing) + "\nOr use `--driver kind`; "
+                                    "`cka-sim doctor` shows what the machine supports.")
+
     @staticmethod
-    def _check_jump_host() -> None:
-        """A jump host needs the user ``candidate`` (nodes mapping more than root), ssh
-        between nodes and sudo on them: ClusterError saying what is missing otherwise."""
+    def _jump_host_missing() -> list[str]:
+        """What a jump host lacks here: the user ``candidate`` (nodes mapping more than
+        root), ssh between nodes, sudo, useradd and setpriv; empty when nothing is."""
         missing = []
         mapping = idmap_mod.choose()
         if not mapping.full:
@@ -550,11 +560,7 @@ class LocalDriver:
                            ("setpriv", "install util-linux")):
             if not (shutil.which(tool) or shutil.which(tool, path=idmap_mod.TOOL_PATH)):
                 missing.append(f"{tool} is not installed: {hint}")
-        if missing:
-            raise ClusterError(f"this task starts on a jump host ({JUMP_HOST}, user "
-                               f"{CANDIDATE}), which this machine cannot give",
-                               hint="\n".join(missing) + "\nOr use `--driver kind`; "
-                                    "`cka-sim doctor` shows what the machine supports.")
+        return missing
 
     def _start_control_plane(self, control: Sequence[LocalNode], kube: Sequence[str],
                              progress: Progress, total: int) -> None:
@@ -766,6 +772,10 @@ class LocalDriver:
         lines.append(self._probe_namespaces())
         lines += [idmap_mod.doctor_line(), idmap_mod.sudo_line()]
         lines.append(sshd.doctor_line())
+        missing = self._jump_host_missing()
+        lines.append(("jump host", not missing, "; ".join(missing) if missing else
+                      f"tasks that start on {JUMP_HOST} as {CANDIDATE} (ssh controlplane, "
+                      "sudo -i) can run"))
         for name in ("etcd", "etcdctl", "etcdutl"):
             try:
                 lines.append((name, True, str(binaries_mod.find(name))))
