@@ -295,6 +295,8 @@ class KindDriver:
         self.check_engine()
         for name in ETCD_TOOLS:
             binaries.find(name)
+        if spec.jump_host and not jumphost.image_has_sshd(self.image):
+            self._no_ssh_for_jump_host()
         if directory.exists() or spec.name in self._kind_clusters():
             raise ClusterError(f"a cluster named {spec.name} already exists",
                                hint="remove it with `cka-sim stop`, or "
@@ -341,12 +343,7 @@ class KindDriver:
             record["ssh"] = ssh.result()
         if spec.jump_host:
             if not record["ssh"]:
-                raise ClusterError(f"this task starts on the jump host {JUMP_HOST}, from which "
-                                   f"`ssh controlplane` needs an SSH server on the nodes: the "
-                                   f"node image {self.image} has none",
-                                   hint="Build the offline node image (Debian's openssh-server) "
-                                        f"with `.ci/kind/node-image.sh` and set {IMAGE_ENV} to "
-                                        "the image it prints, or use the embedded driver.")
+                self._no_ssh_for_jump_host()
             candidate.add_everywhere(cluster.nodes, keys, control[0])
         if not record["ssh"] and len(cluster.nodes) > 1:
             progress(Step("tools", 2, 3, f"the node image {self.image} has no OpenSSH server: "
@@ -358,6 +355,14 @@ class KindDriver:
         _write_record(directory, record)
         progress(Step("ready", 3, 3, f"cluster {spec.name} is up"))
         return cluster
+
+    def _no_ssh_for_jump_host(self) -> None:
+        raise ClusterError(f"this task starts on the jump host {JUMP_HOST}, from which `ssh "
+                           f"controlplane` needs an SSH server on the nodes: the node image "
+                           f"{self.image} has none",
+                           hint="Build the offline node image (Debian's openssh-server) with "
+                                f"`.ci/kind/node-image.sh` and set {IMAGE_ENV} to the image it "
+                                "prints, or use the embedded driver.")
 
     def _kind_create(self, spec: ClusterSpec, progress: Progress, kubeconfig: str) -> None:
         # no --wait: the nodes become Ready while the driver prepares them (_wait_ready)

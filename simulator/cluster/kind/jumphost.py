@@ -37,6 +37,15 @@ def network_of(container: str) -> str:
     return names[0]
 
 
+def image_has_sshd(image: str) -> bool:
+    """Whether ``image`` has OpenSSH's server, which ``ssh controlplane`` from the jump host
+    needs on the nodes (the official kindest/node has none). True when Docker cannot tell
+    (the image is pulled later): the nodes' ssh set-up says so then."""
+    done = docker(["run", "--rm", "--entrypoint", "test", image, "-x", "/usr/sbin/sshd"],
+                  timeout=120)
+    return done.returncode != 1
+
+
 def start(cluster: str, image: str, beside: str) -> KindNode:
     """Start ``<cluster>-student`` from ``image`` on the network of container ``beside``
     (a node of the cluster); its KindNode. ClusterError when Docker refuses."""
@@ -52,4 +61,4 @@ def start(cluster: str, image: str, beside: str) -> KindNode:
     return KindNode(JUMP_HOST, container, JUMP_HOST_ROLE)
 
 
-__all__ = ["SUFFIX", "network_of", "start"]
+__all__ = ["SUFFIX", "image_has_sshd", "network_of", "start"]
