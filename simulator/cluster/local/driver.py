@@ -5,7 +5,9 @@
 and returns once etcd answers ``etcdctl endpoint health`` over TLS inside the node. With
 several control planes the members join one by one as ``kubeadm join --control-plane``
 does: ``etcdctl member add`` on the first node, then the joiner's manifest with
-``--initial-cluster-state=existing``.
+``--initial-cluster-state=existing``. A jump host (``spec.jump_host``) is one more node,
+``student``, whose init runs no kubelet; the user ``candidate`` is then added to every node
+(:mod:`simulator.cluster.candidate`) while etcd starts.
 
 State lives in ``clusters_dir()/<name>/cluster.json`` (see :mod:`simulator.cluster.local`).
 
