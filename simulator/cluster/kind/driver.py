@@ -7,7 +7,9 @@ session prompt of the embedded driver; every node lists the others under their e
 in ``/etc/hosts`` and, where the image has OpenSSH's server (cka-sim's offline image does,
 the official kindest/node does not), root may ``ssh node01`` with the cluster's key. Nodes
 keep the exam's names (``controlplane``, ``node01``) for scenarios; Docker calls use the
-container names kind gives them (``<cluster>-control-plane``, ``<cluster>-worker``).
+container names kind gives them (``<cluster>-control-plane``, ``<cluster>-worker``). A
+jump host (``spec.jump_host``) is the container ``<cluster>-student`` of
+:mod:`simulator.cluster.kind.jumphost`, and the user ``candidate`` is added to every node.
 
 A cluster made here is recorded in ``clusters_dir()/<name>/cluster.json`` (driver
 ``kind``), which is how :meth:`KindDriver.list` tells its clusters from other kind clusters
