@@ -16,7 +16,7 @@ import yaml
 
 from checkers.etcd import get_field
 from simulator.cluster import kubeadm
-from simulator.cluster.node import Completed
+from simulator.cluster.node import Completed, kube_nodes
 from simulator.registry import CheckResult, Context, checker
 
 REQUEST_TIMEOUT = "5s"
@@ -225,7 +225,7 @@ def nodes_ready(ctx: Context, count: int | None = None) -> CheckResult:
 
     Without ``count`` every node of the cluster must be Ready; with it, at least ``count``.
     """
-    names = [n.name for n in ctx.cluster.nodes]
+    names = [n.name for n in kube_nodes(ctx.cluster)]
     done = kubectl(ctx, "get", "nodes", *names, "-o", "json")
     if not done.ok and "(NotFound)" not in done.err:
         return CheckResult(False, f"could not look up the nodes: {explain_failure(ctx, done)}")

@@ -168,11 +168,13 @@ def start(obj: Obj, scenario_id: str, driver: str, seed: int | None, mode: str) 
 
 
 @cli.command()
-@click.option("--node", "node_name", default=None, help="Node to enter (default: the first control plane).")
+@click.option("--node", "node_name", default=None, help="Node to enter (default: the first control plane, or the jump host student).")
 @click.option("-c", "command", default=None, help="Run COMMAND like `bash -lc` and exit with its status.")
 @pass_obj
 def shell(obj: Obj, node_name: str | None, command: str | None) -> None:
-    """A root login shell on the active session's node (in an exam: the current task's)."""
+    """A root login shell on the active session's node (in an exam: the current task's); a
+    task with a jump host opens candidate's shell on student."""
+    from simulator.cluster.node import login_node
     from simulator.session import Session
 
     exam = active_exam(obj)
@@ -185,7 +187,7 @@ def shell(obj: Obj, node_name: str | None, command: str | None) -> None:
         if session.mode == "exam" and session.expired():
             session.require_running()
         cluster = session.cluster()
-        node = cluster.node(node_name) if node_name else cluster.nodes[0]
+        node = cluster.node(node_name) if node_name else login_node(cluster)
         argv = node.shell_argv()
     if command is not None:
         sys.exit(subprocess.run([*argv, "-c", command]).returncode)

@@ -30,7 +30,7 @@ from typing import Any
 
 from simulator.catalog import Catalog
 from simulator.cluster import get_driver
-from simulator.cluster.node import Cluster, Step
+from simulator.cluster.node import Cluster, Step, login_node
 from simulator.cluster.shell import write_clock
 from simulator.errors import SessionError, SimError
 from simulator.grading import CheckOutcome, grade
@@ -437,7 +437,7 @@ class ExamSession:
             raise SessionError("time is up: in exam mode the clock never stops",
                                hint="finish the exam to see the report")
         cluster = self.cluster(index)
-        return (cluster.node(node) if node else cluster.nodes[0]).shell_argv()
+        return (cluster.node(node) if node else login_node(cluster)).shell_argv()
 
     def finish(self, now: float | None = None) -> ExamReport:
         """Grade every task once, record each in the history, return the report.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
-import re
 import secrets
 import threading
 import time
@@ -26,6 +25,7 @@ from simulator.cluster.node import Cluster, Completed
 from simulator.errors import SimError
 from simulator.grading import CheckOutcome, grade
 from simulator.scenario import ATTACKS, Scenario
+from simulator.scenario.templating import NODE_MARK
 from simulator.session import run_setup
 
 
@@ -45,9 +45,8 @@ class GateResult:
                 "problems": self.problems, "seconds": round(self.seconds, 1)}
 
 
-# A line ``# on node NAME`` in a solution moves the rest of the script to that node, as
-# a candidate would ssh there; the lines before the first one run on the first node.
-NODE_MARK = re.compile(r"^#\s*on node\s+(\S+)\s*$", re.MULTILINE)
+# A line ``# on node NAME`` in a solution (NODE_MARK) moves the rest of the script to that
+# node, as a candidate would ssh there; the lines before the first one run on the first node.
 
 
 def script_parts(script: str, first_node: str) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ import pytest
 from conftest import real_kind_missing
 
 from simulator.cluster import binaries
+from simulator.cluster.kind import nodes as kind_nodes
 from simulator.cluster.kind.driver import (
     KindDriver,
     etcd_tools,
@@ -34,7 +35,7 @@ from simulator.cluster.kind.driver import (
     exam_name,
 )
 from simulator.cluster.local.driver import LocalDriver
-from simulator.cluster.node import ClusterSpec, Completed
+from simulator.cluster.node import ClusterSpec, Completed, kube_nodes, login_node
 from simulator.errors import ClusterError, DockerUnavailable
 from simulator.paths import clusters_dir
 from simulator.registry import Context, get_checker
@@ -399,6 +400,73 @@ def test_ssh_and_scp_between_nodes_as_root_on_real_kind(engine, made, node):
         assert back.ok and back.out == "controlplane\n", f"{target}: {back.err}"
 
 
+def test_jump_host_student_as_candidate_on_real_kind(engine):
+    """The exam's base node on kind: `student` is a container of the node image on the
+    cluster's network, no Kubernetes node (no kubelet, not in `kubectl get nodes`); the
+    learner's shell opens there as `candidate`, who reaches `controlplane` with `ssh` and
+    becomes root with `sudo -i`; kind lists it with the cluster and deletes it with it."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine cannot run a container of the node image; real kind only")
+    driver = KindDriver()
+    cluster = driver.create(ClusterSpec(f"cka-jump-{secrets.token_hex(3)}", jump_host=True),
+                            lambda step: None)
+    container = f"{cluster.name}-student"
+    try:
+        assert [(n.name, n.container) for n in cluster.nodes] == [
+            ("controlplane", f"{cluster.name}-control-plane"), ("student", container)]
+        student = cluster.node("student")
+        assert login_node(cluster) is student and kube_nodes(cluster) == cluster.nodes[:1]
+        bare = student.run(["bash", "-c", "hostname; pgrep -x kubelet; pgrep -x containerd; "
+                                          "command -v etcdctl; ls /etc/kubernetes"])
+        assert bare.out.split() == ["student"], bare.out
+        listed = subprocess.run([kind_nodes.which("kind") or "kind", "get", "nodes", "--name",
+                                 cluster.name], capture_output=True, text=True, timeout=60)
+        assert container in listed.stdout.split()
+
+        as_candidate = student.shell_argv(tty=False)
+        done = subprocess.run([*as_candidate, "-c", "id -un; pwd; kubectl get nodes -o name"],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert done.stdout.split() == ["candidate", "/home/candidate", "node/controlplane"], \
+            done.stderr
+        denied = subprocess.run([*as_candidate, "-c", "ssh controlplane etcdctl "
+                                 "--endpoints=https://127.0.0.1:2379 " + " ".join(TLS) +
+                                 " endpoint health"], capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        assert denied.returncode != 0 and "permission denied" in denied.stderr
+
+        argv = student.shell_argv(tty=True)
+        shell = pexpect.spawn(argv[0], argv[1:], timeout=30, encoding="utf-8",
+                              dimensions=(40, 200))
+        try:
+            shell.expect_exact("candidate@student:~$ ")
+            shell.sendline("ssh controlplane")
+            shell.expect_exact("candidate@controlplane:~$ ")
+            shell.sendline("sudo -i")
+            shell.expect_exact("root@controlplane:~# ")
+            shell.sendline("ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
+                           + " ".join(TLS) + " snapshot save /opt/etcd-snapshot.db")
+            shell.expect_exact("Snapshot saved at /opt/etcd-snapshot.db")
+            shell.sendline("exit")
+            shell.expect_exact("candidate@controlplane:~$ ")
+            shell.sendline("exit")
+            shell.expect_exact("candidate@student:~$ ")
+            shell.sendline("exit")
+            shell.expect(pexpect.EOF)
+        finally:
+            shell.close(force=True)
+        assert cluster.node("controlplane").read_file("/opt/etcd-snapshot.db")
+
+        again = driver.attach(cluster.name)
+        assert [n.name for n in again.nodes] == ["controlplane", "student"]
+        listed = {c.name: c for c in driver.list()}[cluster.name]
+        assert listed.nodes == ("controlplane", "student") and listed.state == "running"
+    finally:
+        driver.delete(cluster)
+    gone = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
+                          capture_output=True, text=True, timeout=60)
+    assert container not in gone.stdout.split()
+
+
 def test_three_control_planes_and_a_worker_on_real_kind(engine):
     """The shape of etcd-multi-member-restore plus a worker: every node under its exam name,
     three etcd members named after their nodes, every node Ready, and the pod network routes
@@ -579,6 +647,7 @@ def test_container_names_map_to_exam_names():
     assert exam_name("c1", "c1-control-plane3") == "controlplane3"
     assert exam_name("c1", "c1-worker") == "node01"
     assert exam_name("c1", "c1-worker12") == "node12"
+    assert exam_name("c1", "c1-student") == "student"
     assert exam_name("c1", "c1-external-load-balancer") is None
     assert exam_name("c1", "c10-worker") is None
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clusterkit import control_plane_unusable
 
 from simulator.cluster import shell as learner_shell
 from simulator.cluster.local import idmap
 from simulator.cluster.local import sshd as sshd_mod
 from simulator.cluster.local.driver import LocalDriver
-from simulator.cluster.node import ClusterSpec, Completed
+from simulator.cluster.node import ClusterSpec, Completed, kube_nodes, login_node
 from simulator.errors import ClusterError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,12 @@ TLS = [f"--cacert={PKI}/ca.crt", f"--cert={PKI}/server.crt", f"--key={PKI}/serve
 SAVE = ("ETCDCTL_API=3 etcdctl snapshot save /opt/backup/etcd-snapshot.db "
         "--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "
         "--cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key")
+
+
+USER_CACHE = os.environ.get("CKA_SIM_CACHE")
+"""The user's cache, where .ci/build-binaries.sh put the Kubernetes binaries (the module's
+clusters use a cache of their own)."""
+NO_CONTROL_PLANE = control_plane_unusable()
 
 
 def _usable() -> str | None:
@@ -495,6 +502,78 @@ def test_ssh_and_scp_between_nodes_as_root(driver):
         driver.delete(made)
 
 
+@pytest.mark.skipif(NO_CONTROL_PLANE is not None, reason=str(NO_CONTROL_PLANE))
+def test_jump_host_student_logs_in_as_candidate_who_ssh_and_sudo_to_controlplane(driver,
+                                                                                  monkeypatch):
+    """The exam's base node: `student` is in the cluster's network under its name but no
+    Kubernetes node (no kubelet, no /etc/kubernetes, no etcdctl); the learner's shell opens
+    there as `candidate`, whose kubectl works, `ssh controlplane` needs no password or
+    host-key question, and `sudo -i` there gives root, while etcdctl without it is denied."""
+    pexpect = pytest.importorskip("pexpect")
+    if not sshd_mod.installed():
+        pytest.skip(f"no OpenSSH server on this machine ({sshd_mod.INSTALL_HINT})")
+    if not idmap.choose().full:
+        pytest.skip("nodes map only root here, so there is no candidate user")
+    if USER_CACHE is None:  # kube-apiserver and kubectl from where the build put them
+        monkeypatch.delenv("CKA_SIM_CACHE")
+    else:
+        monkeypatch.setenv("CKA_SIM_CACHE", USER_CACHE)
+    made = driver.create(ClusterSpec("jump", components=("etcd", "kube-apiserver"),
+                                     jump_host=True), lambda step: None)
+    try:
+        assert [n.name for n in made.nodes] == ["controlplane", "student"]
+        student = made.node("student")
+        assert login_node(made) is student and kube_nodes(made) == [made.node("controlplane")]
+        assert student.ip == "172.30.0.5"
+        bare = student.run(["bash", "-c", "ls /usr/local/bin; ls /etc/kubernetes; "
+                                          "cat /proc/1/cmdline | tr '\\0' ' '"])
+        assert bare.out.split()[:2] == ["crontab", "kubectl"], bare.out  # no etcdctl, systemctl
+        assert "--jump-host" in bare.out and "No such file" in bare.err
+        assert "controlplane" in student.read_file("/etc/hosts").decode()
+
+        as_candidate = student.shell_argv()
+        done = subprocess.run([*as_candidate, "-c", "id -un; pwd; kubectl get nodes -o name; "
+                                                    "sudo -n true"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout.split() == ["candidate", "/home/candidate", "node/controlplane"], \
+            done.stderr
+        assert done.returncode != 0 and "password is required" in done.stderr
+        denied = subprocess.run([*as_candidate, "-c", "ssh controlplane ETCDCTL_API=3 etcdctl "
+                                 "--endpoints=https://127.0.0.1:2379 " + " ".join(TLS) +
+                                 " endpoint health"], capture_output=True, text=True, timeout=60)
+        assert denied.returncode != 0 and "permission denied" in denied.stderr
+
+        shell = pexpect.spawn(as_candidate[0], as_candidate[1:], timeout=20, encoding="utf-8",
+                              dimensions=(40, 200))
+        try:
+            shell.expect_exact("candidate@student:~$ ")
+            shell.sendline("ssh controlplane")
+            shell.expect_exact("candidate@controlplane:~$ ")
+            shell.sendline("sudo -i")
+            shell.expect_exact("root@controlplane:~# ")
+            shell.sendline(SAVE.replace("/opt/backup/", "/opt/"))
+            shell.expect_exact("Snapshot saved at /opt/etcd-snapshot.db")
+            shell.expect_exact("root@controlplane:~# ")
+            shell.sendline("exit")
+            shell.expect_exact("candidate@controlplane:~$ ")
+            shell.sendline("exit")
+            shell.expect_exact("candidate@student:~$ ")
+            shell.sendline("exit")
+            shell.expect(pexpect.EOF)
+        finally:
+            shell.close(force=True)
+        assert made.node("controlplane").read_file("/opt/etcd-snapshot.db")
+        auth = made.node("controlplane").read_file("/var/log/auth.log").decode()
+        assert "Accepted publickey for candidate" in auth
+
+        again = driver.attach("jump")
+        assert login_node(again).name == "student"
+        assert login_node(again).shell_argv() == as_candidate
+        assert {c.name: c.nodes for c in driver.list()}["jump"] == ("controlplane", "student")
+    finally:
+        driver.delete(made)
+
+
 def test_three_control_planes_form_one_etcd_cluster(driver, cluster):
     trio = driver.create(ClusterSpec("trio", control_planes=3), lambda step: None)
     try:
@@ -602,6 +681,9 @@ def test_doctor_reports_namespaces_and_binaries(driver):
     sudo_ok, sudo_detail = checks["sudo"]
     assert sudo_ok == bool(shutil.which("sudo", path="/usr/bin:/bin:/usr/sbin:/sbin"))
     assert sudo_ok or "apt-get install sudo" in sudo_detail
+    jump_ok, jump_detail = checks["jump host"]
+    assert jump_ok == (mapping[0] and sshd_mod.installed() and sudo_ok)
+    assert ("ssh controlplane" in jump_detail) if jump_ok else jump_detail
 
 
 def test_doctor_says_what_a_single_mapping_breaks_and_how_to_fix_it():

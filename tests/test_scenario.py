@@ -363,6 +363,31 @@ def test_node_ip_names_a_node_of_the_cluster(tmp_path):
     assert p.field_path == "vars.ip" and "exactly one of choice, range, value or node_ip, got value, node_ip" in p.message
 
 
+def test_the_jump_host_is_a_node_only_where_the_cluster_asks_for_it(tmp_path):
+    """`# on node NAME` in a solution and `node:` of a check name nodes of the cluster; the
+    jump host `student` exists with `jump_host: true`, which the error says."""
+    text = MINIMAL.replace("solution: touch /tmp/done", "solution: |\n  # on node student\n  touch /tmp/done")
+    p = only(problems_of(tmp_path, text))
+    assert (p.line, p.field_path) == (11, "solution")
+    assert "`# on node student`: no node 'student' in this cluster: the jump host needs " \
+           "`jump_host: true` under cluster" in p.message
+    p = only(problems_of(tmp_path, text.replace("# on node student", "# on node node1")))
+    assert "no node 'node1' in this cluster; nodes: controlplane" in p.message
+    jump = text.replace("task: Do it.", "cluster: {jump_host: true}\ntask: Do it.")
+    assert problems_of(tmp_path, jump) == []
+    student = jump.replace("    use: files.exists", "    node: student\n    use: files.exists")
+    assert problems_of(tmp_path, student) == []
+    found = problems_of(tmp_path, student.replace("cluster: {jump_host: true}\n", ""))
+    assert [p.field_path for p in found] == ["checks[0].node", "solution"]
+    assert all("`jump_host: true`" in p.message for p in found)
+    p = only(problems_of(tmp_path, jump.replace("jump_host: true", "jump_host: maybe")))
+    assert p.field_path == "cluster.jump_host"
+    loaded = sc.loads(textwrap.dedent(jump), "s.yaml")
+    spec = loaded.cluster.to_spec("c1")
+    assert spec.jump_host and [(n.name, n.role) for n in spec.node_specs()] == [
+        ("controlplane", "control-plane"), ("student", "jump-host")]
+
+
 def test_values_reach_scripts_cka_sim_runs_through_env_only(tmp_path):
     text = MINIMAL.replace("task: Do it.", "vars:\n  dir: {value: /opt/x}\ntask: Do it.").replace(
         "    use: files.exists\n    with: {path: /tmp/done}",

@@ -20,6 +20,11 @@ from typing import Protocol, runtime_checkable
 from simulator.errors import ClusterError
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+JUMP_HOST = "student"
+"""The jump host's name: the exam's base node, where the learner's shell starts."""
+JUMP_HOST_ROLE = "jump-host"
+CANDIDATE = "candidate"
+"""The learner's user on a jump host, and on every node of its cluster (passwordless sudo)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +64,7 @@ class NodeSpec:
     """One node to create: its name (hostname) and role."""
 
     name: str
-    role: str = "control-plane"  # or "worker"
+    role: str = "control-plane"  # or "worker", or JUMP_HOST_ROLE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,14 +75,21 @@ class ClusterSpec:
     control_planes: int = 1
     workers: int = 0
     components: tuple[str, ...] = ("etcd",)
+    jump_host: bool = False
+    """Add the exam's base node ``student``: no Kubernetes node (no kubelet, not in
+    ``kubectl get nodes``), where the learner logs in as ``candidate`` and must
+    ``ssh controlplane`` then ``sudo -i``."""
 
     def node_specs(self) -> list[NodeSpec]:
-        """Nodes named as on the exam: controlplane, controlplane2, ..., node01, node02, ..."""
+        """Nodes named as on the exam: controlplane, controlplane2, ..., node01, node02, ...,
+        and last the jump host ``student`` when asked for."""
         nodes = [
             NodeSpec("controlplane" if i == 0 else f"controlplane{i + 1}")
             for i in range(self.control_planes)
         ]
         nodes += [NodeSpec(f"node{i + 1:02d}", role="worker") for i in range(self.workers)]
+        if self.jump_host:
+            nodes.append(NodeSpec(JUMP_HOST, role=JUMP_HOST_ROLE))
         return nodes
 
 
@@ -128,7 +140,8 @@ class Node(Protocol):
         ...
 
     def shell_argv(self, *, tty: bool | None = None) -> list[str]:
-        """argv that opens an interactive login shell as root on the node.
+        """argv that opens an interactive login shell as root on the node (on a jump
+        host: as the learner's user ``candidate``, as on the exam's base node).
 
         It ends with the shell's own argv (``bash -l``), so appending ``["-c", COMMAND]``
         runs COMMAND in a login shell and exits with its status. ``tty`` says whether the
@@ -193,6 +206,25 @@ def find_node(nodes: Sequence[Node], name: str) -> Node:
             return node
     known = ", ".join(n.name for n in nodes) or "none"
     raise ClusterError(f"no node named {name!r} in this cluster", hint=f"nodes: {known}")
+
+
+def is_jump_host(node: Node) -> bool:
+    """True for a cluster's jump host (``student``), which is no Kubernetes node."""
+    return getattr(node, "role", None) == JUMP_HOST_ROLE
+
+
+def kube_nodes(cluster: Cluster) -> list[Node]:
+    """The cluster's Kubernetes nodes (control planes, then workers): all but a jump host."""
+    return [n for n in cluster.nodes if not is_jump_host(n)]
+
+
+def login_node(cluster: Cluster) -> Node:
+    """Where the learner's shell opens by default: the jump host when the cluster has one,
+    else the first control plane."""
+    for node in cluster.nodes:
+        if is_jump_host(node):
+            return node
+    return cluster.nodes[0]
 
 
 def shell_script(node: Node, script: str, env: dict[str, str] | None = None,

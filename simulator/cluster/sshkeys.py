@@ -4,7 +4,9 @@ from any node with no password and no host-key question, as on the exam's cluste
 One client key pair per cluster is root's on every node (``/root/.ssh/id_ed25519``) and
 authorized on every node; each node has its own ed25519 host key; every node's
 ``known_hosts`` (root's and ``/etc/ssh/ssh_known_hosts``) lists every node's host key under
-its exam name and its address. Keys are ed25519, made here in well under a millisecond
+its exam name and its address. Where the cluster has a jump host, the learner's user
+``candidate`` has a key pair there that every other node authorizes for ``candidate``
+(:mod:`simulator.cluster.candidate`). Keys are ed25519, made here in well under a millisecond
 each, so clusters need no ``ssh-keygen`` run.
 """
 
@@ -14,6 +16,8 @@ import dataclasses
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from simulator.cluster.node import CANDIDATE, JUMP_HOST
 
 CLIENT_KEY = "/root/.ssh/id_ed25519"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
@@ -48,13 +52,18 @@ class ClusterKeys:
     client: KeyPair
     hosts: dict[str, KeyPair]
     addresses: dict[str, str]
+    candidate: KeyPair | None = None
+    """The learner's key where the cluster has a jump host: ``candidate``'s on the jump
+    host, authorized for ``candidate`` on every other node."""
 
     @classmethod
-    def generate(cls, addresses: dict[str, str]) -> ClusterKeys:
-        """Keys for the nodes of ``addresses`` (exam name -> IP address)."""
+    def generate(cls, addresses: dict[str, str], *, candidate: bool = False) -> ClusterKeys:
+        """Keys for the nodes of ``addresses`` (exam name -> IP address); with
+        ``candidate``, the learner's key pair too."""
         return cls(KeyPair.generate("root@cka-sim"),
                    {name: KeyPair.generate(f"root@{name}") for name in addresses},
-                   dict(addresses))
+                   dict(addresses),
+                   KeyPair.generate(f"{CANDIDATE}@{JUMP_HOST}") if candidate else None)
 
     def known_hosts(self) -> str:
         """One line per node: its exam name and address, then its host key."""
@@ -73,6 +82,18 @@ class ClusterKeys:
         for path in KNOWN_HOSTS:
             files[path] = (known, 0o644)
         return files
+
+    def candidate_files(self, name: str) -> dict[str, tuple[bytes, int]]:
+        """Files of ``candidate``'s ``~/.ssh`` on node ``name``, by name within it: the key
+        pair and known_hosts on the jump host, authorized_keys elsewhere."""
+        if self.candidate is None:
+            return {}
+        public = (self.candidate.public + "\n").encode()
+        if name == JUMP_HOST:
+            return {"id_ed25519": (self.candidate.private, 0o600),
+                    "id_ed25519.pub": (public, 0o644),
+                    "known_hosts": (self.known_hosts().encode(), 0o644)}
+        return {"authorized_keys": (public, 0o600)}
 
 
 __all__ = ["AUTHORIZED_KEYS", "CLIENT_KEY", "HOST_KEY", "KNOWN_HOSTS", "SSH_DIRS",

@@ -26,12 +26,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from simulator.cluster.node import ClusterSpec
+from simulator.cluster.node import JUMP_HOST, ClusterSpec
 from simulator.errors import CatalogError
 from simulator.scenario.fieldtypes import Duration, FileMode
 from simulator.scenario.problems import FieldProblems, did_you_mean
 from simulator.scenario.templating import (
     EXPRESSION,
+    NODE_MARK,
     PLACEHOLDER,
     RESERVED_NAMES,
     SAFE_WORD,
@@ -100,6 +101,10 @@ class ClusterReq(_Model):
     components: list[Component] = Field(
         default_factory=lambda: ["etcd"],
         description="Control-plane components to run as static pods; etcd is always required.")
+    jump_host: bool = Field(False, description=(
+        "Start the learner on a jump host, node `student` (the exam's base node, no Kubernetes "
+        "node) as user `candidate`, who must `ssh controlplane` and `sudo -i` there. Solutions "
+        "reach it with `# on node student`."))
 
     @field_validator("components")
     @classmethod
@@ -124,7 +129,7 @@ class ClusterReq(_Model):
         order = get_args(Component)
         components = tuple(sorted(self.components, key=order.index))
         return ClusterSpec(name=name, control_planes=self.control_planes, workers=self.workers,
-                           components=components)
+                           components=components, jump_host=self.jump_host)
 
 
 Scalar = str | int | float | bool
@@ -614,15 +619,25 @@ def _scenario_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
                                  f"no check is named {name!r}" + did_you_mean(name, names)))
 
     nodes = sc.cluster.node_names()
+
+    def no_node(node: str) -> str:
+        if node == JUMP_HOST:
+            return (f"no node {node!r} in this cluster: the jump host needs `jump_host: true` "
+                    "under cluster")
+        return f"no node {node!r} in this cluster; nodes: {', '.join(nodes)}" + did_you_mean(node, nodes)
+
     for name, node in sc.cluster_vars.items():
         if node not in nodes:
-            problems.append((("vars", name, "node_ip"), f"no node {node!r} in this cluster; nodes: "
-                             f"{', '.join(nodes)}" + did_you_mean(node, nodes)))
+            problems.append((("vars", name, "node_ip"), no_node(node)))
     for field, items in (("setup", sc.setup), ("checks", sc.checks)):
         for i, item in enumerate(items):
             if item.node is not None and item.node not in nodes:
-                problems.append(((field, i, "node"), f"no node {item.node!r} in this cluster; nodes: "
-                                 f"{', '.join(nodes)}" + did_you_mean(item.node, nodes)))
+                problems.append(((field, i, "node"), no_node(item.node)))
+    for loc, script in [(("solution",), sc.solution),
+                        *[(("alternatives", i, "script"), a.script) for i, a in enumerate(sc.alternatives)],
+                        *[(("wrong_solutions", i, "script"), w.script) for i, w in enumerate(sc.wrong_solutions)]]:
+        for mark in (m for m in NODE_MARK.finditer(script or "") if m.group(1) not in nodes):
+            problems.append((loc, f"`{mark.group(0).strip()}`: " + no_node(mark.group(1))))
     for i, step in enumerate(sc.setup):
         if isinstance(step, SnapshotStep | FileStep):
             field, path = ("snapshot", step.snapshot.path) if isinstance(step, SnapshotStep) else ("file", step.file.path)

@@ -21,6 +21,8 @@ cluster:
   control_planes: 1
   workers: 0
   components: [etcd]         # etcd (required), kube-apiserver, kube-controller-manager, kube-scheduler
+  jump_host: false           # true: the shell starts on node student as user candidate, who must
+                             # `ssh controlplane` and `sudo -i`, as on the exam (solutions: `# on node student`)
 
 # Drawn per attempt from a recorded seed. Write {{{{ name }}}} in the task, hints, setup,
 # checks (name, with, requires), explanation, solution, alternatives and wrong_solutions.

@@ -22,6 +22,8 @@ RESERVED_NAMES = frozenset({"end", "else", "break", "continue", "nil"})
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 EXPRESSION = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s*\|(?!\|)|\.[A-Za-z_]|\()")
 SAFE_WORD = re.compile(r"^[A-Za-z0-9._/:@+=,-]+$")
+NODE_MARK = re.compile(r"^#\s*on node\s+(\S+)\s*$", re.MULTILINE)
+"""A line ``# on node NAME`` in a solution: the rest of the script runs on node NAME."""
 
 
 TEMPLATED_FIELDS = ("task", "hints", "setup", "checks", "explanation", "solution", "alternatives",

@@ -7,7 +7,9 @@ session prompt of the embedded driver; every node lists the others under their e
 in ``/etc/hosts`` and, where the image has OpenSSH's server (cka-sim's offline image does,
 the official kindest/node does not), root may ``ssh node01`` with the cluster's key. Nodes
 keep the exam's names (``controlplane``, ``node01``) for scenarios; Docker calls use the
-container names kind gives them (``<cluster>-control-plane``, ``<cluster>-worker``).
+container names kind gives them (``<cluster>-control-plane``, ``<cluster>-worker``). A
+jump host (``spec.jump_host``) is the container ``<cluster>-student`` of
+:mod:`simulator.cluster.kind.jumphost`, and the user ``candidate`` is added to every node.
 
 A cluster made here is recorded in ``clusters_dir()/<name>/cluster.json`` (driver
 ``kind``), which is how :meth:`KindDriver.list` tells its clusters from other kind clusters
@@ -33,7 +35,8 @@ from pathlib import Path
 
 import yaml
 
-from simulator.cluster import binaries, kubeadm
+from simulator.cluster import binaries, candidate, kubeadm
+from simulator.cluster.kind import jumphost
 from simulator.cluster.kind.nodes import (
     DOCKER_HINT,
     ENGINE_HINT,
@@ -43,7 +46,15 @@ from simulator.cluster.kind.nodes import (
     tool,
     which,
 )
-from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
+from simulator.cluster.node import (
+    JUMP_HOST,
+    JUMP_HOST_ROLE,
+    ClusterInfo,
+    ClusterSpec,
+    Progress,
+    Step,
+    find_node,
+)
 from simulator.cluster.shell import BASHRC, PROFILE, SESSION_ENV_PATH
 from simulator.cluster.sshkeys import SSH_DIRS, ClusterKeys
 from simulator.errors import ClusterError, DockerUnavailable
@@ -53,7 +64,7 @@ from simulator.versions import KIND_NODE_IMAGE, KIND_VERSION
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 ROLE_LABEL = "io.x-k8s.kind.role"
-NODE_ROLES = ("control-plane", "worker")
+NODE_ROLES = ("control-plane", "worker", JUMP_HOST_ROLE)
 CREATE_TIMEOUT = 1200.0
 ETCD_TIMEOUT = 60.0
 READY_TIMEOUT = 120.0
@@ -123,9 +134,12 @@ def kind_config(spec: ClusterSpec) -> str:
 
 def exam_name(cluster: str, container: str) -> str | None:
     """The exam's name of a kind node container (``<c>-control-plane2`` -> ``controlplane2``,
-    ``<c>-worker`` -> ``node01``); None for other containers of the cluster."""
+    ``<c>-worker`` -> ``node01``, ``<c>-student`` -> ``student``); None for other containers
+    of the cluster."""
     if not container.startswith(cluster + "-"):
         return None
+    if container == f"{cluster}-{jumphost.SUFFIX}":
+        return JUMP_HOST
     match = _CONTAINER_RE.match(container[len(cluster) + 1:])
     if match is None:
         return None
@@ -283,6 +297,8 @@ class KindDriver:
         self.check_engine()
         for name in ETCD_TOOLS:
             binaries.find(name)
+        if spec.jump_host and not jumphost.image_has_sshd(self.image):
+            self._no_ssh_for_jump_host()
         if directory.exists() or spec.name in self._kind_clusters():
             raise ClusterError(f"a cluster named {spec.name} already exists",
                                hint="remove it with `cka-sim stop`, or "
@@ -291,7 +307,7 @@ class KindDriver:
         record = {"name": spec.name, "driver": self.name, "state": "creating",
                   "created": time.time(), "kubeconfig": str(directory / "kubeconfig"),
                   "spec": {"control_planes": spec.control_planes, "workers": spec.workers,
-                           "components": list(spec.components)},
+                           "components": list(spec.components), "jump_host": spec.jump_host},
                   "nodes": {}}
         _write_record(directory, record)
         try:
@@ -311,18 +327,26 @@ class KindDriver:
                                f"expected {spec.control_planes + spec.workers}",
                                hint="check `docker ps -a` and kind's output")
         control = [n for n in cluster.nodes if n.role == "control-plane"]
+        if spec.jump_host:
+            progress(Step("nodes", 1, 3, f"jump host {JUMP_HOST}"))
+            cluster.nodes.append(jumphost.start(spec.name, self.image, control[0].container))
         manifest = control[0].read_file(kubeadm.ETCD_MANIFEST)
         tools, detail = etcd_tools(etcd_version_of(manifest))
         progress(Step("tools", 2, 3, detail))
         for node in cluster.nodes:
             self._prepare(node, tools if node.role == "control-plane" else {})
         addresses = self._name_hosts(cluster.nodes)
+        keys = ClusterKeys.generate(addresses, candidate=spec.jump_host)
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             # sshd starts on every node while etcd and the nodes become ready
-            ssh = pool.submit(self._start_ssh, cluster.nodes, addresses)
+            ssh = pool.submit(self._start_ssh, cluster.nodes, keys)
             self._wait_healthy(control[0])
             self._wait_ready(control[0], progress)
             record["ssh"] = ssh.result()
+        if spec.jump_host:
+            if not record["ssh"]:
+                self._no_ssh_for_jump_host()
+            candidate.add_everywhere(cluster.nodes, keys, control[0])
         if not record["ssh"] and len(cluster.nodes) > 1:
             progress(Step("tools", 2, 3, f"the node image {self.image} has no OpenSSH server: "
                                          "`ssh NODE` between nodes does not work; open a shell "
@@ -333,6 +357,14 @@ class KindDriver:
         _write_record(directory, record)
         progress(Step("ready", 3, 3, f"cluster {spec.name} is up"))
         return cluster
+
+    def _no_ssh_for_jump_host(self) -> None:
+        raise ClusterError(f"this task starts on the jump host {JUMP_HOST}, from which `ssh "
+                           f"controlplane` needs an SSH server on the nodes: the node image "
+                           f"{self.image} has none",
+                           hint="Build the offline node image (Debian's openssh-server) with "
+                                f"`.ci/kind/node-image.sh` and set {IMAGE_ENV} to the image it "
+                                "prints, or use the embedded driver.")
 
     def _kind_create(self, spec: ClusterSpec, progress: Progress, kubeconfig: str) -> None:
         # no --wait: the nodes become Ready while the driver prepares them (_wait_ready)
@@ -418,8 +450,9 @@ class KindDriver:
                                         f"the node's architecture.\n{probe.err.strip()}")
         node.write_file(NODE_NAME_PATH, f"{node.name}\n".encode())
         # the exam's hostname (kubeadm registered the node under it; see kind_config)
-        node.write_file("/etc/hostname", f"{node.name}\n".encode())
-        node.run(["hostname", node.name]).check()
+        if node.role != JUMP_HOST_ROLE:  # Docker named the jump host, which may not rename itself
+            node.write_file("/etc/hostname", f"{node.name}\n".encode())
+            node.run(["hostname", node.name]).check()
         node.write_file("/root/.bashrc", (BASHRC + _PROMPT_NAME).encode())
         node.write_file("/root/.profile", PROFILE.encode())
         node.run(["mkdir", "-p", os.path.dirname(SESSION_ENV_PATH)]).check()
@@ -442,13 +475,13 @@ class KindDriver:
             node.run(["tee", "-a", "/etc/hosts"], input=lines.encode()).check()
         return {n.name: ip for ip, n in zip(addresses, nodes, strict=True)}
 
-    def _start_ssh(self, nodes: Sequence[KindNode], addresses: dict[str, str]) -> bool:
+    def _start_ssh(self, nodes: Sequence[KindNode], keys: ClusterKeys) -> bool:
         """``ssh node01`` as root from any node, with no password or host-key question, as
         on the exam: one root key pair for the cluster, a host key per node, every node in
         known_hosts under its exam name and address (:mod:`simulator.cluster.sshkeys`), and
         the image's OpenSSH server enabled and started. False when the image has no sshd
-        (the official kindest/node has none)."""
-        keys = ClusterKeys.generate(addresses)
+        (the official kindest/node has none). A jump host gets the keys but runs no server
+        (no one logs in there)."""
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
             return all(pool.map(lambda node: self._start_ssh_on(node, keys), nodes))
 
@@ -464,7 +497,8 @@ class KindDriver:
                 info = tarfile.TarInfo(path.lstrip("/"))
                 info.size, info.mode = len(data), mode
                 tar.addfile(info, io.BytesIO(data))
-        done = node.run(["sh", "-c", _SSH_SETUP], input=files.getvalue(), timeout=60)
+        script = "tar -x -f - -C /" if node.role == JUMP_HOST_ROLE else _SSH_SETUP
+        done = node.run(["sh", "-c", script], input=files.getvalue(), timeout=60)
         if done.returncode == 3:
             return False
         if not done.ok:
@@ -572,7 +606,7 @@ class KindDriver:
             logical = exam_name(name, container)
             if role in NODE_ROLES and logical is not None:
                 nodes.append(KindNode(logical, container, role))
-        order = {"control-plane": 0, "worker": 1}
+        order = {"control-plane": 0, "worker": 1, JUMP_HOST_ROLE: 2}
         nodes.sort(key=lambda n: (order[n.role], int(re.sub(r"\D", "", n.name) or 1)))
         return nodes
 
@@ -612,7 +646,8 @@ class KindDriver:
             except ClusterError:
                 states = []
             running = [s for s in states if s == "running"]
-            expected = record["spec"]["control_planes"] + record["spec"]["workers"]
+            expected = (record["spec"]["control_planes"] + record["spec"]["workers"]
+                        + bool(record["spec"].get("jump_host")))
             if record.get("state") == "running" and len(running) == expected:
                 state = "running"
             else:

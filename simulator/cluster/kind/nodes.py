@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from simulator.cluster.node import Completed, run_process
+from simulator.cluster.node import CANDIDATE, JUMP_HOST_ROLE, Completed, run_process
 from simulator.errors import ClusterError, DockerUnavailable
 from simulator.paths import cache_dir
 from simulator.versions import KIND_VERSION
@@ -155,7 +155,8 @@ class KindNode:
                    env=None).check()
 
     def shell_argv(self, *, tty: bool | None = None) -> list[str]:
-        """argv of a root login shell in the container (ends with ``bash -l``). With a
+        """argv of a root login shell in the container (ends with ``bash -l``; on the jump
+        host ``candidate``'s). With a
         terminal on standard input (``tty`` None: this process's stdin) it gets one
         (``docker exec -it``); without, as in ``cka-sim shell -c CMD </dev/null`` or a
         pipe, input is passed through (``-i``), since ``-t`` would fail with "the input
@@ -164,6 +165,10 @@ class KindNode:
         if tty is None:
             tty = _stdin_is_tty()
         flags = "-it" if tty else "-i"
+        if self.role == JUMP_HOST_ROLE:  # the learner's user, as on the exam's base node
+            return [tool("docker", DOCKER_HINT), "exec", flags, "-u", CANDIDATE, "-w",
+                    f"/home/{CANDIDATE}", "-e", f"TERM={term}", "-e", f"HOME=/home/{CANDIDATE}",
+                    "-e", f"USER={CANDIDATE}", self.container, "bash", "-l"]
         return [tool("docker", DOCKER_HINT), "exec", flags, "-w", "/root", "-e", f"TERM={term}",
                 self.container, "bash", "-l"]
 

@@ -5,7 +5,9 @@
 and returns once etcd answers ``etcdctl endpoint health`` over TLS inside the node. With
 several control planes the members join one by one as ``kubeadm join --control-plane``
 does: ``etcdctl member add`` on the first node, then the joiner's manifest with
-``--initial-cluster-state=existing``.
+``--initial-cluster-state=existing``. A jump host (``spec.jump_host``) is one more node,
+``student``, whose init runs no kubelet; the user ``candidate`` is then added to every node
+(:mod:`simulator.cluster.candidate`) while etcd starts.
 
 State lives in ``clusters_dir()/<name>/cluster.json`` (see :mod:`simulator.cluster.local`).
 
@@ -32,12 +34,22 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from simulator.cluster import binaries as binaries_mod
-from simulator.cluster import kubeadm
+from simulator.cluster import candidate, kubeadm
 from simulator.cluster.local import idmap as idmap_mod
 from simulator.cluster.local import nodes as nodes_mod
 from simulator.cluster.local import sshd
 from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
-from simulator.cluster.node import ClusterInfo, ClusterSpec, Progress, Step, find_node
+from simulator.cluster.node import (
+    CANDIDATE,
+    JUMP_HOST,
+    JUMP_HOST_ROLE,
+    ClusterInfo,
+    ClusterSpec,
+    Progress,
+    Step,
+    find_node,
+)
+from simulator.cluster.sshkeys import ClusterKeys
 from simulator.errors import BinaryMissing, ClusterError, NamespacesUnavailable, SimError
 from simulator.paths import cache_dir, clusters_dir
 
@@ -47,6 +59,8 @@ NODE_TIMEOUT = 20.0
 STOP_GRACE = 4.0
 SPARE_KEYS = 24
 NODE_TOOLS = ("etcd", "etcdctl", "etcdutl", "kubectl", "kubeadm")
+JUMP_HOST_TOOLS = ("kubectl",)
+"""Of the node tools, those the jump host has (as the exam's base node: no etcdctl)."""
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_TIMEOUT = 90.0
 
@@ -280,12 +294,14 @@ class LocalDriver:
                                hint="remove it with `cka-sim stop`, or `cka-sim doctor --clean` "
                                     "if it was left behind by a killed cka-sim")
         self._check_tools()
+        if spec.jump_host:
+            self._check_jump_host()
         tools = self._node_tools(spec.components, progress)
         directory.mkdir(parents=True)
         state: dict = {
             "name": spec.name, "driver": self.name, "state": "creating",
             "spec": {"control_planes": spec.control_planes, "workers": spec.workers,
-                     "components": list(spec.components)},
+                     "components": list(spec.components), "jump_host": spec.jump_host},
             "creator": {"pid": os.getpid(), "start": proc_start(os.getpid())},
             "created": time.time(), "infra": {}, "nodes": [],
         }
@@ -310,24 +326,27 @@ class LocalDriver:
             placed.append((ns.name, nodes_mod.node_ip(index, ns.role), ns.role))
         hosts = {name: ip for name, ip, _ in placed}
         control = [(n, ip) for n, ip, role in placed if role == "control-plane"]
+        jump = [n for n, _, role in placed if role == JUMP_HOST_ROLE]
+        placed_all, placed = placed, [p for p in placed if p[2] != JUMP_HOST_ROLE]
         kube = [c for c in KUBE_COMPONENTS if c in spec.components]
         total = 3 + ("kube-apiserver" in kube) + ("kube-controller-manager" in kube)
-        progress(Step("nodes", 0, total, f"preparing {len(placed)} node(s)"))
-        for name, _, _ in placed:
-            nodes_mod.prepare_rootfs(directory / "nodes" / name / "rootfs", name, hosts)
+        progress(Step("nodes", 0, total, f"preparing {len(placed_all)} node(s)"))
+        for name, _, role in placed_all:
+            nodes_mod.prepare_rootfs(directory / "nodes" / name / "rootfs", name, hosts,
+                                     kube=role != JUMP_HOST_ROLE)
         image = manifests.etcd_image(binaries_mod.etcd_version(tools["etcd"]))
 
         seed = self._seed_path(tools["etcd"]) if len(control) > 1 else None
         if seed is not None and not seed.exists():
             seed = None
-        rootfs = {name: directory / "nodes" / name / "rootfs" for name, _, _ in placed}
+        rootfs = {name: directory / "nodes" / name / "rootfs" for name, _, _ in placed_all}
 
-        def write_ssh() -> None:
-            from simulator.cluster.sshkeys import ClusterKeys
-
-            keys = ClusterKeys.generate(hosts)  # ed25519: well under a millisecond a key
+        def write_ssh() -> ClusterKeys:
+            # ed25519: well under a millisecond a key
+            keys = ClusterKeys.generate(hosts, candidate=spec.jump_host)
             for name, path in rootfs.items():
                 sshd.write_node(path, name, keys)
+            return keys
 
         def write_pki() -> None:
             serving = len(placed) if kube else 0
@@ -360,8 +379,11 @@ class LocalDriver:
             state["infra"] = {"pid": infra.pid, "start": proc_start(infra.pid)}
             (directory / "infra.pid").write_text(f"{infra.pid}\n")
             _write_state(directory, state)
-            starting = [NodeProcess(infra.pid, directory / "nodes" / name, name, ip, tools,
-                                    directory, mapping) for name, ip, _ in placed]
+            jump_tools = {k: v for k, v in tools.items() if k in JUMP_HOST_TOOLS}
+            starting = [NodeProcess(infra.pid, directory / "nodes" / name, name, ip,
+                                    jump_tools if role == JUMP_HOST_ROLE else tools,
+                                    directory, mapping, jump_host=role == JUMP_HOST_ROLE)
+                        for name, ip, role in placed_all]
             self._children[spec.name] += [p.proc for p in starting]
             deadline = time.monotonic() + NODE_TIMEOUT
             for proc in starting:
@@ -369,7 +391,7 @@ class LocalDriver:
             for proc in starting:
                 proc.ready(deadline)
             nodes = [LocalNode(name, ip, role, directory / "nodes" / name, p.pid, p.start)
-                     for (name, ip, role), p in zip(placed, starting)]
+                     for (name, ip, role), p in zip(placed_all, starting)]
             for node in nodes:
                 (node.node_dir / "init.pid").write_text(f"{node.pid}\n")
             state["nodes"] = [{"name": n.name, "ip": n.ip, "role": n.role, "pid": n.pid,
@@ -377,8 +399,11 @@ class LocalDriver:
             _write_state(directory, state)
             progress(Step("certificates", 1, total, "kubeadm PKI and kubeconfigs"))
             pki_job.result()
-            ssh_job.result()  # each node's init starts sshd once its files are there
+            keys = ssh_job.result()  # each node's init starts sshd once its files are there
         cluster = LocalCluster(spec.name, nodes, directory)
+        if jump:
+            progress(Step("certificates", 1, total, f"user {CANDIDATE} on every node"))
+            candidate.add_everywhere(nodes, keys, cluster.node(control[0][0]))
         progress(Step("etcd", 2, total, f"waiting for etcd on {control[0][0]}"))
         first = cluster.node(control[0][0])
         if "etcd" in spec.components and seed is not None:
@@ -511,6 +536,33 @@ class LocalDriver:
     def _check_tools(self) -> None:
         for tool in ("unshare", "nsenter", "chroot", "ip"):
             nodes_mod._tool(tool)
+
+    @classmethod
+    def _check_jump_host(cls) -> None:
+        """ClusterError saying what is missing when this machine cannot give a jump host."""
+        missing = cls._jump_host_missing()
+        if missing:
+            raise ClusterError(f"this task starts on a jump host ({JUMP_HOST}, user "
+                               f"{CANDIDATE}), which this machine cannot give",
+                               hint="\n".join(missing) + "\nOr use `--driver kind`; "
+                                    "`cka-sim doctor` shows what the machine supports.")
+
+    @staticmethod
+    def _jump_host_missing() -> list[str]:
+        """What a jump host lacks here: the user ``candidate`` (nodes mapping more than
+        root), ssh between nodes, sudo, useradd and setpriv; empty when nothing is."""
+        missing = []
+        mapping = idmap_mod.choose()
+        if not mapping.full:
+            missing.append(f"nodes map only root, so user {CANDIDATE} cannot exist: "
+                           f"{mapping.missing or 'run cka-sim as root'}")
+        if not sshd.installed():
+            missing.append(f"no OpenSSH server for `ssh controlplane`: {sshd.INSTALL_HINT}")
+        for tool, hint in (("sudo", idmap_mod.SUDO_HINT), ("useradd", "install passwd"),
+                           ("setpriv", "install util-linux")):
+            if not (shutil.which(tool) or shutil.which(tool, path=idmap_mod.TOOL_PATH)):
+                missing.append(f"{tool} is not installed: {hint}")
+        return missing
 
     def _start_control_plane(self, control: Sequence[LocalNode], kube: Sequence[str],
                              progress: Progress, total: int) -> None:
@@ -722,6 +774,10 @@ class LocalDriver:
         lines.append(self._probe_namespaces())
         lines += [idmap_mod.doctor_line(), idmap_mod.sudo_line()]
         lines.append(sshd.doctor_line())
+        missing = self._jump_host_missing()
+        lines.append(("jump host", not missing, "; ".join(missing) if missing else
+                      f"tasks that start on {JUMP_HOST} as {CANDIDATE} (ssh controlplane, "
+                      "sudo -i) can run"))
         for name in ("etcd", "etcdctl", "etcdutl"):
             try:
                 lines.append((name, True, str(binaries_mod.find(name))))

@@ -14,7 +14,8 @@ uts, ipc, net and pid namespaces, with the host's view of the filesystem. It
    sets the hostname, configures ``lo`` and ``eth0``;
 3. writes ``ready``, starts the node's cron daemon (:mod:`crond`) and OpenSSH server
    (:mod:`sshd`) and becomes the static-pod supervisor, which as PID 1 also reaps
-   orphans. SIGTERM stops every container gracefully, then PID 1 and the node end.
+   orphans. SIGTERM stops every container gracefully, then PID 1 and the node end. A
+   jump host (``--jump-host``) runs no kubelet: PID 1 only reaps (:func:`run_jump_host`).
 
 It also plays systemd for ``systemctl`` and ``journalctl`` (:mod:`services`): the kubelet's
 unit files are laid where kubeadm's packages put them (those under ``/usr`` through a
@@ -264,6 +265,33 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
         ssh.stop()
 
 
+def run_jump_host(rootfs: str, name: str) -> None:
+    """PID 1 of a jump host (no Kubernetes node): the node's cron daemon and OpenSSH server,
+    and the reaping of orphans, until SIGTERM."""
+    import threading
+
+    from simulator.cluster.local import sshd
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    cron = subprocess.Popen([sys.executable, "-m", "simulator.cluster.local.crond", "--rootfs",
+                             rootfs, "--hostname", name], stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    ssh = sshd.Server(rootfs)
+    try:
+        while not stopping.wait(0.5):
+            while True:
+                try:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+    finally:
+        cron.terminate()
+        ssh.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nodeinit")
     parser.add_argument("--rootfs", required=True)
@@ -275,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--bin", action="append", default=[])
     parser.add_argument("--ro-bind", action="append", default=[])
+    parser.add_argument("--jump-host", action="store_true")
     args = parser.parse_args(argv)
     ready = os.fdopen(args.ready_fd, "w", buffering=1)
     started = time.monotonic()
@@ -286,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         drop_kept_caps()
         setup_mounts(args.rootfs, binaries, args.ro_bind)
-        provide_usr_dirs(args.rootfs)
-        _provide_unit_files(args.rootfs, args.address.split("/", 1)[0])
+        if not args.jump_host:
+            provide_usr_dirs(args.rootfs)
+            _provide_unit_files(args.rootfs, args.address.split("/", 1)[0])
         socket.sethostname(args.hostname)
         setup_network(args.address, args.gateway)
         os.makedirs(args.state_dir, exist_ok=True)
@@ -299,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     ready.write("ready\n")
     ready.close()
-    run_supervisor(args.rootfs, args.hostname, args.state_dir, args.address)
+    if args.jump_host:
+        run_jump_host(args.rootfs, args.hostname)
+    else:
+        run_supervisor(args.rootfs, args.hostname, args.state_dir, args.address)
     return 0
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import simulator
 from simulator.cluster.local import idmap
-from simulator.cluster.node import Completed, run_process
+from simulator.cluster.node import CANDIDATE, JUMP_HOST_ROLE, Completed, run_process
 from simulator.cluster.shell import BASHRC, PROFILE
 from simulator.errors import ClusterError, NamespacesUnavailable
 
@@ -109,8 +109,15 @@ root\tALL=(ALL:ALL) ALL
 """Debian's /etc/sudoers, for a node whose machine has sudo but no readable sudoers."""
 
 
+JUMP_HOST_SCRIPTS = ("crontab",)
+"""Of NODE_SCRIPTS, those a jump host gets: it runs no kubelet, so no systemctl for one."""
+
+
 def node_ip(index: int, role: str) -> str:
-    """Address of the ``index``-th node of a role: control planes from .10, workers from .20."""
+    """Address of the ``index``-th node of a role: control planes from .10, workers from .20,
+    the jump host .5."""
+    if role == JUMP_HOST_ROLE:
+        return f"{SUBNET_PREFIX}{5 + index}"
     return f"{SUBNET_PREFIX}{(10 if role == 'control-plane' else 20) + index}"
 
 
@@ -198,8 +205,10 @@ def _copy_readable(src: str, dst: str) -> None:
         pass
 
 
-def prepare_rootfs(rootfs: Path, hostname: str, hosts: dict[str, str]) -> None:
-    """Create a node's root directory: private /etc, /var, /root ... and links to /usr."""
+def prepare_rootfs(rootfs: Path, hostname: str, hosts: dict[str, str], *,
+                   kube: bool = True) -> None:
+    """Create a node's root directory: private /etc, /var, /root ... and links to /usr;
+    with ``kube`` (all but a jump host) the directories kubeadm makes."""
     rootfs.mkdir(parents=True)
     for name in _PRIVATE_DIRS:
         (rootfs / name).mkdir(exist_ok=True)
@@ -224,7 +233,7 @@ def prepare_rootfs(rootfs: Path, hostname: str, hosts: dict[str, str]) -> None:
     (etc / "machine-id").write_text(os.urandom(16).hex() + "\n")
     if not os.path.lexists(etc / "mtab"):
         os.symlink("../proc/self/mounts", etc / "mtab")
-    for sub in ("kubernetes/manifests", "kubernetes/pki"):
+    for sub in ("kubernetes/manifests", "kubernetes/pki") if kube else ():
         (etc / sub).mkdir(parents=True, exist_ok=True)
     for sub in ("cron.d", "cron.hourly", "cron.daily", "cron.weekly", "cron.monthly"):
         (etc / sub).mkdir(mode=0o755, exist_ok=True)
@@ -233,7 +242,7 @@ def prepare_rootfs(rootfs: Path, hostname: str, hosts: dict[str, str]) -> None:
         (etc / "crontab").write_text(DEBIAN_CRONTAB)
     (rootfs / "root/.bashrc").write_text(BASHRC)
     (rootfs / "root/.profile").write_text(PROFILE)
-    for sub in ("var/lib/etcd",):
+    for sub in ("var/lib/etcd",) if kube else ():
         (rootfs / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     (rootfs / "var/log/pods").mkdir(parents=True, exist_ok=True)
 
@@ -326,7 +335,8 @@ class NodeProcess:
     """A node's init being started: spawned, then wired to the bridge, then ready."""
 
     def __init__(self, infra_pid: int, node_dir: Path, name: str, ip: str,
-                 binaries: dict[str, Path], marker: Path, mapping: idmap.IdMapping) -> None:
+                 binaries: dict[str, Path], marker: Path, mapping: idmap.IdMapping, *,
+                 jump_host: bool = False) -> None:
         self.name, self.ip, self.node_dir = name, ip, node_dir
         self.rootfs = node_dir / "rootfs"
         self.log = node_dir / "supervisor.log"
@@ -346,7 +356,11 @@ class NodeProcess:
                 "--address", f"{ip}/{PREFIX_LEN}", "--gateway", GATEWAY,
                 "--go-fd", str(go_r), "--ready-fd", str(ready_w),
                 "--state-dir", str(self.rootfs / "run/cka-sim")]
-        for tool, path in sorted({**NODE_SCRIPTS, **binaries}.items()):
+        scripts = NODE_SCRIPTS
+        if jump_host:
+            argv.append("--jump-host")
+            scripts = {k: v for k, v in NODE_SCRIPTS.items() if k in JUMP_HOST_SCRIPTS}
+        for tool, path in sorted({**scripts, **binaries}.items()):
             argv += ["--bin", f"{tool}={path}"]
         for name_ in _MERGED:
             if (self.rootfs / name_).is_dir() and not (self.rootfs / name_).is_symlink():
@@ -470,9 +484,18 @@ class LocalNode:
                            env=self.login_env(env))
 
     def shell_argv(self, *, tty: bool | None = None) -> list[str]:
-        """argv of an interactive root login shell on the node (ends with ``bash -l``).
-        ``tty`` changes nothing here: the shell inherits the caller's stdin, terminal or
-        not."""
+        """argv of an interactive root login shell on the node (ends with ``bash -l``); on
+        a jump host ``candidate``'s login shell (``setpriv`` takes the user's ids and
+        groups: no capabilities are left). ``tty`` changes nothing here: the shell inherits
+        the caller's stdin, terminal or not."""
+        if self.role == JUMP_HOST_ROLE:
+            home = f"/home/{CANDIDATE}"
+            env = self.login_env({"HOME": home, "USER": CANDIDATE, "LOGNAME": CANDIDATE,
+                                  "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/games"})
+            return self._enter() + [
+                "/usr/bin/env", "-i", "-C", home, *[f"{k}={v}" for k, v in env.items()],
+                _tool("setpriv"), "--reuid", CANDIDATE, "--regid", CANDIDATE, "--init-groups",
+                "--", "bash", "-l"]
         env = [f"{k}={v}" for k, v in self.login_env().items()]
         return self._enter() + ["/usr/bin/env", "-i", "-C", "/root", *env, "bash", "-l"]
 

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Markdown, Static
 
+from simulator.cluster.node import CANDIDATE, JUMP_HOST
 from simulator.tui import fmt, messages
 from simulator.tui.screens.task import EXAM_NOTICES
 from simulator.tui.terminal import run_shell
@@ -153,8 +154,10 @@ class ExamScreen(Screen):
         index = self.exam.current
         task = self.exam.tasks[index]
         sc = task.scenario
+        node = (f"node `{JUMP_HOST}` as `{CANDIDATE}`" if sc.cluster.jump_host
+                else "node `controlplane`")
         head = (f"# Task {task.number} of {len(self.exam.tasks)}: {sc.title}\n\n"
-                f"*{sc.domain} · weight {task.weight:.0f}% · {task.max_score} points · node `controlplane`*"
+                f"*{sc.domain} · weight {task.weight:.0f}% · {task.max_score} points · {node}*"
                 + (" · **flagged for review**" if task.flagged else "") + "\n\n")
         if task.status == "ready":
             body = sc.task
@@ -236,9 +239,10 @@ class ExamScreen(Screen):
         countdown = self.query_one(Countdown)
         countdown.pause()
         task = self.exam.tasks[self.exam.current]
+        where = JUMP_HOST if task.scenario.cluster.jump_host else "controlplane"
         left = fmt.clock(self.exam.remaining())
         try:
-            error = run_shell(self.app, argv, f"cka-sim: task {task.number} on controlplane "
+            error = run_shell(self.app, argv, f"cka-sim: task {task.number} on {where} "
                                               f"({left} left) - type `exit` to return")
         finally:
             countdown.resume()

@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Collapsible, Footer, Header, Label, Markdown, Static
 
+from simulator.cluster.node import login_node
 from simulator.tui import fmt
 from simulator.tui.widgets.check_table import CheckTable
 
@@ -87,7 +88,7 @@ class ResultsScreen(Screen):
         from simulator.tui.terminal import run_shell
 
         try:
-            argv = self.session.cluster().nodes[0].shell_argv()
+            argv = login_node(self.session.cluster()).shell_argv()
         except SimError as exc:
             self.app.show_error(exc.message, exc.hint)
             return

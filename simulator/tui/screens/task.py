@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Markdown, Static
 
+from simulator.cluster.node import CANDIDATE, JUMP_HOST, login_node
 from simulator.tui import fmt, messages
 from simulator.tui.terminal import run_shell
 from simulator.tui.widgets.check_table import CheckTable
@@ -77,6 +78,13 @@ class TaskScreen(Screen):
                 yield Static("", id="task-status")
         yield Footer()
 
+    @property
+    def login_name(self) -> str:
+        """Where the learner's shell opens: ``student`` (as ``candidate``) on a jump host."""
+        if self.scenario.cluster.jump_host:
+            return f"{JUMP_HOST}[/] as [b]{CANDIDATE}"
+        return "controlplane"
+
     def facts(self) -> str:
         s = self.session
         sc = self.scenario
@@ -84,7 +92,7 @@ class TaskScreen(Screen):
             f"[b]{escape(sc.domain)}[/] · {sc.difficulty}",
             f"{s.mode} mode · {s.driver}",
             f"cluster [b]{s.cluster_name}[/]",
-            "node [b]controlplane[/]",
+            f"node [b]{self.login_name}[/]",
             f"seed {s.seed}",
         ]
         if s.mode == "practice" and sc.hints:
@@ -133,7 +141,8 @@ class TaskScreen(Screen):
         from simulator.errors import SimError
 
         try:
-            argv = self.session.cluster().nodes[0].shell_argv()
+            node = login_node(self.session.cluster())
+            argv = node.shell_argv()
         except SimError as exc:
             self.app.show_error(exc.message, exc.hint)
             return
@@ -141,7 +150,7 @@ class TaskScreen(Screen):
         countdown.pause()
         left = fmt.clock(self.session.remaining(self.app.clock()))
         try:
-            error = run_shell(self.app, argv, f"cka-sim: shell on controlplane ({left} left) "
+            error = run_shell(self.app, argv, f"cka-sim: shell on {node.name} ({left} left) "
                                               "- type `exit` to return to the task")
         finally:
             countdown.resume()
