@@ -70,6 +70,7 @@ class ClusterSpec:
     control_planes: int = 1
     workers: int = 0
     components: tuple[str, ...] = ("etcd",)
+    etcd: str = "static-pod"  # or "systemd": etcd.service instead of a static pod (etcdunit)
 
     def node_specs(self) -> list[NodeSpec]:
         """Nodes named as on the exam: controlplane, controlplane2, ..., node01, node02, ..."""

@@ -100,6 +100,12 @@ class ClusterReq(_Model):
     components: list[Component] = Field(
         default_factory=lambda: ["etcd"],
         description="Control-plane components to run as static pods; etcd is always required.")
+    etcd: Literal["static-pod", "systemd"] = Field(
+        "static-pod",
+        description="How the control plane runs etcd: as kubeadm's static pod (the default) or "
+                    "as a systemd service, /etc/systemd/system/etcd.service (an external etcd, "
+                    "on the same data directory, certificates and URLs; the API server's "
+                    "--etcd-servers points at it). systemd needs one control plane.")
 
     @field_validator("components")
     @classmethod
@@ -115,6 +121,14 @@ class ClusterReq(_Model):
                 {"names": " and ".join(needs_api)})
         return value
 
+    @model_validator(mode="after")
+    def _etcd_mode(self) -> ClusterReq:
+        if self.etcd == "systemd" and self.control_planes != 1:
+            raise PydanticCustomError(
+                "etcd", "etcd: systemd runs one etcd.service on controlplane; set control_planes: 1",
+                {})
+        return self
+
     def node_names(self) -> list[str]:
         """Node names as on the exam: controlplane, controlplane2, ..., node01, ..."""
         return [n.name for n in self.to_spec("x").node_specs()]
@@ -124,7 +138,7 @@ class ClusterReq(_Model):
         order = get_args(Component)
         components = tuple(sorted(self.components, key=order.index))
         return ClusterSpec(name=name, control_planes=self.control_planes, workers=self.workers,
-                           components=components)
+                           components=components, etcd=self.etcd)
 
 
 Scalar = str | int | float | bool

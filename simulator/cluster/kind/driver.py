@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from simulator.cluster import binaries, kubeadm
+from simulator.cluster import binaries, etcdunit, kubeadm
 from simulator.cluster.kind.nodes import (
     DOCKER_HINT,
     ENGINE_HINT,
@@ -291,7 +291,7 @@ class KindDriver:
         record = {"name": spec.name, "driver": self.name, "state": "creating",
                   "created": time.time(), "kubeconfig": str(directory / "kubeconfig"),
                   "spec": {"control_planes": spec.control_planes, "workers": spec.workers,
-                           "components": list(spec.components)},
+                           "components": list(spec.components), "etcd": spec.etcd},
                   "nodes": {}}
         _write_record(directory, record)
         try:
@@ -321,6 +321,10 @@ class KindDriver:
             # sshd starts on every node while etcd and the nodes become ready
             ssh = pool.submit(self._start_ssh, cluster.nodes, addresses)
             self._wait_healthy(control[0])
+            if spec.etcd == "systemd":
+                progress(Step("tools", 2, 3, f"etcd as {etcdunit.SERVICE} on {control[0].name}"))
+                etcdunit.convert(control[0])
+                self._wait_healthy(control[0])
             self._wait_ready(control[0], progress)
             record["ssh"] = ssh.result()
         if not record["ssh"] and len(cluster.nodes) > 1:
