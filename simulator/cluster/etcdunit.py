@@ -36,7 +36,10 @@ MODES = ("static-pod", "systemd")
 _CONVERT = r"""
 set -e
 if ! [ -x "$BINARY" ]; then
-    pid=$(pgrep -xo etcd || true)
+    pid=
+    for proc in /proc/[0-9]*; do
+        if [ "$(cat "$proc/comm" 2>/dev/null)" = etcd ]; then pid=${proc#/proc/}; break; fi
+    done
     if [ -z "$pid" ]; then echo "no running etcd to take the etcd binary from" >&2; exit 1; fi
     cp "/proc/$pid/exe" "$BINARY.new"
     chmod 755 "$BINARY.new"

@@ -21,6 +21,7 @@ cluster:
   control_planes: 1
   workers: 0
   components: [etcd]         # etcd (required), kube-apiserver, kube-controller-manager, kube-scheduler
+  # etcd: systemd            # etcd as /etc/systemd/system/etcd.service instead of a static pod
 
 # Drawn per attempt from a recorded seed. Write {{{{ name }}}} in the task, hints, setup,
 # checks (name, with, requires), explanation, solution, alternatives and wrong_solutions.
