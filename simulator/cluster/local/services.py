@@ -34,6 +34,12 @@ manager writes systemd's own lines (``Started kubelet.service - ...``).
 The unit files a candidate reads are written where kubeadm's packages put them
 (:func:`write_unit_files`, :data:`USR_FILES`); editing them does not change what the
 practice node's agent does.
+
+Other ``.service`` files under ``/etc/systemd/system`` (an ``etcd.service``) are real
+units (:mod:`units`): the manager loads one on its first job, starts the enabled ones at
+boot, reads them all again on a ``{"verb": "daemon-reload"}`` job, and runs their
+processes, which it publishes in ``units.json`` like the others (with the files and
+stamps it loaded, so ``systemctl`` can tell that a file changed on disk).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ list-units [--type T] [--state S] [--all]|--version; journalctl [-u UNIT]... [-f
 cat|json] [--no-pager] [-x] [-b] [-q] [--no-hostname] [--utc]. Anything else says that the
 practice node does not support it and exits non-zero.
 
-Why one module of ~950 lines: it is copied into every node as one program and runs there
+Why one module of ~1000 lines: it is copied into every node as one program and runs there
 with the host's Python and nothing else, so it cannot import helpers from the package;
 ``systemctl status`` shows the unit's last journal lines, so both programs share the
 journal reader and formatter, and each subcommand is a small function over the same
