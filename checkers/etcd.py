@@ -28,7 +28,8 @@ def healthy(ctx: Context, endpoint: str = kubeadm.ETCD_ENDPOINT) -> CheckResult:
     if done.ok:
         return CheckResult(True, f"etcd at {endpoint} is healthy")
     return CheckResult(False, f"etcd at {endpoint} is not healthy ({_first_line(done.err or done.out)}); "
-                              "look at `crictl ps -a` and `crictl logs` on the node")
+                              "look at `crictl ps -a` and `crictl logs` on the node "
+                              "(`systemctl status etcd` where etcd runs as a service)")
 
 
 def get_key(ctx: Context, key: str) -> tuple[bool, str | None, str]:
