@@ -10,7 +10,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from simulator.cluster import kubeadm, staticpod
+from simulator.cluster import etcdunit, kubeadm, staticpod
 from simulator.errors import CheckError, ClusterError
 from simulator.registry import CheckResult, Context, checker
 
@@ -28,7 +28,8 @@ def healthy(ctx: Context, endpoint: str = kubeadm.ETCD_ENDPOINT) -> CheckResult:
     if done.ok:
         return CheckResult(True, f"etcd at {endpoint} is healthy")
     return CheckResult(False, f"etcd at {endpoint} is not healthy ({_first_line(done.err or done.out)}); "
-                              "look at `crictl ps -a` and `crictl logs` on the node")
+                              "look at `crictl ps -a` and `crictl logs` on the node "
+                              "(`systemctl status etcd` where etcd runs as a service)")
 
 
 def _get_kv(ctx: Context, key: str) -> tuple[bool, dict[str, Any] | None, str]:
@@ -163,25 +164,39 @@ def serving_container(ctx: Context, component: str) -> tuple[staticpod.Container
 
 @checker("etcd.data_dir")
 def data_dir(ctx: Context, expected: str, component: str = "etcd",
-             snapshot: str | None = None) -> CheckResult:
-    """The node directory the running etcd container really serves its data from.
+             snapshot: str | None = None, service: str | None = None) -> CheckResult:
+    """The node directory the running etcd really serves its data from.
 
     Judged on the container the runtime runs (its ``--data-dir`` and mounts, as
-    ``crictl inspect`` reports them), whichever manifest it came from. With ``snapshot``,
-    the served data must also come from that snapshot: etcd's revision is at least the
-    snapshot's, which an empty or freshly initialised directory is not.
+    ``crictl inspect`` reports them), whichever manifest it came from; with ``service``
+    (``etcd.service``, an etcd run by systemd), on the process that service runs: its
+    command line, environment and working directory as ``/proc`` shows them, whatever
+    the unit file says now. With ``snapshot``, the served data must also come from that
+    snapshot: etcd's revision is at least the snapshot's, which an empty or freshly
+    initialised directory is not.
     """
     want = posixpath.normpath(expected)
-    running, why_not = serving_container(ctx, component)
-    if running is None:
-        return CheckResult(False, why_not)
-    inside = staticpod.flag(running.argv, "data-dir") or "/default.etcd"
-    host, why = staticpod.data_dir_on_host(inside, running.mounts)
-    if host is None:
-        return CheckResult(False, f"etcd's data is not on the node: --data-dir={inside}, but {why}, so "
-                                  f"etcd starts empty; expected it served from {want} through the etcd-data hostPath")
-    if host != want:
-        return CheckResult(False, f"the running etcd serves its data from {host} ({why}); expected {want}")
+    if service is not None:
+        process, why_not = etcdunit.running(ctx.node, service)
+        if process is None:
+            return CheckResult(False, why_not)
+        host = process.data_dir
+        why = f"{service}, PID {process.pid}"
+        if host != want:
+            return CheckResult(False, f"{service} runs etcd (PID {process.pid}) on data dir {host}; "
+                                      f"expected {want} (after editing the unit, "
+                                      "`systemctl daemon-reload` and a restart make it take effect)")
+    else:
+        running, why_not = serving_container(ctx, component)
+        if running is None:
+            return CheckResult(False, why_not)
+        inside = staticpod.flag(running.argv, "data-dir") or "/default.etcd"
+        host, why = staticpod.data_dir_on_host(inside, running.mounts)
+        if host is None:
+            return CheckResult(False, f"etcd's data is not on the node: --data-dir={inside}, but {why}, so "
+                                      f"etcd starts empty; expected it served from {want} through the etcd-data hostPath")
+        if host != want:
+            return CheckResult(False, f"the running etcd serves its data from {host} ({why}); expected {want}")
     probe = ctx.run(["test", "-d", posixpath.join(want, "member")])
     if not probe.ok:
         return CheckResult(False, f"etcd runs on {want}, but {want}/member does not exist: "

@@ -5,7 +5,8 @@ on the node, and must not pay: the gate runs them on every scenario without the 
 listing them (a scenario may be exempted from one with a reason, ``exempt_attacks``).
 
 - ``empty-data-dir``: make an empty ``member/`` directory and point etcd's data hostPath
-  at it, the fake restore that once earned 6/9 on etcd-restore;
+  at it (with ``cluster.etcd: systemd``, the unit's ``--data-dir``, reloaded and
+  restarted), the fake restore that once earned 6/9 on etcd-restore;
 - ``db-copy``: copy ``/var/lib/etcd/member/snap/db`` wherever a snapshot is expected;
 - ``solution-prefix``: the reference solution without its last step.
 
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from simulator import registry
-from simulator.cluster import kubeadm, staticpod
+from simulator.cluster import etcdunit, kubeadm, staticpod
 from simulator.cluster.node import Cluster
 from simulator.scenario import Scenario
 
@@ -126,10 +127,33 @@ def _point_etcd_at(cluster: Cluster, node_name: str, directory: str) -> None:
         time.sleep(0.5)
 
 
+_POINT_SERVICE = r"""
+mkdir -p "$DIR/member"
+sed -i "s#--data-dir[= ][^ \\]*#--data-dir=$DIR#" "$UNIT"
+systemctl daemon-reload
+systemctl restart "$SERVICE"
+for i in $(seq 60); do
+    etcdctl --endpoints="$ENDPOINT" --cacert="$CACERT" --cert="$CERT" --key="$KEY" \
+        endpoint health --command-timeout=2s >/dev/null 2>&1 && break
+    sleep 0.5
+done
+"""
+
+
+def _point_service_at(cluster: Cluster, node_name: str, directory: str) -> None:
+    """The same fake restore for an etcd run by systemd: the unit's ``--data-dir``."""
+    cluster.node(node_name).run(["bash", "-c", _POINT_SERVICE], timeout=90, env={
+        "DIR": directory, "UNIT": etcdunit.UNIT_PATH, "SERVICE": etcdunit.SERVICE,
+        "ENDPOINT": kubeadm.ETCD_ENDPOINT, "CACERT": kubeadm.ETCD_CA,
+        "CERT": kubeadm.ETCD_SERVER_CERT, "KEY": kubeadm.ETCD_SERVER_KEY})
+
+
 def empty_data_dir(scenario: Scenario) -> Callable[[Cluster], None]:
+    point = _point_service_at if scenario.cluster.etcd == "systemd" else _point_etcd_at
+
     def play(cluster: Cluster) -> None:
         for node_name, directory in _data_dir_targets(scenario, cluster.nodes[0].name):
-            _point_etcd_at(cluster, node_name, directory)
+            point(cluster, node_name, directory)
     return play
 
 

@@ -26,7 +26,7 @@ import pexpect
 import pytest
 from conftest import real_kind_missing
 
-from simulator.cluster import binaries
+from simulator.cluster import binaries, etcdunit
 from simulator.cluster.kind import nodes as kind_nodes
 from simulator.cluster.kind.driver import (
     KindDriver,
@@ -500,6 +500,44 @@ def test_three_control_planes_and_a_worker_on_real_kind(engine):
                 health = node.run(["curl", "-sS", "--max-time", "5", f"http://{ip}:8080/health"],
                                   timeout=30)
                 assert health.out.strip() == "OK", f"{node.name} -> {ip}: {health.err}"
+    finally:
+        driver.delete(cluster)
+
+
+def test_etcd_as_a_systemd_service_on_real_kind(engine):
+    """cluster.etcd: systemd on kind: the static pod becomes etcd.service (real systemd, the
+    binary taken from the cluster's etcd image) on the same data, the API server keeps
+    working, and an edited unit runs its old command line until daemon-reload, which the
+    etcd.data_dir checker sees on the running process."""
+    if engine == "fake":
+        pytest.skip("the stand-in engine runs no systemd; real kind only")
+    driver = KindDriver()
+    cluster = driver.create(ClusterSpec(f"cka-sysd-{secrets.token_hex(3)}",
+                                        components=("etcd", "kube-apiserver"), etcd="systemd"),
+                            lambda step: None)
+    try:
+        node = cluster.node("controlplane")
+        assert not node.run(["test", "-e", "/etc/kubernetes/manifests/etcd.yaml"]).ok
+        assert node.run(["systemctl", "is-active", "etcd"]).out == "active\n"
+        assert node.run(["systemctl", "is-enabled", "etcd"]).out == "enabled\n"
+        running, why = etcdunit.running(node)
+        assert running is not None, why
+        assert running.argv[0] == etcdunit.BINARY and running.data_dir == "/var/lib/etcd"
+        kubectl = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
+        assert node.run([*kubectl, "create", "namespace", "via-service"], timeout=60).ok
+        ctx = Context(cluster)
+        copy = "/var/lib/etcd-copy"
+        assert node.run(["bash", "-c", f"cp -a /var/lib/etcd {copy} && sed -i "
+                         f"'s#--data-dir=/var/lib/etcd #--data-dir={copy} #' {etcdunit.UNIT_PATH}"]).ok
+        restart = node.run(["systemctl", "restart", "etcd"], timeout=120)
+        assert restart.ok and "changed on disk" in restart.err
+        data_dir = get_checker("etcd.data_dir")
+        assert not data_dir(ctx, expected=copy, service="etcd").passed
+        assert node.run(["systemctl", "daemon-reload"]).ok
+        assert node.run(["systemctl", "restart", "etcd"], timeout=120).ok
+        result = data_dir(ctx, expected=copy, service="etcd")
+        assert result.passed, result.detail
+        assert "via-service" in node.run([*kubectl, "get", "namespaces"], timeout=60).out
     finally:
         driver.delete(cluster)
 

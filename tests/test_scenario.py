@@ -221,6 +221,16 @@ def test_cluster_requirements(tmp_path):
     assert spec.components == ("etcd", "kube-apiserver")
     assert [n.name for n in spec.node_specs()] == ["controlplane", "controlplane2", "node01"]
     assert set(typing.get_args(sc.Component)) == set(COMPONENTS)
+    assert spec.etcd == "static-pod"
+
+
+def test_cluster_etcd_as_a_systemd_service(tmp_path):
+    req = sc.ClusterReq(components=["etcd", "kube-apiserver"], etcd="systemd")
+    assert req.to_spec("c1").etcd == "systemd"
+    p = only(problems_of(tmp_path, MINIMAL + "cluster: {control_planes: 2, etcd: systemd}\n"))
+    assert p.field_path == "cluster" and "set control_planes: 1" in p.message
+    p = only(problems_of(tmp_path, MINIMAL + "cluster: {etcd: external}\n"))
+    assert p.field_path == "cluster.etcd" and "static-pod" in p.message
 
 
 # --------------------------------------------------------------------------- templating

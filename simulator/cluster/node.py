@@ -79,6 +79,7 @@ class ClusterSpec:
     """Add the exam's base node ``student``: no Kubernetes node (no kubelet, not in
     ``kubectl get nodes``), where the learner logs in as ``candidate`` and must
     ``ssh controlplane`` then ``sudo -i``."""
+    etcd: str = "static-pod"  # or "systemd": etcd.service instead of a static pod (etcdunit)
 
     def node_specs(self) -> list[NodeSpec]:
         """Nodes named as on the exam: controlplane, controlplane2, ..., node01, node02, ...,

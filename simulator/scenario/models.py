@@ -105,6 +105,12 @@ class ClusterReq(_Model):
         "Start the learner on a jump host, node `student` (the exam's base node, no Kubernetes "
         "node) as user `candidate`, who must `ssh controlplane` and `sudo -i` there. Solutions "
         "reach it with `# on node student`."))
+    etcd: Literal["static-pod", "systemd"] = Field(
+        "static-pod",
+        description="How the control plane runs etcd: as kubeadm's static pod (the default) or "
+                    "as a systemd service, /etc/systemd/system/etcd.service (an external etcd, "
+                    "on the same data directory, certificates and URLs; the API server's "
+                    "--etcd-servers points at it). systemd needs one control plane.")
 
     @field_validator("components")
     @classmethod
@@ -120,6 +126,14 @@ class ClusterReq(_Model):
                 {"names": " and ".join(needs_api)})
         return value
 
+    @model_validator(mode="after")
+    def _etcd_mode(self) -> ClusterReq:
+        if self.etcd == "systemd" and self.control_planes != 1:
+            raise PydanticCustomError(
+                "etcd", "etcd: systemd runs one etcd.service on controlplane; set control_planes: 1",
+                {})
+        return self
+
     def node_names(self) -> list[str]:
         """Node names as on the exam: controlplane, controlplane2, ..., node01, ..."""
         return [n.name for n in self.to_spec("x").node_specs()]
@@ -129,7 +143,7 @@ class ClusterReq(_Model):
         order = get_args(Component)
         components = tuple(sorted(self.components, key=order.index))
         return ClusterSpec(name=name, control_planes=self.control_planes, workers=self.workers,
-                           components=components, jump_host=self.jump_host)
+                           components=components, jump_host=self.jump_host, etcd=self.etcd)
 
 
 Scalar = str | int | float | bool

@@ -23,6 +23,7 @@ cluster:
   components: [etcd]         # etcd (required), kube-apiserver, kube-controller-manager, kube-scheduler
   jump_host: false           # true: the shell starts on node student as user candidate, who must
                              # `ssh controlplane` and `sudo -i`, as on the exam (solutions: `# on node student`)
+  # etcd: systemd            # etcd as /etc/systemd/system/etcd.service instead of a static pod
 
 # Drawn per attempt from a recorded seed. Write {{{{ name }}}} in the task, hints, setup,
 # checks (name, with, requires), explanation, solution, alternatives and wrong_solutions.

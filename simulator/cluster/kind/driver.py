@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from simulator.cluster import binaries, candidate, kubeadm
+from simulator.cluster import binaries, candidate, etcdunit, kubeadm
 from simulator.cluster.kind import jumphost
 from simulator.cluster.kind.nodes import (
     DOCKER_HINT,
@@ -307,7 +307,8 @@ class KindDriver:
         record = {"name": spec.name, "driver": self.name, "state": "creating",
                   "created": time.time(), "kubeconfig": str(directory / "kubeconfig"),
                   "spec": {"control_planes": spec.control_planes, "workers": spec.workers,
-                           "components": list(spec.components), "jump_host": spec.jump_host},
+                           "components": list(spec.components), "jump_host": spec.jump_host,
+                           "etcd": spec.etcd},
                   "nodes": {}}
         _write_record(directory, record)
         try:
@@ -341,6 +342,10 @@ class KindDriver:
             # sshd starts on every node while etcd and the nodes become ready
             ssh = pool.submit(self._start_ssh, cluster.nodes, keys)
             self._wait_healthy(control[0])
+            if spec.etcd == "systemd":
+                progress(Step("tools", 2, 3, f"etcd as {etcdunit.SERVICE} on {control[0].name}"))
+                etcdunit.convert(control[0])
+                self._wait_healthy(control[0])
             self._wait_ready(control[0], progress)
             record["ssh"] = ssh.result()
         if spec.jump_host:

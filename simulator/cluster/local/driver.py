@@ -301,7 +301,8 @@ class LocalDriver:
         state: dict = {
             "name": spec.name, "driver": self.name, "state": "creating",
             "spec": {"control_planes": spec.control_planes, "workers": spec.workers,
-                     "components": list(spec.components), "jump_host": spec.jump_host},
+                     "components": list(spec.components), "jump_host": spec.jump_host,
+                     "etcd": spec.etcd},
             "creator": {"pid": os.getpid(), "start": proc_start(os.getpid())},
             "created": time.time(), "infra": {}, "nodes": [],
         }
@@ -420,6 +421,12 @@ class LocalDriver:
                 for i, (name, ip) in enumerate(control[1:], start=2):
                     progress(Step("etcd", 2, total, f"{name} joins the etcd cluster"))
                     self._join(cluster, control[:i], image)
+        if "etcd" in spec.components and spec.etcd == "systemd":
+            from simulator.cluster import etcdunit
+
+            progress(Step("etcd", 2, total, f"etcd as {etcdunit.SERVICE} on {control[0][0]}"))
+            etcdunit.convert(first)
+            self._wait_healthy(first, [control[0][1]])
         self._start_control_plane([cluster.node(n) for n, _ in control], kube, progress, total)
         state["state"] = "running"
         _write_state(directory, state)

@@ -254,7 +254,7 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
     cron = subprocess.Popen([sys.executable, "-m", "simulator.cluster.local.crond", "--rootfs", rootfs,
                              "--hostname", name], stdin=subprocess.DEVNULL, start_new_session=True)
     ssh = sshd.Server(rootfs)  # the node's OpenSSH server (ssh node01), when it can run here
-    manager = node_services(Path(state_dir), journal, supervisor, kubelet, cron.pid)
+    manager = node_services(Path(state_dir), journal, supervisor, kubelet, cron.pid, Path(rootfs))
     kubelet.start()
     try:
         supervisor.run()

@@ -34,6 +34,12 @@ manager writes systemd's own lines (``Started kubelet.service - ...``).
 The unit files a candidate reads are written where kubeadm's packages put them
 (:func:`write_unit_files`, :data:`USR_FILES`); editing them does not change what the
 practice node's agent does.
+
+Other ``.service`` files under ``/etc/systemd/system`` (an ``etcd.service``) are real
+units (:mod:`units`): the manager loads one on its first job, starts the enabled ones at
+boot, reads them all again on a ``{"verb": "daemon-reload"}`` job, and runs their
+processes, which it publishes in ``units.json`` like the others (with the files and
+stamps it loaded, so ``systemctl`` can tell that a file changed on disk).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.cluster import kubeadm
+from simulator.cluster.local import units as units_mod
 
 POLL = 0.1
 JOURNAL_MAX = 4 * 1024 * 1024
@@ -340,29 +347,92 @@ class Unit:
 class ServiceManager:
     """Runs ``systemctl``'s jobs in a thread of PID 1 and publishes the units' states."""
 
-    def __init__(self, state_dir: Path, journal: Journal, units: list[Unit]) -> None:
+    def __init__(self, state_dir: Path, journal: Journal, units: list[Unit],
+                 rootfs: Path | None = None) -> None:
         self.dir = Path(state_dir) / "systemd"
         self.jobs = self.dir / "jobs"
         self.journal = journal
         self.units = {u.name: u for u in units}
+        self.rootfs = Path(rootfs) if rootfs is not None else None
+        self.services: dict[str, units_mod.ServiceProcess] = {}
         self._done: list[dict[str, str]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._publish_lock = threading.Lock()
 
     def start(self) -> None:
-        """Publish the units, write their "Started" lines and watch for jobs in a thread."""
+        """Publish the units, write their "Started" lines, start the enabled units of the
+        node's own unit files and watch for jobs in a thread."""
         self.jobs.mkdir(parents=True, exist_ok=True)
         for unit in self.units.values():
             self.journal.write(unit.name, "systemd", 1, f"Started {unit.name} - {unit.description}.",
                                when=unit.since)
         self._publish()
-        self._thread = threading.Thread(target=self._run, name="systemd", daemon=True)
+        self._thread = threading.Thread(target=self._boot_and_run, name="systemd", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop watching for jobs and stop the services of the node's own unit files."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2.0)
+        for service in list(self.services.values()):
+            service.stop()
+
+    def _boot_and_run(self) -> None:
+        if self.rootfs is not None:
+            wants = self.rootfs / WANTS.lstrip("/")
+            for name in self._own_unit_names():
+                if os.path.lexists(wants / name) and self._service(name) is not None:
+                    self.services[name].start()
+            self._publish()
+        self._run()
+
+    def _own_unit_names(self) -> list[str]:
+        """Service files under the node's unit directories that are not built in."""
+        names: set[str] = set()
+        if self.rootfs is None:
+            return []
+        for directory in units_mod.UNIT_DIRS:
+            try:
+                entries = list((self.rootfs / directory.lstrip("/")).iterdir())
+            except OSError:
+                continue
+            names.update(p.name for p in entries if p.name.endswith(".service") and p.is_file())
+        return sorted(names - set(self.units))
+
+    def _service(self, name: str) -> units_mod.ServiceProcess | None:
+        """The service ``name`` of the node's own unit files, loaded on first use as
+        systemd loads a unit it has not seen (no daemon-reload needed for a new file)."""
+        if name in self.services:
+            return self.services[name]
+        if self.rootfs is None or name in self.units:
+            return None
+        config = units_mod.load_unit(self.rootfs, name)
+        if config is None:
+            return None
+        self.services[name] = units_mod.ServiceProcess(self.rootfs, config, self.journal,
+                                                       self._publish)
+        return self.services[name]
+
+    def daemon_reload(self) -> str:
+        """Read every unit file again (``systemctl daemon-reload``): running services keep
+        their processes and use the new configuration at their next start."""
+        if self.rootfs is None:
+            return "done"
+        self.journal.write("", "systemd", 1, "Reloading.")
+        for name in self._own_unit_names():
+            config = units_mod.load_unit(self.rootfs, name)
+            if config is None:
+                continue
+            if name in self.services:
+                self.services[name].reload(config)
+            else:
+                self._service(name)
+        for name in [n for n, s in self.services.items()
+                     if n not in self._own_unit_names() and s.state in ("inactive", "failed")]:
+            del self.services[name]
+        return "done"
 
     def _run(self) -> None:
         while not self._stop.wait(POLL):
@@ -389,6 +459,15 @@ class ServiceManager:
 
     def run_job(self, verb: str, name: str) -> str:
         """Start, stop or restart a unit; ``"done"`` or why not."""
+        if verb == "daemon-reload":
+            return self.daemon_reload()
+        service = self._service(name)
+        if service is not None:
+            if verb in ("stop", "restart"):
+                service.stop()
+            if verb in ("start", "restart"):
+                return service.start()
+            return "done"
         unit = self.units.get(name)
         if unit is None:
             return "not-found"
@@ -412,20 +491,25 @@ class ServiceManager:
         return "done"
 
     def _publish(self) -> None:
-        data = {"units": {n: u.state() for n, u in self.units.items()}, "done": self._done}
-        tmp = self.dir / ".units.json.tmp"
-        try:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-            os.replace(tmp, self.dir / "units.json")
-        except OSError:
-            pass
+        with self._publish_lock:
+            states = {n: u.state() for n, u in self.units.items()}
+            states.update({n: s.published() for n, s in list(self.services.items())})
+            data = {"units": states, "done": self._done}
+            tmp = self.dir / ".units.json.tmp"
+            try:
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+                os.replace(tmp, self.dir / "units.json")
+            except OSError:
+                pass
 
 
 def node_services(state_dir: Path, journal: Journal, supervisor: Any, kubelet: Any = None,
-                  cron_pid: int = 0) -> ServiceManager:
+                  cron_pid: int = 0, rootfs: Path | None = None) -> ServiceManager:
     """Start the service manager of a node whose PID 1 is this process: containerd, cron
     (when ``cron_pid``) and the kubelet, whose stop pauses ``supervisor``'s agent work
-    (:meth:`Supervisor.pause_agent`) and stops ``kubelet``'s API threads, if any."""
+    (:meth:`Supervisor.pause_agent`) and stops ``kubelet``'s API threads, if any; with
+    ``rootfs``, also the services of the node's own unit files (:mod:`units`), such as an
+    ``etcd.service`` that runs etcd outside the kubelet."""
 
     def stop_agent() -> None:
         supervisor.pause_agent()
@@ -442,6 +526,6 @@ def node_services(state_dir: Path, journal: Journal, supervisor: Any, kubelet: A
         units.append(Unit("cron.service", "Regular background program processing daemon", cron_pid))
     units.append(Unit("kubelet.service", "kubelet: The Kubernetes Node Agent", os.getpid(),
                       start=start_agent, stop=stop_agent))
-    manager = ServiceManager(state_dir, journal, units)
+    manager = ServiceManager(state_dir, journal, units, rootfs)
     manager.start()
     return manager

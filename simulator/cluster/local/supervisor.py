@@ -63,7 +63,7 @@ from typing import Any
 
 from simulator.cluster import staticpod
 from simulator.cluster.local import container as container_launcher
-from simulator.cluster.local import services
+from simulator.cluster.local import services, units
 from simulator.cluster.local.container import TASKS_DIR, Bind, remove_bundle
 from simulator.cluster.staticpod import ContainerSpec, ManifestError, PodSpec
 
@@ -679,6 +679,8 @@ class Supervisor:
                 found = True
                 if pid in self._by_pid:
                     self._exited(self._by_pid.pop(pid), status)
+                else:  # a service's process (etcd.service): its unit waits for the status
+                    units.child_exited(pid, status)
             return found
         for pid in list(self._by_pid):
             try:

@@ -16,8 +16,12 @@ it through files under ``$SYSTEMCTL_STATE_DIR`` (default ``/run/cka-sim``):
   Node status, no port 10250) while the containers keep running; starting it re-reads
   the manifests and adopts the running containers. containerd and cron cannot be stopped;
 - ``enable`` and ``disable`` change the ``multi-user.target.wants`` link as systemctl does
-  (the node never boots again, so they change nothing else); ``daemon-reload`` is a no-op:
-  the agent does not read its unit files;
+  (the node never boots again, so they change nothing else);
+- the node's own unit files under ``/etc/systemd/system`` (an ``etcd.service``) are real
+  units: PID 1 loads one on its first job, ``daemon-reload`` (a job too) reads them all
+  again, and until then a changed file keeps its old command line: ``status``, ``start``
+  and ``restart`` print systemd's "changed on disk" warning, ``show`` has
+  ``NeedDaemonReload``. The kubelet's, containerd's and cron's unit files are not read;
 - journalctl reads the journal PID 1 writes, ``journal/journal.jsonl`` (and the older
   ``journal.jsonl.1``): one JSON object a line with ``t`` (µs since the epoch), ``u``
   (unit), ``id`` (identifier), ``pid``, ``p`` (priority) and ``m`` (message).
@@ -29,7 +33,7 @@ list-units [--type T] [--state S] [--all]|--version; journalctl [-u UNIT]... [-f
 cat|json] [--no-pager] [-x] [-b] [-q] [--no-hostname] [--utc]. Anything else says that the
 practice node does not support it and exits non-zero.
 
-Why one module of ~950 lines: it is copied into every node as one program and runs there
+Why one module of ~1000 lines: it is copied into every node as one program and runs there
 with the host's Python and nothing else, so it cannot import helpers from the package;
 ``systemctl status`` shows the unit's last journal lines, so both programs share the
 journal reader and formatter, and each subcommand is a small function over the same
@@ -335,6 +339,47 @@ def enabled(name: str) -> bool:
     return os.path.lexists(os.path.join(WANTS, name))
 
 
+OWN_UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system")
+
+
+def own_unit_file(name: str) -> str | None:
+    """The node's own unit file for ``name`` (one PID 1 loads on demand), if any."""
+    for d in OWN_UNIT_DIRS:
+        path = os.path.join(d, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _stamp(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def need_daemon_reload(name: str, state: dict) -> bool:
+    """The unit's files changed on disk since PID 1 loaded them (systemd's NeedDaemonReload)."""
+    loaded = state.get("LoadedFiles")
+    if not isinstance(loaded, dict):
+        return False
+    now = {}
+    fragment_path = own_unit_file(name)
+    if fragment_path:
+        now[fragment_path] = _stamp(fragment_path)
+    for directory, confs in dropins(name):
+        for conf in confs:
+            path = os.path.join(directory, conf)
+            now[path] = _stamp(path)
+    return {k: list(v) for k, v in loaded.items()} != {k: v for k, v in now.items() if v is not None}
+
+
+def reload_warning(name: str) -> str:
+    return (f"Warning: The unit file, source configuration file or drop-ins of {name} changed on "
+            "disk. Run 'systemctl daemon-reload' to reload units.")
+
+
 def _proc(pid: int) -> dict:
     info: dict = {}
     try:
@@ -367,8 +412,15 @@ def status_text(name: str, state: dict, lines: int, entries: list[dict]) -> str:
         out.append(f"    {'Drop-In:' if i == 0 else '        '} {directory}")
         out.append(f"             └─{', '.join(confs)}")
     since = float(state.get("StateChangeTimestamp") or now)
+    active_state = state.get("ActiveState")
+    result = state.get("Result", "success")
     if active:
         out.append(f"     Active: active (running) since {format_timestamp(since)}; {format_relative(since, now)}")
+    elif active_state in ("failed", "activating", "deactivating"):
+        sub = state.get("SubState", "dead")
+        shown = f"{active_state} ({sub})" if active_state != "failed" else "failed"
+        why = f" (Result: {result})" if result != "success" else ""
+        out.append(f"     Active: {shown}{why} since {format_timestamp(since)}; {format_relative(since, now)}")
     else:
         out.append(f"     Active: inactive (dead) since {format_timestamp(since)}; {format_relative(since, now)}")
         entered = float(state.get("ActiveEnterTimestamp") or since)
@@ -386,6 +438,11 @@ def status_text(name: str, state: dict, lines: int, entries: list[dict]) -> str:
             out.append(f"     Memory: {format_bytes(info['memory'])}")
         if "cpu" in info:
             out.append(f"        CPU: {format_timespan(info['cpu'])}")
+    elif not active and state.get("ExecMainPID") and "ExecMainStatus" in state:
+        code = int(state.get("ExecMainStatus") or 0)
+        how = "code=exited, status=0/SUCCESS" if code == 0 else (
+            f"code=killed, signal={code}" if result == "signal" else f"code=exited, status={code}/FAILURE")
+        out.append(f"   Main PID: {state['ExecMainPID']} ({how})")
     elif not active and state.get("ExecMainPID"):
         out.append(f"   Main PID: {state['ExecMainPID']} (code=killed, signal=TERM)")
     text = "\n".join(out) + "\n"
@@ -393,6 +450,8 @@ def status_text(name: str, state: dict, lines: int, entries: list[dict]) -> str:
         tail = [e for e in entries if e.get("u") == name][-lines:]
         if tail:
             text += "\n" + "\n".join(format_entry(e) for e in tail) + "\n"
+    if need_daemon_reload(name, state):
+        text += reload_warning(name) + "\n"
     return text
 
 
@@ -529,17 +588,21 @@ def cmd_is_active(opts: dict, rest: list[str]) -> int:
 
 def cmd_is_failed(opts: dict, rest: list[str]) -> int:
     units = load_units()["units"]
+    code = 1
     for name in _units_or_fail("is-failed", rest):
+        state = units.get(name, {}).get("ActiveState", "inactive")
         if not opts.get("quiet"):
-            print(units.get(name, {}).get("ActiveState", "inactive"))
-    return 1
+            print(state)
+        if state == "failed":
+            code = 0
+    return code
 
 
 def cmd_is_enabled(opts: dict, rest: list[str]) -> int:
     units = load_units()["units"]
     code = 1
     for name in _units_or_fail("is-enabled", rest):
-        if name not in units:
+        if name not in units and not own_unit_file(name):
             raise Failure(f"Failed to get unit file state for {name}: No such file or directory")
         state = "enabled" if enabled(name) else "disabled"
         if not opts.get("quiet"):
@@ -575,12 +638,16 @@ def cmd_job(verb: str, opts: dict, rest: list[str]) -> int:
     code = 0
     for name in _units_or_fail(verb, rest):
         state = units.get(name)
+        if state is None and own_unit_file(name):
+            state = {"ActiveState": "inactive", "CanStop": True}  # PID 1 loads it for the job
         if state is None:
             missing = "not loaded" if verb == "stop" else "not found"
             print(f"Failed to {verb} {name}: Unit {name} {missing}.", file=sys.stderr)
             code = 5
             continue
         active = state.get("ActiveState") == "active"
+        if need_daemon_reload(name, state):
+            print(reload_warning(name), file=sys.stderr)
         if (action == "start" and active) or (action == "stop" and not active) or \
                 (verb == "try-restart" and not active):
             continue
@@ -592,7 +659,9 @@ def cmd_job(verb: str, opts: dict, rest: list[str]) -> int:
             continue
         result = run_job(action, name)
         if result != "done":
-            print(f"Job for {name} failed: {result}", file=sys.stderr)
+            print(f"Job for {name} failed because the control process exited with error code.\n"
+                  f'See "systemctl status {name}" and "journalctl -xeu {name}" for details.',
+                  file=sys.stderr)
             code = 1
     return code
 
@@ -601,13 +670,13 @@ def cmd_enable(verb: str, opts: dict, rest: list[str]) -> int:
     units = load_units()["units"]
     names = _units_or_fail(verb, rest)
     for name in names:
-        if name not in units:
+        if name not in units and not own_unit_file(name):
             raise Failure(f"Failed to {verb} unit: Unit file {name} does not exist.")
     for name in names:
         link = os.path.join(WANTS, name)
         if verb == "enable" and not os.path.lexists(link):
             os.makedirs(WANTS, exist_ok=True)
-            target = fragment(name, units[name])
+            target = fragment(name, units.get(name, {}))
             os.symlink(target, link)
             print(f"Created symlink {link} → {target}.", file=sys.stderr)
         elif verb == "disable" and os.path.lexists(link):
@@ -623,8 +692,8 @@ def cmd_cat(opts: dict, rest: list[str]) -> int:
     code, first = 0, True
     for name in _units_or_fail("cat", rest):
         files = []
-        if name in units:
-            files.append(fragment(name, units[name]))
+        if name in units or own_unit_file(name):
+            files.append(fragment(name, units.get(name, {})))
             files += [os.path.join(d, c) for d, confs in dropins(name) for c in confs]
         texts = []
         for path in files:
@@ -666,7 +735,11 @@ def properties(name: str, state: dict | None) -> dict[str, str]:
             "DropInPaths": " ".join(os.path.join(d, c) for d, confs in dropins(name) for c in confs),
             "ActiveEnterTimestamp": stamp("ActiveEnterTimestamp") if state.get("ActiveState") == "active" else "",
             "StateChangeTimestamp": stamp("StateChangeTimestamp"),
-            "Restart": (fields.get("Restart") or ["no"])[-1]}
+            "Restart": (fields.get("Restart") or ["no"])[-1],
+            "Result": str(state.get("Result", "success")),
+            "ExecMainStatus": str(state.get("ExecMainStatus", 0)),
+            "NRestarts": str(state.get("NRestarts", 0)),
+            "NeedDaemonReload": "yes" if need_daemon_reload(name, state) else "no"}
 
 
 def cmd_show(opts: dict, rest: list[str]) -> int:
@@ -757,6 +830,9 @@ def systemctl(argv: list[str]) -> int:
         return cmd_enable(verb, opts, rest)
     if verb == "daemon-reload":
         load_units()
+        result = run_job("daemon-reload", "")
+        if result != "done":
+            raise Failure(f"Failed to reload daemon: {result}")
         return 0
     commands = {"status": cmd_status, "is-active": cmd_is_active, "is-enabled": cmd_is_enabled,
                 "is-failed": cmd_is_failed, "cat": cmd_cat, "show": cmd_show,
