@@ -2,6 +2,11 @@
 
 A scenario file is one task (``kind: scenario``, the default); an exam file (``kind: exam``)
 names or samples scenarios under one clock.
+
+Why one module of ~700 lines: the models are one schema whose validators read each other
+(checks name vars and other checks, wrong solutions name checks, solutions name the
+cluster's nodes, exams name scenarios), and the JSON schema and the error locations come
+from walking that one tree; split, each part would import the rest.
 """
 
 from __future__ import annotations
