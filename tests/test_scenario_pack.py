@@ -21,7 +21,9 @@ SCENARIO_IDS = {
     "etcd-restore-deleted-namespace", "apiserver-stopped", "apiserver-wrong-etcd-port",
     "etcd-multi-member-restore", "etcd-expired-certs", "etcd-restore-dir-not-empty",
     "etcd-restore-newest-valid-backup", "etcd-broken-cert-paths",
-    "etcd-backup-kubectl-exec",
+    "etcd-backup-kubectl-exec", "etcd-corrupted-wal", "apiserver-etcd-two-faults",
+    "etcd-backup-restore-roundtrip", "etcd-facts-report", "etcd-backup-jump-host",
+    "etcd-systemd-restore",
 }
 EXAM_IDS = {"etcd-dr-sprint", "cka-mock-etcd"}
 FILES = sorted(PACK.rglob("*.yaml"))
@@ -32,7 +34,7 @@ def _builtin() -> Catalog:
 
 
 def test_the_pack_holds_exactly_the_published_ids_at_their_paths() -> None:
-    assert len(SCENARIO_IDS) == 16
+    assert len(SCENARIO_IDS) == 22
     assert {p.stem for p in PACK.glob("*.yaml")} == SCENARIO_IDS
     assert {p.stem for p in (PACK / "exams").glob("*.yaml")} == EXAM_IDS
     for path in FILES:
