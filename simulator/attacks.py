@@ -132,7 +132,9 @@ mkdir -p "$DIR/member"
 sed -i "s#--data-dir[= ][^ \\]*#--data-dir=$DIR#" "$UNIT"
 systemctl daemon-reload
 systemctl restart "$SERVICE"
-for i in $(seq 60); do
+# healthy, or 10 s: an etcd on an empty member directory never answers healthy
+SECONDS=0
+while [ "$SECONDS" -lt 10 ]; do
     etcdctl --endpoints="$ENDPOINT" --cacert="$CACERT" --cert="$CERT" --key="$KEY" \
         endpoint health --command-timeout=2s >/dev/null 2>&1 && break
     sleep 0.5
