@@ -601,6 +601,44 @@ def test_an_image_that_cannot_be_pulled_is_a_clear_error(engine, tmp_path):
     assert name not in {c.name for c in driver.list()}
 
 
+def test_a_node_container_that_dies_under_load_costs_a_second_try_not_the_cluster(engine, tmp_path):
+    """kind fails with "cannot exec in a stopped container" when a node container dies while
+    it sets the node up (seen on loaded machines): the driver removes the half-made cluster,
+    says so and runs kind once more, and the cluster it returns works."""
+    from simulator.cluster.kind.nodes import which
+
+    real = which("kind")
+    assert real is not None
+    wrap = tmp_path / "wrap"
+    wrap.mkdir()
+    (wrap / "kind").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = create ] && [ ! -e "$KIND_FAILED_ONCE" ]; then\n'
+        '  touch "$KIND_FAILED_ONCE"\n'
+        "  echo 'Creating cluster ...'\n"
+        "  echo 'ERROR: failed to create cluster: command \"docker exec --privileged x-control-plane"
+        " cat /kind/version\" failed with error: exit status 1'\n"
+        "  echo 'Error response from daemon: Container 1f2e is not running: cannot exec in a"
+        " stopped container'\n"
+        "  exit 1\n"
+        "fi\n"
+        f'exec "{real}" "$@"\n')
+    (wrap / "kind").chmod(0o755)
+    driver, steps = KindDriver(), []
+    name = f"cka-retry-{secrets.token_hex(3)}"
+    with Environ(PATH=f"{wrap}{os.pathsep}{os.environ['PATH']}",
+                 KIND_FAILED_ONCE=str(tmp_path / "failed-once")):
+        cluster = driver.create(ClusterSpec(name), steps.append)
+        try:
+            assert (tmp_path / "failed-once").exists()
+            assert any("cannot exec in a stopped container" in s.detail and "once more" in s.detail
+                       for s in steps)
+            assert cluster.node("controlplane").run(["hostname"]).out.strip() == "controlplane"
+        finally:
+            driver.delete(cluster)
+    assert name not in {c.name for c in driver.list()}
+
+
 def test_doctor_names_the_engine_kind_and_the_image(engine):
     if engine == "fake":
         pytest.skip("the stand-in engine has no images; real kind only")

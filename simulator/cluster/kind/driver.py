@@ -66,6 +66,10 @@ CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 ROLE_LABEL = "io.x-k8s.kind.role"
 NODE_ROLES = ("control-plane", "worker", JUMP_HOST_ROLE)
 CREATE_TIMEOUT = 1200.0
+# kind failures that a second try gets past: a node container that died while kind set it
+# up, or a kubelet that a loaded machine kept from answering within kubeadm's 4 minutes
+TRANSIENT = re.compile(r"cannot exec in a stopped container|"
+                       r"kubelet is not healthy after|failed to init node with kubeadm")
 ETCD_TIMEOUT = 60.0
 READY_TIMEOUT = 120.0
 ETCD_TOOLS = ("etcdctl", "etcdutl")
@@ -321,7 +325,18 @@ class KindDriver:
                 record: dict) -> KindCluster:
         progress(Step("nodes", 0, 3, f"kind: {spec.control_planes} control plane(s), "
                                      f"{spec.workers} worker(s)"))
-        self._kind_create(spec, progress, record["kubeconfig"])
+        try:
+            self._kind_create(spec, progress, record["kubeconfig"])
+        except ClusterError as exc:
+            if not TRANSIENT.search(exc.hint or ""):
+                raise
+            # a node container that died under load, or a kubelet too slow for kubeadm's
+            # 4 minutes: kind leaves half a cluster; remove it and try once more
+            progress(Step("nodes", 0, 3, f"kind could not create {spec.name} "
+                                         f"({TRANSIENT.search(exc.hint or '').group(0)}); "
+                                         "trying once more"))
+            self._kind_delete(spec.name)
+            self._kind_create(spec, progress, record["kubeconfig"])
         cluster = self._cluster(spec.name)
         if len(cluster.nodes) != spec.control_planes + spec.workers:
             raise ClusterError(f"kind made {len(cluster.nodes)} node(s) for {spec.name}, "
@@ -403,6 +418,12 @@ class KindDriver:
                                         f"{IMAGE_ENV} to the image it prints.")
             raise ClusterError(f"kind could not create cluster {spec.name} "
                                f"(exit code {proc.returncode})", hint=tail)
+
+    @staticmethod
+    def _kind_delete(name: str) -> None:
+        """Remove what a failed ``kind create cluster`` left (its record stays)."""
+        subprocess.run([tool("kind", KIND_HINT), "delete", "cluster", "--name", name],
+                       capture_output=True, timeout=300, check=False)
 
     def _follow(self, proc: subprocess.Popen, progress: Progress, lines: list[str]) -> None:
         """Turn kind's output into progress steps until it exits (or CREATE_TIMEOUT)."""
