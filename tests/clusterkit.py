@@ -57,3 +57,30 @@ def wait_until(what, probe, timeout=60.0, interval=0.3):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:g} s")
         time.sleep(interval)
+
+
+def walk_from_jump_host(argv: list[str], command: str, expect: str, timeout: float = 30) -> None:
+    """The exam's walk in a real terminal: the learner's shell on ``student`` (``argv``),
+    ``ssh controlplane``, ``sudo -i``, ``command`` (which prints ``expect``), and back out
+    to the end of the session, each prompt as the candidate sees it."""
+    import pexpect
+
+    shell = pexpect.spawn(argv[0], argv[1:], timeout=timeout, encoding="utf-8",
+                          dimensions=(40, 200))
+    try:
+        shell.expect_exact("candidate@student:~$ ")
+        shell.sendline("ssh controlplane")
+        shell.expect_exact("candidate@controlplane:~$ ")
+        shell.sendline("sudo -i")
+        shell.expect_exact("root@controlplane:~# ")
+        shell.sendline(command)
+        shell.expect_exact(expect)
+        shell.expect_exact("root@controlplane:~# ")
+        shell.sendline("exit")
+        shell.expect_exact("candidate@controlplane:~$ ")
+        shell.sendline("exit")
+        shell.expect_exact("candidate@student:~$ ")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)

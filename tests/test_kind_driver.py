@@ -24,6 +24,7 @@ from typing import Self
 
 import pexpect
 import pytest
+from clusterkit import walk_from_jump_host
 from conftest import real_kind_missing
 
 from simulator.cluster import binaries, etcdunit
@@ -434,26 +435,10 @@ def test_jump_host_student_as_candidate_on_real_kind(engine):
                                 stdin=subprocess.DEVNULL)
         assert denied.returncode != 0 and "permission denied" in denied.stderr
 
-        argv = student.shell_argv(tty=True)
-        shell = pexpect.spawn(argv[0], argv[1:], timeout=30, encoding="utf-8",
-                              dimensions=(40, 200))
-        try:
-            shell.expect_exact("candidate@student:~$ ")
-            shell.sendline("ssh controlplane")
-            shell.expect_exact("candidate@controlplane:~$ ")
-            shell.sendline("sudo -i")
-            shell.expect_exact("root@controlplane:~# ")
-            shell.sendline("ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
-                           + " ".join(TLS) + " snapshot save /opt/etcd-snapshot.db")
-            shell.expect_exact("Snapshot saved at /opt/etcd-snapshot.db")
-            shell.sendline("exit")
-            shell.expect_exact("candidate@controlplane:~$ ")
-            shell.sendline("exit")
-            shell.expect_exact("candidate@student:~$ ")
-            shell.sendline("exit")
-            shell.expect(pexpect.EOF)
-        finally:
-            shell.close(force=True)
+        walk_from_jump_host(student.shell_argv(tty=True),
+                            "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
+                            + " ".join(TLS) + " snapshot save /opt/etcd-snapshot.db",
+                            "Snapshot saved at /opt/etcd-snapshot.db")
         assert cluster.node("controlplane").read_file("/opt/etcd-snapshot.db")
 
         again = driver.attach(cluster.name)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from clusterkit import control_plane_unusable
+from clusterkit import control_plane_unusable, walk_from_jump_host
 
 from simulator.cluster import shell as learner_shell
 from simulator.cluster.local import idmap
@@ -509,7 +509,7 @@ def test_jump_host_student_logs_in_as_candidate_who_ssh_and_sudo_to_controlplane
     Kubernetes node (no kubelet, no /etc/kubernetes, no etcdctl); the learner's shell opens
     there as `candidate`, whose kubectl works, `ssh controlplane` needs no password or
     host-key question, and `sudo -i` there gives root, while etcdctl without it is denied."""
-    pexpect = pytest.importorskip("pexpect")
+    pytest.importorskip("pexpect")
     if not sshd_mod.installed():
         pytest.skip(f"no OpenSSH server on this machine ({sshd_mod.INSTALL_HINT})")
     if not idmap.choose().full:
@@ -543,25 +543,8 @@ def test_jump_host_student_logs_in_as_candidate_who_ssh_and_sudo_to_controlplane
                                  " endpoint health"], capture_output=True, text=True, timeout=60)
         assert denied.returncode != 0 and "permission denied" in denied.stderr
 
-        shell = pexpect.spawn(as_candidate[0], as_candidate[1:], timeout=20, encoding="utf-8",
-                              dimensions=(40, 200))
-        try:
-            shell.expect_exact("candidate@student:~$ ")
-            shell.sendline("ssh controlplane")
-            shell.expect_exact("candidate@controlplane:~$ ")
-            shell.sendline("sudo -i")
-            shell.expect_exact("root@controlplane:~# ")
-            shell.sendline(SAVE.replace("/opt/backup/", "/opt/"))
-            shell.expect_exact("Snapshot saved at /opt/etcd-snapshot.db")
-            shell.expect_exact("root@controlplane:~# ")
-            shell.sendline("exit")
-            shell.expect_exact("candidate@controlplane:~$ ")
-            shell.sendline("exit")
-            shell.expect_exact("candidate@student:~$ ")
-            shell.sendline("exit")
-            shell.expect(pexpect.EOF)
-        finally:
-            shell.close(force=True)
+        walk_from_jump_host(as_candidate, SAVE.replace("/opt/backup/", "/opt/"),
+                            "Snapshot saved at /opt/etcd-snapshot.db", timeout=20)
         assert made.node("controlplane").read_file("/opt/etcd-snapshot.db")
         auth = made.node("controlplane").read_file("/var/log/auth.log").decode()
         assert "Accepted publickey for candidate" in auth
