@@ -15,6 +15,11 @@ A cluster made here is recorded in ``clusters_dir()/<name>/cluster.json`` (drive
 ``kind``), which is how :meth:`KindDriver.list` tells its clusters from other kind clusters
 on the machine; the cluster's kubeconfig sits next to it, so the user's own
 ``~/.kube/config`` is never touched.
+
+Why one module of ~700 lines: ``create`` is one ordered sequence (kind's run and its one
+retry, the nodes' tools, names, ssh, the jump host, etcd under systemd, readiness) whose
+steps share the cluster record and its clean-up on failure; the pieces that stand alone
+are modules already (nodes, jumphost, etcdunit, candidate).
 """
 
 from __future__ import annotations
