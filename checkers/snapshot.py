@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 from checkers.bbolt import SnapshotFormatError, SnapshotInfo, parse_revision, read_snapshot
+from simulator.cluster.node import JUMP_HOST
 from simulator.errors import CheckError
 from simulator.registry import CheckResult, Context, checker
 
@@ -77,8 +78,11 @@ def load_snapshot(ctx: Context, path: str) -> tuple[SnapshotInfo | None, CheckRe
     try:
         data = ctx.node.read_file(path)
     except FileNotFoundError:
+        # the jump host has no etcdctl: a snapshot gets there as a copy
+        how = ("copy it there from the node that took it, e.g. with scp"
+               if ctx.node_name == JUMP_HOST else f"etcdctl snapshot save {path}")
         return None, CheckResult(False, f"no file at {path}: expected an etcd snapshot there "
-                                        f"(etcdctl snapshot save {path})")
+                                        f"({how})")
     except IsADirectoryError:
         return None, CheckResult(False, f"{path} is a directory, expected a snapshot file")
     except OSError as exc:

@@ -71,6 +71,19 @@ def test_valid_snapshot_passes_with_numbers(node_ctx, made):
     assert f"revision {info.revision}" in result.detail and f"{info.live_keys} keys" in result.detail
 
 
+def test_a_missing_snapshot_on_the_jump_host_says_to_copy_it_there(tmp_path):
+    """The jump host has no etcdctl: the grade points to a copy, not to snapshot save."""
+    ctx, node = host_context(tmp_path / "student")
+    node.name = "student"
+    ctx = ctx.on("student")
+    detail = check(ctx, "snapshot.valid", path="/home/candidate/etcd.db").detail
+    assert detail.startswith("no file at /home/candidate/etcd.db")
+    assert "copy it there" in detail and "snapshot save" not in detail
+    on_controlplane, _ = host_context(tmp_path / "controlplane")
+    assert "(etcdctl snapshot save /opt/x.db)" in check(on_controlplane, "snapshot.valid",
+                                                        path="/opt/x.db").detail
+
+
 @pytest.mark.parametrize("case, expected", [
     ("missing", "no file at /opt/backup/etcd.db"),
     ("empty", "is empty (0 bytes)"),
