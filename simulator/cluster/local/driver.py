@@ -332,9 +332,12 @@ class LocalDriver:
         kube = [c for c in KUBE_COMPONENTS if c in spec.components]
         total = 3 + ("kube-apiserver" in kube) + ("kube-controller-manager" in kube)
         progress(Step("nodes", 0, total, f"preparing {len(placed_all)} node(s)"))
-        for name, _, role in placed_all:
-            nodes_mod.prepare_rootfs(directory / "nodes" / name / "rootfs", name, hosts,
-                                     kube=role != JUMP_HOST_ROLE)
+        # side by side: a node's /etc is some 700 files and links, and the file system
+        # takes them faster from several threads than one node after another
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(placed_all)) as pool:
+            list(pool.map(lambda p: nodes_mod.prepare_rootfs(
+                directory / "nodes" / p[0] / "rootfs", p[0], hosts,
+                kube=p[2] != JUMP_HOST_ROLE), placed_all))
         image = manifests.etcd_image(binaries_mod.etcd_version(tools["etcd"]))
 
         seed = self._seed_path(tools["etcd"]) if len(control) > 1 else None
