@@ -50,17 +50,6 @@ def get_key(ctx: Context, key: str) -> tuple[bool, str | None, str]:
     return True, base64.b64decode(kv.get("value", "")).decode(errors="replace"), ""
 
 
-def _setup_revision(ctx: Context, who: str) -> int:
-    try:
-        return int(ctx.state["setup_revision"])
-    except KeyError:
-        raise CheckError(f"{who}: the attempt recorded no etcd revision at setup",
-                         hint="add the setup step `record: revision` after the objects are made") from None
-    except (TypeError, ValueError):
-        raise CheckError(f"{who}: setup_revision is {ctx.state['setup_revision']!r}, not a revision",
-                         hint="store the etcd revision as an integer") from None
-
-
 @checker("etcd.key")
 def key(ctx: Context, key: str, present: bool = True, value: str | None = None,
         created_before_setup: bool = False) -> CheckResult:
@@ -70,7 +59,9 @@ def key(ctx: Context, key: str, present: bool = True, value: str | None = None,
     revision recorded at setup (``record: revision``): the object that existed when the
     task began, brought back by a restore, and not one made again since.
     """
-    wanted = _setup_revision(ctx, "etcd.key") if created_before_setup else None
+    from checkers.snapshot import recorded_revision
+
+    wanted = recorded_revision(ctx, "etcd.key") if created_before_setup else None
     answered, kv, error = _get_kv(ctx, key)
     if not answered:
         return CheckResult(False, f"could not read {key} from etcd: {error}")
@@ -127,17 +118,28 @@ def dir_keys(ctx: Context, data_dir: str, present: list[str] | None = None,
     return CheckResult(True, f"the etcd data in {data_dir} " + " and ".join(shown))
 
 
-def _endpoint_revision(ctx: Context) -> tuple[int | None, str]:
-    """(revision the etcd at the default endpoint serves, error text)."""
+def endpoint_status(ctx: Context) -> tuple[dict[str, Any] | None, str]:
+    """(the ``Status`` that ``etcdctl endpoint status -w json`` reports for the etcd at the
+    default endpoint, or None with the error text)."""
     done = kubeadm.etcdctl(ctx.node, "endpoint", "status", "-w", "json", "--dial-timeout=2s",
                            "--command-timeout=3s", timeout=15)
     if not done.ok:
         return None, _first_line(done.err or done.out)
     try:
-        status = json.loads(done.out)[0]["Status"]
-        return int(status["header"]["revision"]), ""
+        return dict(json.loads(done.out)[0]["Status"]), ""
     except (ValueError, LookupError, TypeError):
         return None, f"unexpected answer from etcdctl endpoint status: {done.out[:120]!r}"
+
+
+def _endpoint_revision(ctx: Context) -> tuple[int | None, str]:
+    """(revision the etcd at the default endpoint serves, error text)."""
+    status, error = endpoint_status(ctx)
+    if status is None:
+        return None, error
+    try:
+        return int(status["header"]["revision"]), ""
+    except (ValueError, LookupError, TypeError):
+        return None, f"unexpected answer from etcdctl endpoint status: {status!r:.120}"
 
 
 def serving_container(ctx: Context, component: str) -> tuple[staticpod.Container | None, str]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from cryptography import x509
 
-from checkers.etcd import serving_container
+from checkers.etcd import endpoint_status, serving_container
 from simulator.cluster import kubeadm, staticpod
 from simulator.errors import CheckError
 from simulator.registry import CheckResult, Context, checker
@@ -84,14 +84,13 @@ def _on_node(path: str, running: staticpod.Container) -> str:
 
 def live_version(ctx: Context) -> str:
     """The version the etcd at kubeadm's endpoint reports (``endpoint status``)."""
-    done = kubeadm.etcdctl(ctx.node, "endpoint", "status", "-w", "json", "--dial-timeout=2s",
-                           "--command-timeout=3s", timeout=15)
-    if not done.ok:
-        raise _Unknown(f"etcd does not answer: {(done.err or done.out).strip()[-200:]}")
+    status, error = endpoint_status(ctx)
+    if status is None:
+        raise _Unknown(f"etcd does not answer: {error}")
     try:
-        return str(json.loads(done.out)[0]["Status"]["version"])
-    except (ValueError, LookupError, TypeError):
-        raise _Unknown(f"unexpected answer from etcdctl endpoint status: {done.out[:120]!r}") from None
+        return str(status["version"])
+    except KeyError:
+        raise _Unknown(f"etcdctl endpoint status names no version: {status!r:.120}") from None
 
 
 def live_members(ctx: Context) -> list[dict]:

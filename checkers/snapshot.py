@@ -191,20 +191,26 @@ def contains(ctx: Context, path: str, key: str, value: Any = None,
     return CheckResult(True, f"key {key}{shown} is {where} (mod revision {kv.mod_revision})")
 
 
+def recorded_revision(ctx: Context, who: str, state_key: str = "setup_revision") -> int:
+    """The etcd revision a setup step recorded in the attempt state (``record: revision``);
+    CheckError for the scenario's author when there is none or it is not a revision."""
+    if state_key not in ctx.state:
+        raise CheckError(f"{who}: the attempt recorded no {state_key!r}",
+                         hint="add the setup step `record: revision` after the objects are made")
+    try:
+        return int(ctx.state[state_key])
+    except (TypeError, ValueError):
+        raise CheckError(f"{who}: {state_key!r} is {ctx.state[state_key]!r}, not a revision",
+                         hint="store the etcd revision as an integer") from None
+
+
 @checker("snapshot.taken_after")
 def taken_after(ctx: Context, path: str, state_key: str = "setup_revision") -> CheckResult:
     """Pass when the snapshot's revision is at least the one recorded at setup in ``ctx.state``.
 
     A file left over from before the attempt has an older revision.
     """
-    if state_key not in ctx.state:
-        raise CheckError(f"snapshot.taken_after: the attempt recorded no {state_key!r}",
-                         hint="a setup step must store the etcd revision in the attempt state first")
-    try:
-        wanted = int(ctx.state[state_key])
-    except (TypeError, ValueError):
-        raise CheckError(f"snapshot.taken_after: {state_key!r} is {ctx.state[state_key]!r}, not a revision",
-                         hint="store the etcd revision as an integer") from None
+    wanted = recorded_revision(ctx, "snapshot.taken_after", state_key)
     info, failed = load_snapshot(ctx, path)
     if failed:
         return failed
