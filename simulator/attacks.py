@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from simulator import registry
 from simulator.cluster import etcdunit, kubeadm, staticpod
-from simulator.cluster.node import Cluster
+from simulator.cluster.node import Cluster, Node
 from simulator.scenario import Scenario
 
 # An attack may earn at most this share of the points (the ones that cost no work, such
@@ -110,21 +110,13 @@ def _point_etcd_at(cluster: Cluster, node_name: str, directory: str) -> None:
     node.run(["mkdir", "-p", posixpath.join(directory, "member")]).check()
     ctx = registry.Context(cluster, node_name=node_name)
     registry.get_fault("manifest.set")(ctx, component="etcd", volume="etcd-data", host_path=directory)
-    # Until etcd serves from the new directory: its container has moved there and answers
-    # healthy, or has run there for 10 s (an etcd on an empty member directory, or with a
-    # certificate the task expired, may never answer healthy; a sound one does in 1-2 s).
-    deadline, moved_at = time.monotonic() + 60, None
-    while time.monotonic() < deadline:
+
+    def moved() -> bool:
         try:
-            moved = any(m.source == directory for c in staticpod.running(node, "etcd") for m in c.mounts)
+            return any(m.source == directory for c in staticpod.running(node, "etcd") for m in c.mounts)
         except Exception:  # the runtime may be between containers
-            moved = False
-        if moved:
-            moved_at = moved_at or time.monotonic()
-            if (time.monotonic() - moved_at > 10
-                    or kubeadm.etcdctl(node, "endpoint", "health", "--command-timeout=2s", timeout=10).ok):
-                return
-        time.sleep(0.5)
+            return False
+    _wait_serving(node, moved)
 
 
 _POINT_SERVICE = r"""
@@ -132,22 +124,32 @@ mkdir -p "$DIR/member"
 sed -i "s#--data-dir[= ][^ \\]*#--data-dir=$DIR#" "$UNIT"
 systemctl daemon-reload
 systemctl restart "$SERVICE"
-# healthy, or 10 s: an etcd on an empty member directory never answers healthy
-SECONDS=0
-while [ "$SECONDS" -lt 10 ]; do
-    etcdctl --endpoints="$ENDPOINT" --cacert="$CACERT" --cert="$CERT" --key="$KEY" \
-        endpoint health --command-timeout=2s >/dev/null 2>&1 && break
-    sleep 0.5
-done
 """
 
 
 def _point_service_at(cluster: Cluster, node_name: str, directory: str) -> None:
     """The same fake restore for an etcd run by systemd: the unit's ``--data-dir``."""
-    cluster.node(node_name).run(["bash", "-c", _POINT_SERVICE], timeout=90, env={
-        "DIR": directory, "UNIT": etcdunit.UNIT_PATH, "SERVICE": etcdunit.SERVICE,
-        "ENDPOINT": kubeadm.ETCD_ENDPOINT, "CACERT": kubeadm.ETCD_CA,
-        "CERT": kubeadm.ETCD_SERVER_CERT, "KEY": kubeadm.ETCD_SERVER_KEY})
+    node = cluster.node(node_name)
+    node.run(["bash", "-c", _POINT_SERVICE], timeout=90,
+             env={"DIR": directory, "UNIT": etcdunit.UNIT_PATH, "SERVICE": etcdunit.SERVICE})
+
+    # systemctl restart returned with the reloaded unit: etcd has moved (on the empty
+    # directory it may exit again at once, so its process is no sign to wait for)
+    _wait_serving(node, lambda: True)
+
+
+def _wait_serving(node: Node, moved: Callable[[], bool]) -> None:
+    """Until etcd serves from the new directory: it has ``moved`` there and answers
+    healthy, or has run there for 10 s (an etcd on an empty member directory, or with a
+    certificate the task expired, may never answer healthy; a sound one does in 1-2 s)."""
+    deadline, moved_at = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        if moved():
+            moved_at = moved_at or time.monotonic()
+            if (time.monotonic() - moved_at > 10
+                    or kubeadm.etcdctl(node, "endpoint", "health", "--command-timeout=2s", timeout=10).ok):
+                return
+        time.sleep(0.5)
 
 
 def empty_data_dir(scenario: Scenario) -> Callable[[Cluster], None]:
