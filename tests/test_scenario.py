@@ -213,8 +213,12 @@ def test_cluster_requirements(tmp_path):
     assert p.field_path == "cluster.components" and "must include etcd" in p.message
     p = only(problems_of(tmp_path, MINIMAL + "cluster: {components: [etcd, kube-scheduler]}\n"))
     assert "need kube-apiserver" in p.message
-    p = only(problems_of(tmp_path, MINIMAL + "setup:\n  - apply: {kind: Namespace}\n"))
+    p = only(problems_of(tmp_path, MINIMAL + "cluster: {components: [etcd]}\n"
+                         "setup:\n  - apply: {kind: Namespace}\n"))
     assert p.field_path == "setup[0].apply" and "needs kube-apiserver" in p.message
+    # by default a scenario gets what kubeadm init runs
+    assert sc.ClusterReq().to_spec("c1").components == (
+        "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
     req = sc.ClusterReq(control_planes=2, workers=1, components=["kube-apiserver", "etcd"])
     spec = req.to_spec("c1")

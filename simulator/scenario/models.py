@@ -72,6 +72,8 @@ Domain = Literal[
 ]
 Difficulty = Literal["easy", "medium", "hard"]
 Component = Literal["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+FULL_CONTROL_PLANE: tuple[str, ...] = get_args(Component)
+"""What ``kubeadm init`` runs on a control plane, in start order: a scenario's default."""
 
 SLUG = r"^[a-z0-9][a-z0-9-]{1,62}$"
 VAR_NAME = r"^[a-z_][a-z0-9_]*$"
@@ -104,8 +106,10 @@ class ClusterReq(_Model):
     control_planes: int = Field(1, ge=1, le=5, description="Number of control-plane nodes (1-5): controlplane, controlplane2, ...")
     workers: int = Field(0, ge=0, le=5, description="Number of worker nodes (0-5): node01, node02, ...")
     components: list[Component] = Field(
-        default_factory=lambda: ["etcd"],
-        description="Control-plane components to run as static pods; etcd is always required.")
+        default_factory=lambda: list(FULL_CONTROL_PLANE),
+        description="Control-plane components to run as static pods, as kubeadm does: by "
+                    "default all four; etcd is always required. `[etcd]` alone is a bare "
+                    "etcd without an API server, for authors' experiments.")
     jump_host: bool = Field(False, description=(
         "Start the learner on a jump host, node `student` (the exam's base node, no Kubernetes "
         "node) as user `candidate`, who must `ssh controlplane` and `sudo -i` there. Solutions "

@@ -20,7 +20,8 @@ time_limit: 8m               # 90s, 8m, 1h30m ...
 cluster:
   control_planes: 1
   workers: 0
-  components: [etcd]         # etcd (required), kube-apiserver, kube-controller-manager, kube-scheduler
+  # components: [etcd]       # default: etcd, kube-apiserver, kube-controller-manager and
+                             # kube-scheduler, as kubeadm runs them; [etcd] alone: no API server
   jump_host: false           # true: the shell starts on node student as user candidate, who must
                              # `ssh controlplane` and `sudo -i`, as on the exam (solutions: `# on node student`)
   # etcd: systemd            # etcd as /etc/systemd/system/etcd.service instead of a static pod
