@@ -52,14 +52,18 @@ def get_key(ctx: Context, key: str) -> tuple[bool, str | None, str]:
 
 @checker("etcd.key")
 def key(ctx: Context, key: str, present: bool = True, value: str | None = None,
-        created_before_setup: bool = False) -> CheckResult:
+        created_before_setup: bool = False, json_field: str | None = None,
+        equals: Any = None) -> CheckResult:
     """A key is present in (or absent from) the running etcd, optionally with a value.
 
-    With ``created_before_setup`` the key must also have been created no later than the
-    revision recorded at setup (``record: revision``): the object that existed when the
-    task began, brought back by a restore, and not one made again since.
+    With ``json_field`` (dotted, as in ``snapshot.contains``) the stored object must have
+    that field, equal to ``equals`` when given: built-in kinds are read from the protobuf
+    the API server stores, others from JSON. With ``created_before_setup`` the key must
+    also have been created no later than the revision recorded at setup (``record:
+    revision``): the object that existed when the task began, brought back by a restore,
+    and not one made again since.
     """
-    from checkers.snapshot import recorded_revision
+    from checkers.snapshot import recorded_revision, stored_field
 
     wanted = recorded_revision(ctx, "etcd.key") if created_before_setup else None
     answered, kv, error = _get_kv(ctx, key)
@@ -71,9 +75,14 @@ def key(ctx: Context, key: str, present: bool = True, value: str | None = None,
         return CheckResult(False, f"{key} is still in etcd (expected it gone)")
     if kv is None:
         return CheckResult(False, f"{key} is not in etcd")
-    found = base64.b64decode(kv.get("value", "")).decode(errors="replace")
+    raw = base64.b64decode(kv.get("value", ""))
+    found = raw.decode(errors="replace")
     if value is not None and found != value:
         return CheckResult(False, f"{key} is {found[:80]!r}, expected {value!r}")
+    if json_field is not None:
+        read = stored_field(raw, key, json_field, equals)
+        if not read.passed or wanted is None:
+            return read
     if wanted is not None:
         created = int(kv.get("create_revision", 0))
         if created > wanted:

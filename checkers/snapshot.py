@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from typing import Any
 
+from checkers import kubeproto
 from checkers.bbolt import SnapshotFormatError, SnapshotInfo, parse_revision, read_snapshot
 from simulator.cluster.node import JUMP_HOST
 from simulator.errors import CheckError
@@ -129,6 +130,21 @@ def _same(found: Any, expected: Any) -> bool:
     return _text(found) == _text(expected)
 
 
+def stored_field(raw: bytes, what: str, field: str, equals: Any = None) -> CheckResult:
+    """Pass when the object stored as ``raw`` (protobuf or JSON) has ``field`` (dotted,
+    list items by index), equal to ``equals`` when given; ``what`` names the value."""
+    try:
+        document = kubeproto.stored_document(raw)
+    except kubeproto.StoredValueError as exc:
+        return CheckResult(False, f"{what} holds {_short(raw)}: cannot read {field} ({exc})")
+    found = _field(document, field)
+    if found is _MISSING:
+        return CheckResult(False, f"{what} has no field {field}")
+    if equals is not None and not _same(found, equals):
+        return CheckResult(False, f"{what}: {field} is {_short(_text(found))}, expected {_short(_text(equals))}")
+    return CheckResult(True, f"{what}: {field} is {_short(_text(found))}")
+
+
 def _short(data: bytes | str, limit: int = 80) -> str:
     text = data.decode(errors="replace") if isinstance(data, bytes) else data
     return repr(text if len(text) <= limit else text[:limit] + "...")
@@ -152,9 +168,9 @@ def contains(ctx: Context, path: str, key: str, value: Any = None,
     """Pass when the snapshot's latest state holds ``key``.
 
     With ``value`` the stored value must equal it; with ``json_field`` (a dotted path such as
-    ``metadata.labels.app``, list items by index) the stored object must be JSON and have that
-    field, equal to ``equals`` when given. Kubernetes objects are JSON only when the
-    apiserver runs with ``--storage-media-type=application/json``.
+    ``metadata.labels.app``, list items by index) the stored object must have that field,
+    equal to ``equals`` when given. Objects are read as the API server stores them:
+    protobuf (built-in kinds) or JSON (:func:`checkers.kubeproto.stored_document`).
     """
     info, failed = load_snapshot(ctx, path)
     if failed:
@@ -172,21 +188,7 @@ def contains(ctx: Context, path: str, key: str, value: Any = None,
     if value is not None and kv.value != str(value).encode():
         return CheckResult(False, f"key {key} {where} holds {_short(kv.value)}, expected {_short(str(value))}")
     if json_field is not None:
-        if kv.value.startswith(b"k8s\x00"):
-            return CheckResult(False, f"key {key} {where} is stored as protobuf, not JSON: cannot read "
-                                      f"{json_field} (the apiserver needs --storage-media-type=application/json)")
-        try:
-            document = json.loads(kv.value)
-        except ValueError:
-            return CheckResult(False, f"key {key} {where} holds {_short(kv.value)}, which is not JSON: "
-                                      f"cannot read {json_field}")
-        found = _field(document, json_field)
-        if found is _MISSING:
-            return CheckResult(False, f"key {key} {where} has no field {json_field}")
-        if equals is not None and not _same(found, equals):
-            return CheckResult(False, f"key {key} {where}: {json_field} is {_short(_text(found))}, "
-                                      f"expected {_short(_text(equals))}")
-        return CheckResult(True, f"key {key} {where}: {json_field} is {_short(_text(found))}")
+        return stored_field(kv.value, f"key {key} {where}", json_field, equals)
     shown = f" = {_short(kv.value)}" if value is not None else ""
     return CheckResult(True, f"key {key}{shown} is {where} (mod revision {kv.mod_revision})")
 

@@ -275,8 +275,7 @@ def test_kubeadm_config_configmap_holds_the_cluster_configuration(node):
     assert config["kind"] == "ClusterConfiguration"
     assert config["kubernetesVersion"] == binaries.KUBERNETES_VERSION
     assert config["etcd"]["local"]["dataDir"] == "/var/lib/etcd"
-    assert {"name": "storage-media-type", "value": "application/json"} in \
-        config["apiServer"]["extraArgs"]
+    assert config["apiServer"] == {}  # no extraArgs, as kubeadm init writes it
 
 
 @needs_control_plane
@@ -390,13 +389,24 @@ def test_deleting_a_namespace_completes(node):
 
 
 @needs_control_plane
-def test_objects_created_with_kubectl_are_json_in_etcd(node):
+def test_objects_are_stored_as_protobuf_and_checkers_read_them(created, node):
+    """As with kubeadm (no --storage-media-type): `etcdctl get` shows protobuf, and the
+    checkers read the fields kubectl shows."""
+    from simulator import registry
+
     kubectl(node, "create", "configmap", "in-etcd", "--from-literal=colour=teal").check()
     done = sh(node, f"ETCDCTL_API=3 etcdctl {ETCD_TLS} get /registry/configmaps/default/in-etcd "
-                    "--print-value-only").check()
-    stored = json.loads(done.stdout)
-    assert stored["kind"] == "ConfigMap"
-    assert stored["data"] == {"colour": "teal"}
+                    "--print-value-only | head -c 4 | od -An -c").check()
+    assert done.out.split() == ["k", "8", "s", "\\0"], done.out
+    ctx = registry.Context(cluster=created[0], node_name="controlplane", vars={}, state={})
+    key = registry.get_checker("etcd.key")
+    found = key(ctx, key="/registry/configmaps/default/in-etcd", json_field="data.colour", equals="teal")
+    assert found.passed and "data.colour is 'teal'" in found.detail, found.detail
+    wrong = key(ctx, key="/registry/configmaps/default/in-etcd", json_field="data.colour", equals="red")
+    assert not wrong.passed and "expected 'red'" in wrong.detail
+    uid = kubectl(node, "get", "configmap", "in-etcd", "-o", "jsonpath={.metadata.uid}").check().out
+    assert key(ctx, key="/registry/configmaps/default/in-etcd", json_field="metadata.uid",
+               equals=uid.strip()).passed
 
 
 # The learner's pace is kept where it matters: they watch `crictl ps` until the API server

@@ -167,12 +167,12 @@ def test_joined_member_lists_the_cluster_and_joins_an_existing_one():
     assert "initial-cluster-state" not in flags(argv_of(load(m.etcd_manifest(NODE, IP))))
 
 
-def test_apiserver_manifest_has_kubeadms_flags_volumes_and_json_storage():
+def test_apiserver_manifest_has_kubeadms_flags_volumes_and_protobuf_storage():
     pod = load(m.kube_apiserver_manifest(NODE, IP, "https://127.0.0.1:2379"))
     argv = argv_of(pod)
     f = flags(argv)
     assert argv[0] == "kube-apiserver" and argv[1:] == sorted(argv[1:])
-    assert f["storage-media-type"] == "application/json"
+    assert "storage-media-type" not in f  # kubeadm's default: protobuf in etcd
     assert f["etcd-servers"] == "https://127.0.0.1:2379"
     assert f["etcd-certfile"] == "/etc/kubernetes/pki/apiserver-etcd-client.crt"
     assert f["etcd-cafile"] == "/etc/kubernetes/pki/etcd/ca.crt"
@@ -454,8 +454,7 @@ def test_control_plane_manifests_equal_real_kubeadm_output(tmp_path):
     out = kubeadm_dry_run(tmp_path, "control-plane all")
     ca_paths = host_ca_paths()
     ours = {
-        "kube-apiserver": m.kube_apiserver_manifest(NODE, IP, ca_paths=ca_paths,
-                                                    storage_media_type=None),
+        "kube-apiserver": m.kube_apiserver_manifest(NODE, IP, ca_paths=ca_paths),
         "kube-controller-manager": m.kube_controller_manager_manifest(NODE, IP, ca_paths=ca_paths),
         "kube-scheduler": m.kube_scheduler_manifest(NODE, IP),
     }

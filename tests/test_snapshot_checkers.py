@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from hostnode import ETCD_BIN, RealEtcd, copy_into, etcdutl_status, host_context
@@ -17,6 +19,8 @@ from simulator.errors import CheckError
 
 pytestmark = pytest.mark.slow
 
+# values kube-apiserver v1.35.4 stored (protobuf), captured with etcdctl
+STORED = json.loads((Path(__file__).parent / "data" / "stored-objects.json").read_text())
 POD = {"kind": "Pod", "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web", "tier": "1"}},
        "spec": {"replicas": 3, "paused": False, "containers": [{"name": "nginx", "image": "nginx:1.25"}]}}
 
@@ -28,7 +32,9 @@ def made(tmp_path_factory):
     etcd = RealEtcd(work)
     try:
         etcd.put("/registry/pods/default/web", json.dumps(POD))
-        etcd.put("/registry/pods/default/proto", b"k8s\x00\n\x09\n\x02v1\x12\x03Pod")
+        etcd.put("/registry/pods/default/proto", b"k8s\x00\n\x09\n\x02v1\x12\x03Po")
+        for key in ("/registry/deployments/billing/web", "/registry/secrets/billing/db"):
+            etcd.put(key, base64.b64decode(STORED["values"][key]))
         etcd.put("/registry/notes/plain", "not json")
         etcd.put("/registry/notes/gone", "soon deleted")
         etcd.delete("/registry/notes/gone")
@@ -164,14 +170,32 @@ def test_contains_json_field(node_ctx, field, equals, passed, words):
     assert words in result.detail
 
 
-def test_contains_json_field_of_a_non_json_value(node_ctx):
+@pytest.mark.parametrize("key, field, equals, passed, words", [
+    ("/registry/deployments/billing/web", "spec.replicas", 2, True, "'2'"),
+    ("/registry/deployments/billing/web", "spec.template.spec.containers.0.image", "nginx:1.27", True, "nginx:1.27"),
+    ("/registry/deployments/billing/web", "spec.strategy.rollingUpdate.maxSurge", "25%", True, "25%"),
+    ("/registry/deployments/billing/web", "metadata.namespace", "billing", True, "'billing'"),
+    ("/registry/deployments/billing/web", "spec.replicas", 3, False, "expected '3'"),
+    ("/registry/deployments/billing/web", "spec.nothing", None, False, "has no field spec.nothing"),
+    ("/registry/secrets/billing/db", "data.password", "czNjcjN0", True, "czNjcjN0"),
+    ("/registry/secrets/billing/db", "type", "Opaque", True, "Opaque"),
+])
+def test_contains_json_field_of_objects_stored_as_protobuf(node_ctx, key, field, equals, passed, words):
+    ctx, _ = node_ctx
+    result = check(ctx, "snapshot.contains", path="/opt/backup/etcd.db", key=key, json_field=field,
+                   equals=equals)
+    assert result.passed is passed, result.detail
+    assert words in result.detail
+
+
+def test_contains_json_field_of_an_unreadable_value(node_ctx):
     ctx, _ = node_ctx
     proto = check(ctx, "snapshot.contains", path="/opt/backup/etcd.db", key="/registry/pods/default/proto",
-                  json_field="metadata.name")
-    assert not proto.passed and "--storage-media-type=application/json" in proto.detail
+                  json_field="metadata.name")  # an envelope cut short
+    assert not proto.passed and "cannot read metadata.name (truncated protobuf" in proto.detail
     text = check(ctx, "snapshot.contains", path="/opt/backup/etcd.db", key="/registry/notes/plain",
                  json_field="metadata.name")
-    assert not text.passed and "not JSON" in text.detail
+    assert not text.passed and "neither Kubernetes protobuf nor JSON" in text.detail
 
 
 def test_contains_on_a_broken_file_says_why(node_ctx):

@@ -279,13 +279,12 @@ def kube_apiserver_command(
     dns_domain: str = DNS_DOMAIN,
     port: int = API_PORT,
     pki_dir: str = PKI_DIR,
-    storage_media_type: str | None = "application/json",
     extra_args: Mapping[str, str] | None = None,
 ) -> list[str]:
     """kube-apiserver's command line as kubeadm's ``getAPIServerCommand`` builds it.
 
-    ``--storage-media-type=application/json`` is added (as a ``extraArgs`` entry would
-    be) so objects in etcd and in snapshots are readable JSON.
+    No ``--storage-media-type``: as with kubeadm, objects are stored in etcd as protobuf
+    (read by :mod:`checkers.kubeproto`).
     """
     args = {
         "advertise-address": node_ip,
@@ -317,8 +316,6 @@ def kube_apiserver_command(
         "tls-private-key-file": f"{pki_dir}/apiserver.key",
     }
     extra = dict(extra_args or {})
-    if storage_media_type:
-        extra.setdefault("storage-media-type", storage_media_type)
     return ["kube-apiserver", *_flags(args, extra)]
 
 
@@ -333,7 +330,6 @@ def kube_apiserver_manifest(
     port: int = API_PORT,
     pki_dir: str = PKI_DIR,
     ca_paths: Sequence[str] = DEBIAN_CA_PATHS,
-    storage_media_type: str | None = "application/json",
     extra_args: Mapping[str, str] | None = None,
 ) -> str:
     """``/etc/kubernetes/manifests/kube-apiserver.yaml`` as kubeadm v1.35 writes it.
@@ -344,8 +340,7 @@ def kube_apiserver_manifest(
     del node_name
     command = kube_apiserver_command(
         node_ip, etcd_servers=etcd_servers, service_subnet=service_subnet,
-        dns_domain=dns_domain, port=port, pki_dir=pki_dir,
-        storage_media_type=storage_media_type, extra_args=extra_args,
+        dns_domain=dns_domain, port=port, pki_dir=pki_dir, extra_args=extra_args,
     )
     container = {
         "command": command,
