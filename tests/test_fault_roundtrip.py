@@ -24,7 +24,7 @@ from simulator import registry
 from simulator.cluster import kubeadm
 from simulator.cluster.local.driver import LocalDriver
 from simulator.cluster.node import ClusterSpec
-from simulator.errors import CheckError
+from simulator.errors import CheckError, SimError
 
 MANIFESTS = "/etc/kubernetes/manifests"
 PKI = "/etc/kubernetes/pki"
@@ -32,7 +32,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 
 # Every built-in fault and the test that proves a checker sees it.
 ROUNDTRIPS = {
-    "etcd.put": "test_etcd_put_and_delete_show_in_etcd_key",
+    "etcd.put": "test_etcd_put_and_delete_show_in_etcd_key",  # and ..._an_object_the_api_server_reads
     "etcd.delete": "test_etcd_put_and_delete_show_in_etcd_key",
     "etcd.stop": "test_etcd_stop_fails_etcd_healthy_and_kube_ready",
     "etcd.corrupt_db": "test_corrupt_db_crash_loops_etcd",
@@ -312,6 +312,26 @@ def test_client_cert_from_a_foreign_ca(cp):
         assert not done.ok
     finally:
         cp.node.write_file(client, original)
+
+
+@needs_kubernetes
+def test_etcd_put_of_an_object_the_api_server_reads(cp):
+    """An object written behind the API server's back, in the bytes it would store itself
+    (protobuf): kubectl shows it, and the checkers read it from etcd."""
+    fault(cp, "etcd.put", key="/registry/configmaps/default/sneaked",
+          object={"kind": "ConfigMap", "name": "sneaked", "namespace": "default",
+                  "data": {"mode": "quiet"}})
+    stored = kubeadm.etcdctl(cp.node, "get", "/registry/configmaps/default/sneaked",
+                             "--print-value-only").check()
+    assert stored.stdout.startswith(b"k8s\x00")
+    assert check(cp, "etcd.key", key="/registry/configmaps/default/sneaked", json_field="data.mode",
+                 equals="quiet").passed
+    assert check(cp, "kube.field", kind="ConfigMap", name="sneaked", namespace="default",
+                 path="data.mode", equals="quiet").passed
+    with pytest.raises(SimError, match="ConfigMap has no field 'dat'"):
+        fault(cp, "etcd.put", key="/registry/configmaps/default/typo",
+              object={"kind": "ConfigMap", "name": "typo", "namespace": "default", "dat": {}})
+    fault(cp, "etcd.delete", key="/registry/configmaps/default/sneaked")
 
 
 @needs_kubernetes

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from simulator.cluster import kubeadm
-from simulator.errors import ClusterError
+from simulator.errors import ClusterError, ScenarioError
 from simulator.registry import Context, fault
 
 
@@ -25,9 +27,36 @@ def wait_etcd(ctx: Context, healthy: bool, timeout: float = 20) -> None:
 
 
 @fault("etcd.put")
-def put(ctx: Context, key: str, value: str) -> None:
-    """Write ``key`` = ``value`` into etcd."""
-    kubeadm.etcdctl(ctx.node, "put", key, value).check()
+def put(ctx: Context, key: str, value: str | None = None,
+        object: dict[str, Any] | None = None) -> None:
+    """Write ``key`` = ``value`` into etcd, behind the API server's back.
+
+    With ``object`` instead of ``value`` (a full manifest, or the ``{kind, name,
+    namespace}`` shorthand of ``apply``) the bytes are those the API server would store:
+    protobuf for built-in kinds, JSON for others. Objects the learner should meet as if
+    made through the API are better made with ``apply``: those get a uid, timestamps and
+    managed fields from the API server itself.
+    """
+    from checkers import kubeproto
+    from simulator.faults.kube import expand
+
+    if (value is None) == (object is None):
+        raise ScenarioError("etcd.put needs either value or object",
+                            hint="value: a string stored as is; object: a Kubernetes object "
+                                 "stored as the API server stores it")
+    if object is None:
+        kubeadm.etcdctl(ctx.node, "put", key, str(value)).check()
+        return
+    document = expand(object)
+    try:
+        data = kubeproto.encode(document)
+    except kubeproto.StoredValueError as exc:
+        if "no protobuf schema for" not in str(exc):
+            raise ScenarioError(f"etcd.put object: {exc}",
+                                hint="write the object as `kubectl get -o yaml` shows it") from None
+        data = json.dumps(document, separators=(",", ":")).encode()  # custom kinds: JSON
+    # binary (the value starts with k8s\0): etcdctl reads it from standard input
+    kubeadm.etcdctl(ctx.node, "put", key, input=data).check()
 
 
 @fault("etcd.delete")
