@@ -49,6 +49,16 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ["CKA_SIM_HOME"] = old
 
 
+def bare_etcd(skeleton: str) -> str:
+    """The skeleton task on etcd alone, without its default API server: for the tests of
+    the flows around a task (CLI, TUI, exams), which start several clusters and need no
+    API server. The skeleton as written (kubeadm's control plane) passes its gate in
+    test_cli."""
+    out = skeleton.replace("  # components: [etcd]", "  components: [etcd]  ", 1)
+    assert out != skeleton, "the skeleton no longer has the commented components line"
+    return out
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
             cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``cka-sim`` as a user would, in a child process."""

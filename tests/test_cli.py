@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import REPO, needs_namespaces, run_cli
+from conftest import REPO, bare_etcd, needs_namespaces, run_cli
 
 LINE7 = REPO / "tests/data/scenario_format/wrong-type-line7.yaml"
 
@@ -122,7 +122,7 @@ def pack(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A scenario pack holding the skeleton task, and an isolated user home."""
     scenarios = tmp_path / "pack"
     scenarios.mkdir()
-    text = run_cli("scenario", "new", "demo-backup", "-o", "-").stdout
+    text = bare_etcd(run_cli("scenario", "new", "demo-backup", "-o", "-").stdout)
     (scenarios / "demo-backup.yaml").write_text(text)
     env = {"CKA_SIM_HOME": str(tmp_path / "home"), "CKA_SIM_SCENARIOS": str(scenarios)}
     yield scenarios, env

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SOLVE, Clock, clusters, needs_namespaces, run_cli
+from conftest import SOLVE, Clock, bare_etcd, clusters, needs_namespaces, run_cli
 
 from simulator.catalog import Catalog
 from simulator.errors import SessionError
@@ -32,7 +32,7 @@ def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Catalog:
     """Two copies of the skeleton backup task and a mock exam naming both."""
     scenarios = tmp_path / "pack"
     scenarios.mkdir()
-    text = run_cli("scenario", "new", "demo-backup", "-o", "-").stdout
+    text = bare_etcd(run_cli("scenario", "new", "demo-backup", "-o", "-").stdout)
     (scenarios / "demo-backup.yaml").write_text(text)
     (scenarios / "demo-backup-2.yaml").write_text(text.replace("id: demo-backup", "id: demo-backup-2"))
     broken = text.replace("id: demo-backup", "id: demo-broken").replace("setup:\n", "setup:\n" + BROKEN_SETUP, 1)
@@ -147,7 +147,7 @@ def weighted_pack(tmp_path: Path) -> Path:
     (weights 40 and 60, pass mark 50)."""
     scenarios = tmp_path / "weighted"
     scenarios.mkdir()
-    text = run_cli("scenario", "new", "demo-backup", "-o", "-").stdout
+    text = bare_etcd(run_cli("scenario", "new", "demo-backup", "-o", "-").stdout)
     (scenarios / "demo-backup.yaml").write_text(text)
     (scenarios / "demo-backup-2.yaml").write_text(text.replace("id: demo-backup", "id: demo-backup-2"))
     (scenarios / "weighted-mini.yaml").write_text(WEIGHTED.read_text())

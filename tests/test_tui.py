@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import REPO, SOLVE, Clock, clusters, needs_namespaces, run_cli
+from conftest import REPO, SOLVE, Clock, bare_etcd, clusters, needs_namespaces, run_cli
 
 from simulator.catalog import Catalog
 from simulator.grading import CheckOutcome, Report
@@ -47,7 +47,7 @@ tasks: [demo-backup, demo-backup-2]
 
 
 def skeleton() -> str:
-    return run_cli("scenario", "new", "demo-backup", "-o", "-").stdout
+    return bare_etcd(run_cli("scenario", "new", "demo-backup", "-o", "-").stdout)
 
 
 @pytest.fixture(scope="module")
