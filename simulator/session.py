@@ -30,6 +30,7 @@ from simulator.history import Attempt, CheckRecord, History
 if TYPE_CHECKING:
     from simulator.catalog import Catalog
     from simulator.scenario import Scenario
+    from simulator.standby import Standby
 
 MODES = ("practice", "exam")
 
@@ -133,11 +134,13 @@ class Session:
     @classmethod
     def start(cls, catalog: Catalog, scenario_id: str, *, driver: str = "local",
               seed: int | None = None, mode: str = "practice",
-              progress: Progress = _no_progress, exam: str | None = None) -> Session:
+              progress: Progress = _no_progress, exam: str | None = None,
+              standby: Standby | None = None) -> Session:
         """Provision a cluster, apply the setup and start the clock.
 
         Returns when the cluster is ready and the clock runs. A previous session that was
-        already submitted is torn down first; a running one is an error.
+        already submitted is torn down first; a running one is an error. With ``standby``
+        its cluster made in advance is used when the task's cluster has its shape.
         """
         if mode not in MODES:
             raise SessionError(f"unknown mode {mode!r}", hint="use --mode practice or --mode exam")
@@ -167,7 +170,14 @@ class Session:
             session.save()
         try:
             spec = rendered.cluster.to_spec(session.cluster_name)
-            cluster = drv.create(spec, progress)
+            made = standby.take(spec, progress) if standby is not None and driver == standby.driver else None
+            if made is not None:
+                session.cluster_name = made
+                session.save()
+                progress(Step("ready", 1, 1, "the cluster made while you read the catalog is up"))
+                cluster = drv.attach(made)
+            else:
+                cluster = drv.create(spec, progress)
             run_setup(rendered, cluster, values, session.state, progress)
             session.started_at = time.time()
             session.deadline = session.started_at + session.time_limit

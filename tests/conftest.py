@@ -42,6 +42,8 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("cka-sim-home")
     old = os.environ.get("CKA_SIM_HOME")
     os.environ["CKA_SIM_HOME"] = str(home)
+    # no cluster made in advance behind the TUI tests' backs: the tests of it ask for one
+    os.environ["CKA_SIM_STANDBY"] = "0"
     yield home
     if old is None:
         os.environ.pop("CKA_SIM_HOME", None)

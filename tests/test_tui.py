@@ -81,9 +81,10 @@ def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skeleton_text: str) ->
         session.stop()
 
 
-def make_app(clock=time.time) -> CkaSimApp:
+def make_app(clock=time.time, standby: bool | None = None) -> CkaSimApp:
     catalog = Catalog.load(builtin=False, strict=True)
-    return CkaSimApp(catalog=catalog, history=History(), clock=clock, probe_docker=False)
+    return CkaSimApp(catalog=catalog, history=History(), clock=clock, probe_docker=False,
+                     standby=standby)
 
 
 async def wait_for(pilot, predicate, timeout: float = 90) -> None:
@@ -102,6 +103,10 @@ def text_of(widget) -> str:
     if isinstance(widget, Digits):
         return widget.value
     return str(widget.render())
+
+
+def status_line(app: CkaSimApp) -> str:
+    return str(app.screen.query_one("#catalog-status").render())
 
 
 def toasts(app: CkaSimApp) -> str:
@@ -268,6 +273,50 @@ def test_stats_helpers() -> None:
 
 
 # -- a practice attempt on a real cluster ---------------------------------------------------------
+
+
+@needs_namespaces
+@pytest.mark.slow
+async def test_the_cluster_made_while_the_catalog_shows_serves_the_next_task(pack: Path) -> None:
+    """With the standby on, a cluster of the default shape (kubeadm's control plane) is
+    made while the learner reads the catalog; Enter on a task of that shape runs only its
+    setup there; a task of another shape makes its own; quitting removes the spare."""
+    full = run_cli("scenario", "new", "demo-full", "-o", "-").stdout  # the default shape
+    (pack / "demo-full.yaml").write_text(full.replace("title: Back up etcd to a snapshot file",
+                                                      "title: Back up a full cluster's etcd"))
+    app = make_app(standby=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.standby.ready, timeout=120)
+        spare = clusters()
+        assert len(spare) == 1 and "a cluster is ready" in status_line(app)
+
+        await pilot.press(*"demo-backup", "enter")  # etcd alone: another shape
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskScreen))
+        other = app.screen.session
+        assert other.cluster_name not in spare and app.standby.ready
+        await pilot.press("q", "s")  # stop the cluster
+        await wait_for(pilot, lambda: isinstance(app.screen, CatalogScreen))
+
+        await pilot.press("escape", *"demo-full", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskScreen))
+        session = app.screen.session
+        assert {session.cluster_name} == spare  # the task runs on the cluster made in advance
+        assert "Back up a full cluster" in app.screen.query_one("#task-md").source
+        assert node_run(session, "kubectl get --raw /readyz").stdout.strip() == "ok"
+        name = session.values["backup"]
+        assert node_run(session, SOLVE.format(name=name)).returncode == 0
+        await pilot.press("c")
+        await wait_for(pilot, lambda: not app.screen.busy)
+        assert [r.passed for r in app.screen.query_one("#check-table").results] == [True, True]
+        assert not app.standby.ready
+        await pilot.press("q", "s")  # stop the cluster
+        await wait_for(pilot, lambda: isinstance(app.screen, CatalogScreen))
+        await wait_for(pilot, lambda: app.standby.ready, timeout=120)  # the next one
+        assert len(clusters()) == 1 and clusters() != spare
+        assert "a cluster is ready" in status_line(app)
+    assert clusters() == set()  # quitting removed the spare
+
+
 
 
 @needs_namespaces

@@ -44,8 +44,14 @@ class CkaSimApp(App[None]):
     def __init__(self, scenario_dirs: Iterable[Path | str] = (), *,
                  clock: Callable[[], float] = time.time, catalog: Catalog | None = None,
                  history: History | None = None, probe_docker: bool = True,
-                 first_rows: tuple[list[dict[str, Any]], int] | None = None) -> None:
+                 first_rows: tuple[list[dict[str, Any]], int] | None = None,
+                 standby: bool | None = None) -> None:
         super().__init__()
+        from simulator import standby as standby_mod
+
+        # a cluster made while the learner reads the catalog (simulator.standby)
+        self.standby = (standby_mod.Standby() if (standby_mod.enabled() if standby is None else standby)
+                        else None)
         self.scenario_dirs = [Path(d) for d in scenario_dirs]
         self.clock = clock
         self._catalog = catalog
@@ -105,13 +111,43 @@ class CkaSimApp(App[None]):
                 progress(Step("nodes", 0, 1, "removing the previous cluster"))
                 replace.stop()
             return Session.start(catalog, scenario_id, driver=driver, seed=seed, mode=mode,
-                                 progress=progress)
+                                 progress=progress, standby=self.standby)
 
         scenario = catalog.get(scenario_id)
         return ProvisioningScreen(
             scenario.title, start, ready=lambda session: TaskScreen(session),
             cancel=lambda session: session.stop(),
             subtitle=f"{scenario.id} · {mode} mode · {driver} driver")
+
+    def keep_standby(self) -> None:
+        """Have a cluster made in advance for the next task, on the embedded driver, unless
+        one is ready or on its way, an exam runs, or the standby is off."""
+        if self.standby is None or self.prefs.driver != self.standby.driver:
+            return
+        if any(exam.status in ("new", "running") for exam in self.exams):
+            return
+        self.standby.on_change = self._standby_changed
+        self.standby.prepare()
+
+    def _standby_changed(self) -> None:
+        try:
+            self.call_from_thread(self._show_standby)
+        except RuntimeError:  # the app has ended
+            pass
+
+    def _show_standby(self) -> None:
+        from simulator.tui.screens.catalog import CatalogScreen
+
+        if isinstance(self.screen, CatalogScreen):
+            self.screen.show_status()
+
+    def discard_standby(self) -> None:
+        """Remove the cluster made in advance, if any (on quitting)."""
+        if self.standby is not None:
+            self.standby.discard()
+
+    def on_unmount(self) -> None:
+        self.discard_standby()
 
     def get_default_screen(self):
         from simulator.tui.screens.catalog import CatalogScreen
@@ -207,4 +243,5 @@ def run_app(scenario_dirs: Iterable[Path | str] = ()) -> None:
     try:
         app.run()
     finally:
+        app.discard_standby()
         app.stop_exams()

@@ -187,6 +187,9 @@ class CatalogScreen(Screen):
             self.active = None
             self.app.show_error(exc.message, exc.hint)
         self.refilter()
+        if self.active is None or self.active.status == "submitted":
+            self.app.keep_standby()
+            self.show_status()
         self.show_status()
 
     def refilter(self) -> None:
@@ -231,6 +234,12 @@ class CatalogScreen(Screen):
         line = f"[b]{prefs.driver}[/] driver (F2) · [b]{prefs.mode}[/] mode (F3)"
         if len(self.app.drivers) == 1 and self.app.size.width >= NARROW:
             line += " [dim]· kind needs Docker[/]"
+        standby = self.app.standby
+        if standby is not None and prefs.driver == standby.driver:
+            if standby.ready:
+                line += " · [b]a cluster is ready[/]"
+            elif standby.making:
+                line += " [dim]· making a cluster in advance[/]"
         active = self.active
         if active is not None and active.status != "submitted":
             if active.status == "running":
