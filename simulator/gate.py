@@ -16,8 +16,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
+from simulator import paths
 from simulator.attacks import attacks
 from simulator.catalog import Catalog
 from simulator.cluster import get_driver
@@ -72,6 +74,44 @@ def run_script(cluster: Cluster, script: str, *, stop_on_error: bool) -> Complet
 
 def _describe(outcomes: list[CheckOutcome]) -> str:
     return ", ".join(f"{o.name!r} {'passed' if o.passed else 'failed'}" for o in outcomes)
+
+
+@dataclasses.dataclass
+class _Template:
+    """A set-up cluster kept as a checkpoint (embedded driver): every attempt boots a copy
+    of it instead of making a cluster and running the setup again. ``scenario``,
+    ``values`` and ``state`` are as the setup left them; ``seen`` is what ran on the
+    cluster when it was saved, which every copy must show too (or the attempt falls back
+    to a fresh cluster); ``off`` says why copies stopped being used."""
+
+    path: Path
+    scenario: Scenario
+    values: dict[str, Any]
+    state: dict[str, Any]
+    seen: dict[str, Any]
+    off: str = ""
+
+
+def _make_template(scenario: Scenario, values: dict[str, Any]) -> _Template | None:
+    """Set one embedded cluster up and keep it as a checkpoint; None when its shape cannot
+    be kept (it says why in the gate's progress). SimError when the setup fails."""
+    from simulator.cluster.local import checkpoint
+
+    spec = scenario.cluster.to_spec(f"gate-{secrets.token_hex(3)}")
+    if checkpoint.why_not(spec) is not None:
+        return None
+    drv = get_driver("local")
+    state: dict[str, Any] = {}
+    local, local_values = scenario.model_copy(deep=True), dict(values)
+    cluster = _fresh(local, "local", local_values, state)
+    try:
+        seen = checkpoint.fingerprint(cluster)
+        path = paths.data_dir() / "checkpoints" / cluster.name
+        drv.checkpoint(cluster, path)
+    except BaseException:
+        drv.delete(cluster)
+        raise
+    return _Template(path, local, local_values, state, seen)
 
 
 def _fresh(scenario: Scenario, driver: str, values: dict[str, Any],
@@ -130,37 +170,87 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
     attempts = _attempts(rendered, found)
     drv = get_driver(driver)
     stop = threading.Event()  # the reference could not be set up: the rest would repeat it
+    template = None
+    if driver == "local" and reuse_clusters():
+        began_template = time.monotonic()
+        try:
+            template = _make_template(rendered, values)
+        except SimError as exc:
+            result.problems = [f"setup failed: {exc.message} ({exc.hint})"]
+            result.seconds = time.monotonic() - began
+            return result
+        if template is not None:
+            progress(f"{scenario.id}: set up once and saved in "
+                     f"{time.monotonic() - began_template:.0f}s; each attempt boots a copy")
+
+    def booted(what: str) -> _Attempt | None:
+        """A copy of the template booted for one attempt, if it shows what the template
+        showed; None (and no more copies) otherwise."""
+        from simulator.cluster.local import checkpoint
+
+        if template is None or template.off:
+            return None
+        cluster = drv.boot(template.path, f"gate-{secrets.token_hex(3)}", lambda s: None)
+        deadline = time.monotonic() + 15  # the kubelet starts its static pods one by one
+        while (seen := checkpoint.fingerprint(cluster)) != template.seen and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if seen != template.seen:
+            drv.delete(cluster)
+            if not template.off:
+                template.off = f"a booted copy differs from the set-up cluster ({what}): {seen} != {template.seen}"
+                progress(f"{scenario.id}: {template.off}; fresh clusters from now on")
+            return None
+        return _Attempt(cluster, dict(template.state), template.scenario.model_copy(deep=True),
+                        dict(template.values))
 
     def one(what: str, judge: Judge) -> tuple[bool, list[str]]:
         if stop.is_set():
             return False, []
         progress(f"{scenario.id}: {what}")
         start = time.monotonic()
-        state: dict[str, Any] = {}
-        local, local_values = rendered.model_copy(deep=True), dict(values)
         try:
-            cluster = _fresh(local, driver, local_values, state)
+            attempt = booted(what)
         except SimError as exc:
-            return True, [f"setup failed: {exc.message} ({exc.hint})"]
+            return False, [f"{what} could not boot the set-up cluster: {exc.message} ({exc.hint})"]
+        if attempt is None:
+            state: dict[str, Any] = {}
+            local, local_values = rendered.model_copy(deep=True), dict(values)
+            try:
+                cluster = _fresh(local, driver, local_values, state)
+            except SimError as exc:
+                return True, [f"setup failed: {exc.message} ({exc.hint})"]
+            attempt = _Attempt(cluster, state, local, local_values)
         try:
-            return False, judge(_Attempt(cluster, state, local, local_values))
+            return False, judge(attempt)
         except SimError as exc:
             return False, [f"{what} could not be played: {exc.message}"]
         finally:
-            drv.delete(cluster)
+            drv.delete(attempt.cluster)
             progress(f"{scenario.id}: {what} done in {time.monotonic() - start:.0f}s")
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or default_jobs(driver),
-                                               thread_name_prefix="gate") as pool:
-        futures = [pool.submit(one, what, judge) for what, judge in attempts]
-        setup_failed, problems = futures[0].result()
-        if setup_failed:
-            stop.set()
-            result.problems = problems
-        else:
-            result.problems = problems + [p for f in futures[1:] for p in f.result()[1]]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or default_jobs(driver),
+                                                   thread_name_prefix="gate") as pool:
+            futures = [pool.submit(one, what, judge) for what, judge in attempts]
+            setup_failed, problems = futures[0].result()
+            if setup_failed:
+                stop.set()
+                result.problems = problems
+            else:
+                result.problems = problems + [p for f in futures[1:] for p in f.result()[1]]
+    finally:
+        if template is not None:
+            from simulator.cluster.local import checkpoint
+
+            checkpoint.remove(drv, template.path)
     result.seconds = time.monotonic() - began
     return result
+
+
+def reuse_clusters() -> bool:
+    """Whether embedded gates boot copies of one set-up cluster (the default) instead of
+    making and setting up a cluster per attempt: ``CKA_SIM_GATE_FRESH=1`` turns it off."""
+    return os.environ.get("CKA_SIM_GATE_FRESH", "").strip().lower() not in ("1", "yes", "true", "on")
 
 
 def _attempts(rendered: Scenario, found: list) -> list[tuple[str, Judge]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import needs_namespaces
 
+from simulator import paths
 from simulator.attacks import solution_prefix, steps
 from simulator.gate import gate_scenario
 from simulator.scenario import loads
@@ -18,6 +19,7 @@ title: A restore graded by looking at files
 domain: cluster-architecture
 difficulty: easy
 time_limit: 5m
+cluster: {components: [etcd]}
 setup:
   - snapshot: {path: /opt/backup/etcd-snapshot.db}
 task: Restore /opt/backup/etcd-snapshot.db into /var/lib/etcd-from-backup and serve it.
@@ -73,6 +75,7 @@ title: A backup graded mostly by its size
 domain: cluster-architecture
 difficulty: easy
 time_limit: 5m
+cluster: {components: [etcd]}
 task: Save a snapshot of etcd to /opt/backup/etcd.db.
 checks:
   - name: /opt/backup/etcd.db is a sound snapshot
@@ -103,3 +106,62 @@ def test_a_raw_database_copy_where_a_snapshot_is_expected_is_caught():
     assert "attack 'db-copy'" in text and "scores 3/4" in text
     assert "attack 'empty-data-dir'" not in text  # exempt, with a reason
     assert "attack 'solution-prefix'" not in text  # mkdir alone earns nothing
+
+
+# A task whose setup leaves a file and, with HAND_STARTED, a process started by hand.
+KEPT = """\
+id: kept-setup
+title: The setup's file survives the reset
+domain: cluster-architecture
+difficulty: easy
+time_limit: 5m
+cluster: {components: [etcd]}
+setup:
+  - file: {path: /opt/notes/setup.txt, content: "made by the setup\\n"}
+  - run: "echo $$ > /opt/notes/setup-shell.pid"
+task: Copy /opt/notes/setup.txt to /opt/notes/copy.txt.
+checks:
+  - name: the copy holds the setup's words
+    use: script
+    with: {run: "grep -qx 'made by the setup' /opt/notes/copy.txt"}
+    points: 2
+  - name: etcd is healthy
+    use: etcd.healthy
+    guard: true
+solution: |
+  cp /opt/notes/setup.txt /opt/notes/copy.txt
+wrong_solutions:
+  - name: wrote the words by hand into another file
+    script: echo 'made by the setup' > /opt/notes/other.txt
+    fails: ["the copy holds the setup's words"]
+exempt_attacks:
+  empty-data-dir: the task is about a file, not etcd's data
+"""
+HAND_STARTED = '  - run: "setsid sleep 600 </dev/null >/dev/null 2>&1 &"\n'
+
+
+@pytest.mark.slow
+@needs_namespaces
+@pytest.mark.timeout(300)
+def test_attempts_boot_copies_of_one_set_up_cluster_that_show_what_it_showed(monkeypatch):
+    lines: list[str] = []
+    result = gate_scenario(loads(KEPT, "kept.yaml"), driver="local", progress=lines.append)
+    assert result.passed, result.problems
+    text = "\n".join(lines)
+    assert "set up once and saved" in text and "differs" not in text
+    assert not (paths.data_dir() / "checkpoints").exists() or not any((paths.data_dir() / "checkpoints").iterdir())
+
+    # a process the setup started by hand does not come back when a copy boots: the gate
+    # sees it and makes fresh clusters instead, and the scenario still passes
+    lines.clear()
+    hand = KEPT.replace("  - run: \"echo", HAND_STARTED + "  - run: \"echo", 1)
+    result = gate_scenario(loads(hand, "hand.yaml"), driver="local", progress=lines.append, jobs=1)
+    assert result.passed, result.problems
+    text = "\n".join(lines)
+    assert "a booted copy differs from the set-up cluster" in text and "sleep" in text
+    assert "fresh clusters from now on" in text
+
+    lines.clear()
+    monkeypatch.setenv("CKA_SIM_GATE_FRESH", "1")
+    result = gate_scenario(loads(KEPT, "kept.yaml"), driver="local", progress=lines.append)
+    assert result.passed and "set up once" not in "\n".join(lines)

@@ -374,33 +374,10 @@ class LocalDriver:
                 return
             _write_etcd_manifests(rootfs, control[:1], image)
 
-        mapping = idmap_mod.choose()
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
             ssh_job = pool.submit(write_ssh)
             pki_job = pool.submit(write_pki)
-            infra = nodes_mod.start_infra(directory, mapping)
-            self._children.setdefault(spec.name, []).append(infra)
-            state["infra"] = {"pid": infra.pid, "start": proc_start(infra.pid)}
-            (directory / "infra.pid").write_text(f"{infra.pid}\n")
-            _write_state(directory, state)
-            jump_tools = {k: v for k, v in tools.items() if k in JUMP_HOST_TOOLS}
-            starting = [NodeProcess(infra.pid, directory / "nodes" / name, name, ip,
-                                    jump_tools if role == JUMP_HOST_ROLE else tools,
-                                    directory, mapping, jump_host=role == JUMP_HOST_ROLE)
-                        for name, ip, role in placed_all]
-            self._children[spec.name] += [p.proc for p in starting]
-            deadline = time.monotonic() + NODE_TIMEOUT
-            for proc in starting:
-                proc.wire(deadline)
-            for proc in starting:
-                proc.ready(deadline)
-            nodes = [LocalNode(name, ip, role, directory / "nodes" / name, p.pid, p.start)
-                     for (name, ip, role), p in zip(placed_all, starting)]
-            for node in nodes:
-                (node.node_dir / "init.pid").write_text(f"{node.pid}\n")
-            state["nodes"] = [{"name": n.name, "ip": n.ip, "role": n.role, "pid": n.pid,
-                               "start": n.start} for n in nodes]
-            _write_state(directory, state)
+            nodes = self._start_nodes(spec.name, directory, state, placed_all, tools)
             progress(Step("certificates", 1, total, "kubeadm PKI and kubeconfigs"))
             pki_job.result()
             keys = ssh_job.result()  # each node's init starts sshd once its files are there
@@ -436,6 +413,36 @@ class LocalDriver:
         progress(Step("ready", total, total, f"cluster {spec.name} is up"))
         _refill_spare_keys()
         return cluster
+
+    def _start_nodes(self, name: str, directory: Path, state: dict,
+                     placed: Sequence[tuple[str, str, str]], tools: dict[str, Path]) -> list[LocalNode]:
+        """Start the cluster's infra and one init per node (``placed``: name, address,
+        role) on the rootfs already in ``directory``; return once every node is up."""
+        mapping = idmap_mod.choose()
+        infra = nodes_mod.start_infra(directory, mapping)
+        self._children.setdefault(name, []).append(infra)
+        state["infra"] = {"pid": infra.pid, "start": proc_start(infra.pid)}
+        (directory / "infra.pid").write_text(f"{infra.pid}\n")
+        _write_state(directory, state)
+        jump_tools = {k: v for k, v in tools.items() if k in JUMP_HOST_TOOLS}
+        starting = [NodeProcess(infra.pid, directory / "nodes" / node, node, ip,
+                                jump_tools if role == JUMP_HOST_ROLE else tools,
+                                directory, mapping, jump_host=role == JUMP_HOST_ROLE)
+                    for node, ip, role in placed]
+        self._children[name] += [p.proc for p in starting]
+        deadline = time.monotonic() + NODE_TIMEOUT
+        for proc in starting:
+            proc.wire(deadline)
+        for proc in starting:
+            proc.ready(deadline)
+        nodes = [LocalNode(node, ip, role, directory / "nodes" / node, p.pid, p.start)
+                 for (node, ip, role), p in zip(placed, starting)]
+        for node in nodes:
+            (node.node_dir / "init.pid").write_text(f"{node.pid}\n")
+        state["nodes"] = [{"name": n.name, "ip": n.ip, "role": n.role, "pid": n.pid,
+                           "start": n.start} for n in nodes]
+        _write_state(directory, state)
+        return nodes
 
     @staticmethod
     def _seed_path(etcd: Path) -> Path:
@@ -642,6 +649,20 @@ class LocalDriver:
             tools["crictl"] = crictl
         return tools
 
+    # -- checkpoints (the quality gate's reset) ----------------------------------------
+
+    def checkpoint(self, cluster: LocalCluster, dest: Path) -> None:
+        """Shut ``cluster`` down and keep its directory at ``dest`` (:mod:`checkpoint`)."""
+        from simulator.cluster.local import checkpoint
+
+        checkpoint.save(self, cluster, dest)
+
+    def boot(self, saved: Path, name: str, progress: Progress) -> LocalCluster:
+        """A new cluster ``name`` booted from a copy of checkpoint ``saved``."""
+        from simulator.cluster.local import checkpoint
+
+        return checkpoint.boot(self, saved, name, progress)
+
     # -- attach / list / delete -------------------------------------------------------
 
     def attach(self, name: str) -> LocalCluster:
@@ -681,6 +702,12 @@ class LocalDriver:
         """
         name = cluster if isinstance(cluster, str) else cluster.name
         directory = _cluster_dir(name)
+        self._stop(name, directory)
+        self._remove_dir(directory)
+
+    def _stop(self, name: str, directory: Path) -> None:
+        """End every process of the cluster: as a machine shuts down, the supervisors stop
+        their containers first (SIGTERM), then whatever is left is killed."""
         state = _read_state(directory) or {}
         nodes = [(n.get("pid") or 0, n.get("start")) for n in state.get("nodes", [])]
         for pid, start in nodes:
@@ -697,6 +724,9 @@ class LocalDriver:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+    @staticmethod
+    def _remove_dir(directory: Path) -> None:
         try:
             _rmtree(directory)
         except PermissionError:
