@@ -95,17 +95,15 @@ class _Template:
 def _make_template(scenario: Scenario, values: dict[str, Any]) -> _Template | None:
     """Set one embedded cluster up and keep it as a checkpoint; None when its shape cannot
     be kept (it says why in the gate's progress). SimError when the setup fails."""
-    from simulator.cluster.local import checkpoint
-
     spec = scenario.cluster.to_spec(f"gate-{secrets.token_hex(3)}")
-    if checkpoint.why_not(spec) is not None:
-        return None
     drv = get_driver("local")
+    if drv.checkpoint_refused(spec) is not None:
+        return None
     state: dict[str, Any] = {}
     local, local_values = scenario.model_copy(deep=True), dict(values)
     cluster = _fresh(local, "local", local_values, state)
     try:
-        seen = checkpoint.fingerprint(cluster)
+        seen = drv.fingerprint(cluster)
         path = paths.data_dir() / "checkpoints" / cluster.name
         drv.checkpoint(cluster, path)
     except BaseException:
@@ -186,13 +184,11 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
     def booted(what: str) -> _Attempt | None:
         """A copy of the template booted for one attempt, if it shows what the template
         showed; None (and no more copies) otherwise."""
-        from simulator.cluster.local import checkpoint
-
         if template is None or template.off:
             return None
         cluster = drv.boot(template.path, f"gate-{secrets.token_hex(3)}", lambda s: None)
         deadline = time.monotonic() + 15  # the kubelet starts its static pods one by one
-        while (seen := checkpoint.fingerprint(cluster)) != template.seen and time.monotonic() < deadline:
+        while (seen := drv.fingerprint(cluster)) != template.seen and time.monotonic() < deadline:
             time.sleep(0.5)
         if seen != template.seen:
             drv.delete(cluster)
@@ -240,9 +236,7 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
                 result.problems = problems + [p for f in futures[1:] for p in f.result()[1]]
     finally:
         if template is not None:
-            from simulator.cluster.local import checkpoint
-
-            checkpoint.remove(drv, template.path)
+            drv.remove_checkpoint(template.path)
     result.seconds = time.monotonic() - began
     return result
 

@@ -11,10 +11,11 @@ does: ``etcdctl member add`` on the first node, then the joiner's manifest with
 
 State lives in ``clusters_dir()/<name>/cluster.json`` (see :mod:`simulator.cluster.local`).
 
-Why one module of ~700 lines: creating a cluster is one ordered sequence (rootfs, PKI in
+Why one module of ~950 lines: creating a cluster is one ordered sequence (rootfs, PKI in
 a thread while the namespaces start, etcd membership, control plane) whose steps share
-the cluster's directory and state record, and delete/clean must undo exactly what create
-did. Node processes, the PKI, manifests and binaries already live in their own modules;
+the cluster's directory and state record, delete/clean must undo exactly what create
+did, and a checkpoint (the gate's reset: shut down, then booted as copies) stops and
+starts those same processes on that same directory. Node processes, the PKI, manifests and binaries already live in their own modules;
 what remains here is the order of things and its failure handling.
 """
 
@@ -35,9 +36,9 @@ from pathlib import Path
 
 from simulator.cluster import binaries as binaries_mod
 from simulator.cluster import candidate, kubeadm
+from simulator.cluster.local import checkpoint, sshd
 from simulator.cluster.local import idmap as idmap_mod
 from simulator.cluster.local import nodes as nodes_mod
-from simulator.cluster.local import sshd
 from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
 from simulator.cluster.node import (
     CANDIDATE,
@@ -649,19 +650,103 @@ class LocalDriver:
             tools["crictl"] = crictl
         return tools
 
-    # -- checkpoints (the quality gate's reset) ----------------------------------------
+    # -- checkpoints (the quality gate's reset, see checkpoint.py) -----------------------
+
+    def checkpoint_refused(self, spec: ClusterSpec) -> str | None:
+        """Why a cluster of ``spec`` cannot be kept as a checkpoint, or None."""
+        return checkpoint.why_not(spec)
+
+    def fingerprint(self, cluster: LocalCluster) -> dict:
+        """What runs on the cluster's nodes, as a booted copy must show it too."""
+        return checkpoint.fingerprint(list(cluster.nodes))
 
     def checkpoint(self, cluster: LocalCluster, dest: Path) -> None:
-        """Shut ``cluster`` down and keep its directory at ``dest`` (:mod:`checkpoint`)."""
-        from simulator.cluster.local import checkpoint
-
-        checkpoint.save(self, cluster, dest)
+        """Shut ``cluster`` down as a machine is shut down and keep its directory at
+        ``dest``. What answered before (etcd, the API server, which controller managers
+        ran) is recorded: a booted copy waits for exactly that. The controller manager's
+        lease is dropped first (its holder never gives it back)."""
+        kcm = checkpoint.KCM
+        state = _read_state(cluster.directory) or {}
+        components = (state.get("spec") or {}).get("components", ())
+        control = [n for n in cluster.nodes if n.role == "control-plane"]
+        up = {"etcd": kubeadm.etcdctl(control[0], "endpoint", "health", "--command-timeout=3s",
+                                      timeout=15).ok,
+              "apiserver": "kube-apiserver" in components and control[0].run(
+                  ["kubectl", "get", "--raw", "/readyz"], timeout=15).out.strip() == "ok",
+              "leaders": [n.name for n in control if n.run(
+                  ["crictl", "ps", "-q", "--name", kcm], timeout=15).out.strip()]}
+        leaders = [n for n in control if n.name in up["leaders"]]
+        for node in leaders:
+            self._node_script(node, checkpoint.STOP_KCM, f"{kcm} did not stop for the checkpoint",
+                              KCM=kcm)
+        if leaders and up["etcd"]:
+            kubeadm.etcdctl(control[0], "del", f"/registry/leases/kube-system/{kcm}").check()
+        self._stop(cluster.name, cluster.directory)
+        for node in leaders:
+            etc = node.node_dir / "rootfs/etc/kubernetes"
+            (etc / f"{kcm}.yaml.checkpoint").rename(etc / "manifests" / f"{kcm}.yaml")
+        state["saved"] = up
+        _write_state(cluster.directory, state)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(cluster.directory, dest)
 
     def boot(self, saved: Path, name: str, progress: Progress) -> LocalCluster:
-        """A new cluster ``name`` booted from a copy of checkpoint ``saved``."""
-        from simulator.cluster.local import checkpoint
+        """A new cluster ``name`` from a copy of checkpoint ``saved``, each node's ``/run``
+        emptied as at boot; returns once what answered at the checkpoint answers again."""
+        from simulator.cluster.local import kubeadm_init
 
-        return checkpoint.boot(self, saved, name, progress)
+        directory = _cluster_dir(name)
+        if directory.exists():
+            raise ClusterError(f"a cluster named {name} already exists",
+                               hint="remove it with `cka-sim stop`")
+        progress(Step("nodes", 0, 3, "copying the set-up cluster"))
+        copied = subprocess.run(["cp", "-a", "--sparse=always", str(saved), str(directory)],
+                                capture_output=True, text=True, check=False)
+        if copied.returncode != 0:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise ClusterError(f"could not copy the checkpoint {saved}", hint=copied.stderr.strip())
+        try:
+            state = json.loads((directory / "cluster.json").read_text())
+            placed = [(n["name"], n["ip"], n["role"]) for n in state["nodes"]]
+            state.update(name=name, state="creating", created=time.time(), infra={},
+                         creator={"pid": os.getpid(), "start": proc_start(os.getpid())})
+            _write_state(directory, state)
+            for node, _, _ in placed:
+                rootfs = directory / "nodes" / node / "rootfs"
+                for stale in checkpoint.RUN_STATE:
+                    path = rootfs / stale
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
+            up = state.get("saved") or {}
+            tools = self._node_tools(state["spec"]["components"])
+            nodes = self._start_nodes(name, directory, state, placed, tools)
+            cluster = LocalCluster(name, nodes, directory)
+            control = [n for n in nodes if n.role == "control-plane"]
+            if up.get("etcd"):
+                progress(Step("etcd", 1, 3, f"waiting for etcd on {control[0].name}"))
+                for node in control:
+                    self._wait_healthy(node, [n.ip for n in control])
+            if up.get("apiserver"):
+                progress(Step("apiserver", 2, 3, f"waiting for kube-apiserver on {control[0].name}"))
+                self._node_script(control[0], kubeadm_init.WAIT_READYZ,
+                                  "kube-apiserver did not become ready", WAIT=str(int(APISERVER_TIMEOUT)))
+                if up.get("leaders"):
+                    self._node_script(control[0], kubeadm_init.WAIT_LEADER, f"{checkpoint.KCM} did not start",
+                                      WAIT=str(int(APISERVER_TIMEOUT)), LEASE=checkpoint.KCM)
+            state["state"] = "running"
+            _write_state(directory, state)
+            progress(Step("ready", 3, 3, f"cluster {name} is up"))
+            return cluster
+        except BaseException:
+            self.delete(name)
+            raise
+
+    def remove_checkpoint(self, saved: Path) -> None:
+        """Remove a checkpoint's directory (its files may belong to the nodes' users)."""
+        if saved.exists():
+            self._remove_dir(saved)
 
     # -- attach / list / delete -------------------------------------------------------
 
