@@ -468,7 +468,9 @@ def test_three_control_planes_and_a_worker_on_real_kind(engine):
         members = etcdctl(first, "member", "list")
         assert sorted(line.split(", ")[2] for line in members.out.splitlines()) == sorted(names[:3])
         kubectl = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
-        deadline = time.monotonic() + 120
+        # a readiness wait, not a speed target: under a full CI run the worker's kubelet
+        # has been seen to need more than two minutes to register
+        deadline = time.monotonic() + 300
         while True:
             ready = first.run([*kubectl, "get", "nodes", "-o", "jsonpath={range .items[*]}"
                                "{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} "
