@@ -93,14 +93,12 @@ class Standby:
         drv = get_driver(self.driver)
         try:
             drv.create(default_spec(name), lambda step: None)
-        except SimError as exc:
+        except BaseException as exc:  # a bug must not kill the TUI either: say it, make none
             with self._lock:
-                self.error = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-                if self._name == name:
-                    self._name = None
-        except BaseException as exc:  # a bug must not kill the TUI: say it, make none
-            with self._lock:
-                self.error = repr(exc)
+                if isinstance(exc, SimError):
+                    self.error = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+                else:
+                    self.error = repr(exc)
                 if self._name == name:
                     self._name = None
         else:
