@@ -92,9 +92,10 @@ class _Template:
     off: str = ""
 
 
-def _make_template(scenario: Scenario, values: dict[str, Any]) -> _Template | None:
-    """Set one embedded cluster up and keep it as a checkpoint; None when its shape cannot
-    be kept (it says why in the gate's progress). SimError when the setup fails."""
+def _make_template(scenario: Scenario, values: dict[str, Any],
+                   progress: Callable[[str], None]) -> _Template | None:
+    """Set one embedded cluster up and keep it as a checkpoint; None when it cannot be
+    kept (it says why in the gate's progress). SimError when the setup fails."""
     spec = scenario.cluster.to_spec(f"gate-{secrets.token_hex(3)}")
     drv = get_driver("local")
     if drv.checkpoint_refused(spec) is not None:
@@ -103,6 +104,11 @@ def _make_template(scenario: Scenario, values: dict[str, Any]) -> _Template | No
     local, local_values = scenario.model_copy(deep=True), dict(values)
     cluster = _fresh(local, "local", local_values, state)
     try:
+        why = drv.checkpoint_diverged(cluster)
+        if why is not None:
+            progress(f"{scenario.id}: not kept as a checkpoint: {why}; fresh clusters for every attempt")
+            drv.delete(cluster)
+            return None
         seen = drv.fingerprint(cluster)
         path = paths.data_dir() / "checkpoints" / cluster.name
         drv.checkpoint(cluster, path)
@@ -172,7 +178,7 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
     if driver == "local" and reuse_clusters():
         began_template = time.monotonic()
         try:
-            template = _make_template(rendered, values)
+            template = _make_template(rendered, values, progress)
         except SimError as exc:
             result.problems = [f"setup failed: {exc.message} ({exc.hint})"]
             result.seconds = time.monotonic() - began
@@ -186,7 +192,15 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
         showed; None (and no more copies) otherwise."""
         if template is None or template.off:
             return None
-        cluster = drv.boot(template.path, f"gate-{secrets.token_hex(3)}", lambda s: None)
+        try:
+            cluster = drv.boot(template.path, f"gate-{secrets.token_hex(3)}", lambda s: None)
+        except SimError as exc:
+            # what answered when the set-up cluster was saved does not answer after a boot:
+            # the setup left state a restart does not keep (an API server's caches)
+            if not template.off:
+                template.off = f"a booted copy did not come up as the set-up cluster was ({what}): {exc.message}"
+                progress(f"{scenario.id}: {template.off}; fresh clusters from now on")
+            return None
         deadline = time.monotonic() + 15  # the kubelet starts its static pods one by one
         while (seen := drv.fingerprint(cluster)) != template.seen and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -204,10 +218,7 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
             return False, []
         progress(f"{scenario.id}: {what}")
         start = time.monotonic()
-        try:
-            attempt = booted(what)
-        except SimError as exc:
-            return False, [f"{what} could not boot the set-up cluster: {exc.message} ({exc.hint})"]
+        attempt = booted(what)
         if attempt is None:
             state: dict[str, Any] = {}
             local, local_values = rendered.model_copy(deep=True), dict(values)

@@ -16,9 +16,10 @@ What is reset so the copy is what a fresh one would be:
   scheduler's), so a new controller manager would otherwise wait out its 15 s before it
   acts, and the readiness wait would not see it lead.
 
-This module holds what the driver and the gate share. What cannot be kept is refused
-(:func:`why_not`): etcd run by systemd, whose units start at creation and not at boot
-here. Only the embedded driver has checkpoints; kind gates
+This module holds what the driver and the gate share. What cannot be kept is refused:
+etcd run by systemd, whose units start at creation and not at boot here
+(:func:`why_not`), and a set-up cluster whose API server serves from caches of data etcd
+no longer holds (:func:`diverged`), which a booted copy could not show. Only the embedded driver has checkpoints; kind gates
 keep making a cluster per attempt.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from simulator.cluster import kubeadm
 from simulator.cluster.node import ClusterSpec, Node
 
 RUN_STATE = ("run/cka-sim", "run/containerd", "run/crond.pid", "run/sshd.pid")
@@ -48,6 +50,28 @@ def why_not(spec: ClusterSpec) -> str | None:
     return None
 
 
+def diverged(nodes: list[Node]) -> str | None:
+    """Why a set-up cluster holds state a reboot would lose, or None: an API server kept
+    running across an etcd swap lists namespaces the etcd it now uses does not hold (its
+    watch caches, and its authorizer's, were filled from the old data); restarted on the
+    same files it would not."""
+    control = [n for n in nodes if getattr(n, "role", "") == "control-plane"]
+    if not control:
+        return None
+    listed = control[0].run(["kubectl", "get", "namespaces", "-o", "name",
+                             "--request-timeout=5s"], timeout=30)
+    stored = kubeadm.etcdctl(control[0], "get", "/registry/namespaces/", "--prefix",
+                             "--keys-only", timeout=30)
+    if not listed.ok or not stored.ok:
+        return None  # one of them does not answer: nothing cached to compare
+    held = {line.rsplit("/", 1)[-1] for line in stored.out.split()}
+    cached = sorted(n.split("/", 1)[-1] for n in listed.out.split() if n.split("/", 1)[-1] not in held)
+    if cached:
+        return (f"the API server lists namespaces etcd does not hold ({', '.join(cached)}): it "
+                "serves from caches of data etcd no longer has, which a restart drops")
+    return None
+
+
 _PROCESSES = "ps -e -o comm= | sort -u"
 # the fingerprint's own commands, and the containers' (compared as containers: one that
 # crash-loops is up at one instant and down at the next)
@@ -57,10 +81,17 @@ _TRANSIENT = {"ps", "sort", "bash", "sh", "nsenter", "timeout", "crictl", "pytho
 
 def fingerprint(nodes: list[Node]) -> dict[str, Any]:
     """What runs on each node: the containers its runtime has started (by name), whether
-    its kubelet is active and the names of its other processes. A booted copy of a
-    checkpoint must show the same as the cluster it was saved from, or a reset would not
-    restore it exactly (a process a setup started by hand does not come back at boot)."""
+    its kubelet is active and the names of its other processes; and the namespaces the
+    API server lists. A booted copy of a checkpoint must show the same as the cluster it
+    was saved from, or a reset would not restore it exactly: a process a setup started by
+    hand does not come back at boot, and an API server kept running across an etcd swap
+    lists from a cache that a restarted one no longer has."""
     seen: dict[str, Any] = {}
+    control = [n for n in nodes if getattr(n, "role", "") == "control-plane"]
+    if control:
+        listed = control[0].run(["kubectl", "get", "namespaces", "-o", "name",
+                                 "--request-timeout=5s"], timeout=30)
+        seen["namespaces"] = sorted(listed.out.split()) if listed.ok else "no answer"
     for node in nodes:
         containers = node.run(["crictl", "ps", "-a", "-o", "json"], timeout=30)
         names = sorted({c.get("metadata", {}).get("name", "") for c in

@@ -656,6 +656,10 @@ class LocalDriver:
         """Why a cluster of ``spec`` cannot be kept as a checkpoint, or None."""
         return checkpoint.why_not(spec)
 
+    def checkpoint_diverged(self, cluster: LocalCluster) -> str | None:
+        """Why the set-up ``cluster`` holds state a booted copy would not, or None."""
+        return checkpoint.diverged(list(cluster.nodes))
+
     def fingerprint(self, cluster: LocalCluster) -> dict:
         """What runs on the cluster's nodes, as a booted copy must show it too."""
         return checkpoint.fingerprint(list(cluster.nodes))
