@@ -632,6 +632,9 @@ def test_sigkilled_cli_then_clean_leaves_nothing(driver, home, when):
                             stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     if when == "after":
         assert proc.stdout.readline().strip() == "created"
+        # while its creator runs, the cluster is that process's (a TUI's spare, a gate's
+        # attempt): cleaning from another process leaves it alone
+        assert not any(name in line for line in driver.clean(dry_run=True, keep=()))
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL

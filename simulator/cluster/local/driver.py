@@ -153,8 +153,16 @@ def _marked_processes() -> dict[int, Path]:
     return found
 
 
+def _owned_elsewhere(state: dict) -> bool:
+    """Whether another process that is still running made this cluster."""
+    creator = state.get("creator") or {}
+    return creator.get("pid") != os.getpid() and alive(creator.get("pid"), creator.get("start"))
+
+
 def _rmtree(path: Path) -> None:
-    def retry(func, p, _exc):
+    def retry(func, p, exc):
+        if isinstance(exc[1], FileNotFoundError):
+            return  # removed meanwhile (its owner deleting the same cluster)
         try:
             os.chmod(os.path.dirname(p), 0o700)
             os.chmod(p, 0o700)
@@ -847,8 +855,10 @@ class LocalDriver:
 
         Removed: clusters whose creation was interrupted (creator dead), clusters with a
         dead process (a node init or the infra), directories without state, and processes
-        of clusters whose directory is gone. With ``keep`` (names), every other cluster of
-        this driver is removed too, running or not. Returns one line per finding.
+        of clusters whose directory is gone. With ``keep`` (names), every other running
+        cluster of this driver is removed too, except those another live process made (a
+        TUI's spare cluster, a quality gate's attempts: theirs to remove). Returns one line
+        per finding.
         """
         findings: list[tuple[str, Path]] = []
         root = clusters_dir()
@@ -868,7 +878,7 @@ class LocalDriver:
                     reason = "its creation was interrupted"
             elif _state_of(state) != "running":
                 reason = "some of its processes died"
-            elif keep is not None and directory.name not in keep:
+            elif keep is not None and directory.name not in keep and not _owned_elsewhere(state):
                 reason = "no session uses it"
             if reason:
                 findings.append((f"cluster {directory.name} ({reason})", directory))
