@@ -140,17 +140,6 @@ def endpoint_status(ctx: Context) -> tuple[dict[str, Any] | None, str]:
         return None, f"unexpected answer from etcdctl endpoint status: {done.out[:120]!r}"
 
 
-def _endpoint_revision(ctx: Context) -> tuple[int | None, str]:
-    """(revision the etcd at the default endpoint serves, error text)."""
-    status, error = endpoint_status(ctx)
-    if status is None:
-        return None, error
-    try:
-        return int(status["header"]["revision"]), ""
-    except (ValueError, LookupError, TypeError):
-        return None, f"unexpected answer from etcdctl endpoint status: {status!r:.120}"
-
-
 def serving_container(ctx: Context, component: str) -> tuple[staticpod.Container | None, str]:
     """(the one running ``component`` container on the node, or None with the reason)."""
     try:
@@ -182,9 +171,10 @@ def data_dir(ctx: Context, expected: str, component: str = "etcd",
     ``crictl inspect`` reports them), whichever manifest it came from; with ``service``
     (``etcd.service``, an etcd run by systemd), on the process that service runs: its
     command line, environment and working directory as ``/proc`` shows them, whatever
-    the unit file says now. With ``snapshot``, the served data must also come from that
-    snapshot: etcd's revision is at least the snapshot's, which an empty or freshly
-    initialised directory is not.
+    the unit file says now. With ``snapshot``, the served data must also be a restore of
+    that snapshot: every key etcd last wrote at or before the snapshot's revision is in
+    the snapshot, written at the same revision (an empty directory, or another backup
+    restored there, is not).
     """
     want = posixpath.normpath(expected)
     if service is not None:
@@ -219,14 +209,57 @@ def data_dir(ctx: Context, expected: str, component: str = "etcd",
         if failed is not None or info is None:
             return CheckResult(False, f"cannot tell whether {want} holds the restored snapshot: "
                                       f"{failed.detail if failed else 'unreadable'}")
-        revision, error = _endpoint_revision(ctx)
-        if revision is None:
-            return CheckResult(False, f"etcd runs on {want} but does not answer yet: {error}")
-        if revision < info.revision:
-            return CheckResult(False, f"etcd runs on {want}, but serves revision {revision}, below the "
-                                      f"snapshot's {info.revision}: that directory was not restored from "
-                                      f"{snapshot} (an empty data directory starts a new, empty etcd)")
+        failed = _serves_snapshot(ctx, want, snapshot, info)
+        if failed is not None:
+            return failed
+        return CheckResult(True, f"the running etcd serves its data from {want} ({why}), "
+                                 f"restored from {snapshot}")
     return CheckResult(True, f"the running etcd serves its data from {want} ({why})")
+
+
+def _serves_snapshot(ctx: Context, want: str, snapshot: str, info: Any) -> CheckResult | None:
+    """None when the etcd at the default endpoint serves a restore of snapshot ``info``,
+    else the failed result saying why.
+
+    A restore keeps every key's revisions: each key the served etcd last wrote at or
+    before the snapshot's revision must be in the snapshot, written at that same revision.
+    A revision alone proves nothing: an etcd started on an empty directory under a live
+    API server climbs past any snapshot's revision in a minute or two, and one restored
+    from an older backup does at once. Neither keeps the snapshot's keys' revisions."""
+    done = kubeadm.etcdctl(ctx.node, "get", "", "--prefix", "--keys-only", "-w", "json",
+                           "--dial-timeout=2s", "--command-timeout=10s", timeout=30)
+    if not done.ok:
+        return CheckResult(False, f"etcd runs on {want} but does not answer yet: "
+                                  f"{_first_line(done.err or done.out)}")
+    try:
+        answer = json.loads(done.out)
+        revision = int(answer["header"]["revision"])
+        served = [(base64.b64decode(kv["key"]), int(kv.get("mod_revision", 0)))
+                  for kv in answer.get("kvs", [])]
+    except (ValueError, LookupError, TypeError):
+        return CheckResult(False, f"unexpected answer from etcdctl get: {done.out[:120]!r}")
+    if revision < info.revision:
+        return CheckResult(False, f"etcd runs on {want}, but serves revision {revision}, below the "
+                                  f"snapshot's {info.revision}: that directory was not restored from "
+                                  f"{snapshot} (an empty data directory starts a new, empty etcd)")
+    stored = info.kv_latest()
+    kept = 0
+    for key, modified in served:
+        if modified > info.revision:
+            continue  # written since the restore
+        there = stored.get(key)
+        if there is None or there.mod_revision != modified:
+            was = (f"the snapshot holds it as written at revision {there.mod_revision}"
+                   if there is not None else "the snapshot does not hold it")
+            return CheckResult(False, f"etcd runs on {want}, but that data is not a restore of "
+                                      f"{snapshot}: etcd serves {key.decode(errors='replace')} as "
+                                      f"written at revision {modified}, and {was} (an empty data "
+                                      "directory or another backup restored there?)")
+        kept += 1
+    if not kept and stored:
+        return CheckResult(False, f"etcd runs on {want}, but serves none of the keys of {snapshot} as "
+                                  "the snapshot wrote them: that directory was not restored from it")
+    return None
 
 
 @checker("etcd.members")

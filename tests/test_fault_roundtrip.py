@@ -8,6 +8,7 @@ cluster and undo what they did.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -157,12 +158,19 @@ def test_data_dir_follows_the_manifest_the_kubelet_runs_not_etcd_yaml(etcd_ctx):
 
 def test_an_empty_member_directory_is_no_restore(etcd_ctx):
     """The fake restore: mkdir DIR/member and point the hostPath there. etcd starts empty
-    on it, below the snapshot's revision, so the restore check fails and says why."""
+    on it, below the snapshot's revision, so the restore check fails and says why; it
+    still fails once writes (an API server's, in a minute or two) have carried that empty
+    etcd past the snapshot's revision, and on an older backup restored there."""
     ctx = etcd_ctx
     for i in range(5):
         fault(ctx, "etcd.put", key=f"/registry/configmaps/default/c{i}", value="x")
     ctx.run(["mkdir", "-p", "/opt/backup"]).check()
+    kubeadm.etcdctl(ctx.node, "snapshot", "save", "/opt/backup/older.db").check()
+    for i in range(5, 8):
+        fault(ctx, "etcd.put", key=f"/registry/configmaps/default/c{i}", value="x")
     kubeadm.etcdctl(ctx.node, "snapshot", "save", "/opt/backup/etcd-snapshot.db").check()
+    saved = int(json.loads(kubeadm.etcdctl(ctx.node, "endpoint", "status", "-w", "json").out)[0]
+                ["Status"]["header"]["revision"])
     ctx.run(["mkdir", "-p", "/var/lib/etcd-from-backup/member"]).check()
     fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-from-backup")
     wait_until("etcd answers on the empty directory",
@@ -174,6 +182,30 @@ def test_an_empty_member_directory_is_no_restore(etcd_ctx):
     fake = check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
                  snapshot="/opt/backup/etcd-snapshot.db")
     assert not fake.passed and "below the snapshot's" in fake.detail
+    # writes carry the empty etcd past the snapshot's revision: still no restore
+    climb = ('for i in $(seq $N); do etcdctl "$@" put /registry/leases/kube-node-lease/n$i x >/dev/null '
+             '|| exit 1; done')
+    tls = [f"--endpoints={kubeadm.ETCD_ENDPOINT}", *kubeadm.ETCDCTL_TLS]
+    ctx.run(["bash", "-c", climb, "climb", *tls], env={"N": str(saved + 2)}, timeout=120).check()
+    climbed = check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
+                    snapshot="/opt/backup/etcd-snapshot.db")
+    assert not climbed.passed and "not a restore of /opt/backup/etcd-snapshot.db" in climbed.detail
+    # an older backup restored there, and written past the snapshot's revision: no restore of it
+    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd")
+    wait_until("etcd is back on /var/lib/etcd",
+               lambda: check(ctx, "etcd.data_dir", expected="/var/lib/etcd").passed, timeout=30)
+    ctx.run(["rm", "-rf", "/var/lib/etcd-from-backup"]).check()
+    ctx.run(["etcdutl", "snapshot", "restore", "/opt/backup/older.db",
+             "--data-dir", "/var/lib/etcd-from-backup"]).check()
+    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-from-backup")
+    wait_until("etcd serves the older backup",
+               lambda: "serves its data from /var/lib/etcd-from-backup" in check(
+                   ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup").detail, timeout=30)
+    wait_until("etcd answers", lambda: etcd_answers(ctx), timeout=30)
+    ctx.run(["bash", "-c", climb, "climb", *tls], env={"N": "6"}, timeout=120).check()
+    older = check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
+                  snapshot="/opt/backup/etcd-snapshot.db")
+    assert not older.passed and "not a restore of /opt/backup/etcd-snapshot.db" in older.detail
     # the same directory restored for real passes
     fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd")
     wait_until("etcd is back on /var/lib/etcd",
