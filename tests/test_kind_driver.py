@@ -480,7 +480,13 @@ def test_three_control_planes_and_a_worker_on_real_kind(engine):
                              "jsonpath={.items[*].status.podIP}"], timeout=60).out.split()
             if sorted(ready) == sorted(f"{n}=True" for n in names) and len(ips) == 2:
                 break
-            assert time.monotonic() < deadline, f"nodes {ready}, CoreDNS pod IPs {ips}"
+            if time.monotonic() > deadline:
+                worker = cluster.node("node01")
+                journal = worker.run(["journalctl", "-u", "kubelet", "-n", "40", "--no-pager"],
+                                     timeout=60)
+                active = worker.run(["systemctl", "is-active", "kubelet"], timeout=60).out.strip()
+                pytest.fail(f"nodes {ready}, CoreDNS pod IPs {ips}; node01's kubelet is "
+                            f"{active}, its journal ends:\n{journal.out}{journal.err}")
             time.sleep(3)
         for node in cluster.nodes:
             for ip in ips:
@@ -634,6 +640,19 @@ def test_doctor_names_the_engine_kind_and_the_image(engine):
     assert lines["kind"][0] and "v0." in lines["kind"][1]
     image = os.environ.get("CKA_SIM_KIND_IMAGE") or KindDriver().image
     assert lines["kind image"] == (True, f"{image} ({'from CKA_SIM_KIND_IMAGE' if os.environ.get('CKA_SIM_KIND_IMAGE') else 'pinned official image'}, present)")
+
+
+def test_doctor_says_when_inotify_limits_are_too_low_for_several_nodes(tmp_path):
+    from simulator.cluster.kind.driver import _inotify_line
+
+    (tmp_path / "max_user_instances").write_text("128\n")
+    (tmp_path / "max_user_watches").write_text("524288\n")
+    name, ok, detail = _inotify_line(tmp_path)
+    assert (name, ok) == ("inotify", False)
+    assert "sudo sysctl -w fs.inotify.max_user_instances=512" in detail
+    assert "max_user_watches=" not in detail.split("sudo")[1]
+    (tmp_path / "max_user_instances").write_text("512\n")
+    assert _inotify_line(tmp_path) == ("inotify", True, "max_user_instances 512, max_user_watches 524288")
 
 
 def test_delete_is_idempotent(made):

@@ -9,7 +9,8 @@
 #     "unable to apply caps: operation not permitted";
 #   - starts dockerd in the background (log: /var/log/cka-sim-dockerd.log) and waits until
 #     it answers;
-#   - on cgroup v1, mounts the controllers missing under /sys/fs/cgroup (see below).
+#   - on cgroup v1, mounts the controllers missing under /sys/fs/cgroup (see below);
+#   - raises the inotify limits to what kind's documentation asks for (see below).
 #
 # Usage: .ci/kind/engine.sh            (as root)
 set -euo pipefail
@@ -42,6 +43,26 @@ mount_cgroup_controllers() {
                   END { for (h in n) print n[h] }' /proc/cgroups)
 }
 mount_cgroup_controllers
+
+# Every kind node's systemd, kubelet, containerd and controller manager take inotify
+# instances, all under root's limit of 128 by default; a three-control-plane cluster takes
+# about 70, and the embedded clusters of a test run beside it take more. Past the limit a
+# node's kubelet cannot start ("too many open files") and the node never registers. kind's
+# documentation gives these values (known issues: "Pod errors due to too many open files").
+raise_inotify_limits() {
+    [[ $(id -u) -eq 0 ]] || return 0
+    local key want have
+    for key in max_user_instances:512 max_user_watches:524288; do
+        want=${key#*:}
+        key=fs.inotify.${key%%:*}
+        have=$(sysctl -n "$key" 2>/dev/null) || continue
+        if (( have < want )); then
+            log "raising $key from $have to $want (kind's known issue: too many open files)"
+            sysctl -qw "$key=$want" || log "could not raise $key; kind nodes may not start"
+        fi
+    done
+}
+raise_inotify_limits
 
 if command -v docker >/dev/null && version=$(answers) && [[ -n "$version" ]]; then
     log "the Docker engine answers"

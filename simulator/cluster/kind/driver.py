@@ -267,6 +267,30 @@ def _kind_cli() -> tuple[str, bool, str]:
     return ("kind", True, f"{kind}: {version}{note}")
 
 
+# kind's documented limits (known issues, "Pod errors due to too many open files"): every
+# node's systemd, kubelet and containerd take inotify instances, all under root's limit
+INOTIFY_LIMITS = {"max_user_instances": 512, "max_user_watches": 524288}
+
+
+def _inotify_line(root: Path = Path("/proc/sys/fs/inotify")) -> tuple[str, bool, str]:
+    """Whether the kernel's inotify limits let several kind nodes start."""
+    have: dict[str, int] = {}
+    for key in INOTIFY_LIMITS:
+        try:
+            have[key] = int((root / key).read_text())
+        except (OSError, ValueError):
+            return ("inotify", True, f"cannot read {root / key}; kind asks for "
+                                     f"{key} >= {INOTIFY_LIMITS[key]}")
+    shown = ", ".join(f"{key} {value}" for key, value in have.items())
+    low = [key for key, want in INOTIFY_LIMITS.items() if have[key] < want]
+    if not low:
+        return ("inotify", True, shown)
+    fix = " ".join(f"fs.inotify.{key}={INOTIFY_LIMITS[key]}" for key in low)
+    return ("inotify", False, f"{shown}: below what kind needs, so a cluster of several nodes "
+                              "may leave one that never registers (its kubelet fails with "
+                              f"\"too many open files\"); raise them: sudo sysctl -w {fix}")
+
+
 class KindDriver:
     """Practice clusters made by kind in Docker (implements Driver)."""
 
@@ -566,8 +590,10 @@ class KindDriver:
                 return
             if time.monotonic() > deadline:
                 waiting = [s.split("=")[0] for s in states if not s.endswith("=True")]
+                _, enough, why = _inotify_line()
                 progress(Step("tools", 2, 3, "nodes not Ready after "
-                              f"{READY_TIMEOUT:g} s: {', '.join(waiting) or 'unknown'}"))
+                              f"{READY_TIMEOUT:g} s: {', '.join(waiting) or 'unknown'}"
+                              + ("" if enough else f" (inotify limits {why})")))
                 return
             time.sleep(1)
 
@@ -581,7 +607,7 @@ class KindDriver:
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         """(check, ok, detail) lines for Docker and kind; a failed check says what to do."""
-        return [("docker", *_docker_engine()), _kind_cli(), self._image_line()]
+        return [("docker", *_docker_engine()), _kind_cli(), self._image_line(), _inotify_line()]
 
     def _image_line(self) -> tuple[str, bool, str]:
         """Which node image ``kind create`` will use, and whether the engine has it."""
