@@ -24,6 +24,7 @@ from simulator.attacks import attacks
 from simulator.catalog import Catalog
 from simulator.cluster import get_driver
 from simulator.cluster.node import Cluster, Completed
+from simulator.envflags import env_flag
 from simulator.errors import SimError
 from simulator.grading import CheckOutcome, grade
 from simulator.scenario import ATTACKS, Scenario
@@ -255,7 +256,7 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
 def reuse_clusters() -> bool:
     """Whether embedded gates boot copies of one set-up cluster (the default) instead of
     making and setting up a cluster per attempt: ``CKA_SIM_GATE_FRESH=1`` turns it off."""
-    return os.environ.get("CKA_SIM_GATE_FRESH", "").strip().lower() not in ("1", "yes", "true", "on")
+    return not env_flag("CKA_SIM_GATE_FRESH", False)
 
 
 def _attempts(rendered: Scenario, found: list) -> list[tuple[str, Judge]]:

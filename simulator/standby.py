@@ -17,13 +17,13 @@ does every cluster no session uses.
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import threading
 from collections.abc import Callable
 
 from simulator.cluster import get_driver
 from simulator.cluster.node import ClusterSpec, Step
+from simulator.envflags import env_flag
 from simulator.errors import SimError
 
 DRIVER = "local"
@@ -33,7 +33,7 @@ container and about a gigabyte of memory for a task the learner may never start.
 
 def enabled() -> bool:
     """Whether the TUI keeps a cluster ready (``CKA_SIM_STANDBY=0`` turns it off)."""
-    return os.environ.get("CKA_SIM_STANDBY", "1").strip().lower() not in ("0", "no", "off", "false")
+    return env_flag("CKA_SIM_STANDBY", True)
 
 
 def default_spec(name: str) -> ClusterSpec:
