@@ -156,6 +156,17 @@ def test_data_dir_follows_the_manifest_the_kubelet_runs_not_etcd_yaml(etcd_ctx):
     assert not stray.passed and "00-etcd.yaml" in stray.detail
 
 
+def _restore_there(ctx, snapshot: str) -> None:
+    """Put etcd back on /var/lib/etcd, restore ``snapshot`` into /var/lib/etcd-from-backup
+    and point etcd's hostPath there."""
+    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd")
+    wait_until("etcd is back on /var/lib/etcd",
+               lambda: check(ctx, "etcd.data_dir", expected="/var/lib/etcd").passed, timeout=30)
+    ctx.run(["rm", "-rf", "/var/lib/etcd-from-backup"]).check()
+    ctx.run(["etcdutl", "snapshot", "restore", snapshot, "--data-dir", "/var/lib/etcd-from-backup"]).check()
+    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-from-backup")
+
+
 def test_an_empty_member_directory_is_no_restore(etcd_ctx):
     """The fake restore: mkdir DIR/member and point the hostPath there. etcd starts empty
     on it, below the snapshot's revision, so the restore check fails and says why; it
@@ -191,13 +202,7 @@ def test_an_empty_member_directory_is_no_restore(etcd_ctx):
                     snapshot="/opt/backup/etcd-snapshot.db")
     assert not climbed.passed and "not a restore of /opt/backup/etcd-snapshot.db" in climbed.detail
     # an older backup restored there, and written past the snapshot's revision: no restore of it
-    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd")
-    wait_until("etcd is back on /var/lib/etcd",
-               lambda: check(ctx, "etcd.data_dir", expected="/var/lib/etcd").passed, timeout=30)
-    ctx.run(["rm", "-rf", "/var/lib/etcd-from-backup"]).check()
-    ctx.run(["etcdutl", "snapshot", "restore", "/opt/backup/older.db",
-             "--data-dir", "/var/lib/etcd-from-backup"]).check()
-    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-from-backup")
+    _restore_there(ctx, "/opt/backup/older.db")
     wait_until("etcd serves the older backup",
                lambda: "serves its data from /var/lib/etcd-from-backup" in check(
                    ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup").detail, timeout=30)
@@ -207,13 +212,7 @@ def test_an_empty_member_directory_is_no_restore(etcd_ctx):
                   snapshot="/opt/backup/etcd-snapshot.db")
     assert not older.passed and "not a restore of /opt/backup/etcd-snapshot.db" in older.detail
     # the same directory restored for real passes
-    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd")
-    wait_until("etcd is back on /var/lib/etcd",
-               lambda: check(ctx, "etcd.data_dir", expected="/var/lib/etcd").passed, timeout=30)
-    ctx.run(["rm", "-rf", "/var/lib/etcd-from-backup"]).check()
-    ctx.run(["etcdutl", "snapshot", "restore", "/opt/backup/etcd-snapshot.db",
-             "--data-dir", "/var/lib/etcd-from-backup"]).check()
-    fault(ctx, "manifest.set", component="etcd", volume="etcd-data", host_path="/var/lib/etcd-from-backup")
+    _restore_there(ctx, "/opt/backup/etcd-snapshot.db")
     wait_until("etcd serves the restored snapshot",
                lambda: check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
                              snapshot="/opt/backup/etcd-snapshot.db").passed, timeout=30)
