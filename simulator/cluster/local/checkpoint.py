@@ -50,22 +50,31 @@ def why_not(spec: ClusterSpec) -> str | None:
     return None
 
 
+def _namespaces(control: list[Node]) -> list[str] | None:
+    """The namespaces the API server of the first control plane lists, sorted; None when
+    there is none or it does not answer."""
+    if not control:
+        return None
+    listed = control[0].run(["kubectl", "get", "namespaces", "-o", "name",
+                             "--request-timeout=5s"], timeout=30)
+    return sorted(n.split("/", 1)[-1] for n in listed.out.split()) if listed.ok else None
+
+
 def diverged(nodes: list[Node]) -> str | None:
     """Why a set-up cluster holds state a reboot would lose, or None: an API server kept
     running across an etcd swap lists namespaces the etcd it now uses does not hold (its
     watch caches, and its authorizer's, were filled from the old data); restarted on the
     same files it would not."""
     control = [n for n in nodes if getattr(n, "role", "") == "control-plane"]
-    if not control:
+    listed = _namespaces(control)
+    if listed is None:
         return None
-    listed = control[0].run(["kubectl", "get", "namespaces", "-o", "name",
-                             "--request-timeout=5s"], timeout=30)
     stored = kubeadm.etcdctl(control[0], "get", "/registry/namespaces/", "--prefix",
                              "--keys-only", timeout=30)
-    if not listed.ok or not stored.ok:
-        return None  # one of them does not answer: nothing cached to compare
+    if not stored.ok:
+        return None  # etcd does not answer: nothing cached to compare
     held = {line.rsplit("/", 1)[-1] for line in stored.out.split()}
-    cached = sorted(n.split("/", 1)[-1] for n in listed.out.split() if n.split("/", 1)[-1] not in held)
+    cached = [name for name in listed if name not in held]
     if cached:
         return (f"the API server lists namespaces etcd does not hold ({', '.join(cached)}): it "
                 "serves from caches of data etcd no longer has, which a restart drops")
@@ -89,9 +98,8 @@ def fingerprint(nodes: list[Node]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     control = [n for n in nodes if getattr(n, "role", "") == "control-plane"]
     if control:
-        listed = control[0].run(["kubectl", "get", "namespaces", "-o", "name",
-                                 "--request-timeout=5s"], timeout=30)
-        seen["namespaces"] = sorted(listed.out.split()) if listed.ok else "no answer"
+        listed = _namespaces(control)
+        seen["namespaces"] = listed if listed is not None else "no answer"
     for node in nodes:
         containers = node.run(["crictl", "ps", "-a", "-o", "json"], timeout=30)
         names = sorted({c.get("metadata", {}).get("name", "") for c in
