@@ -243,6 +243,9 @@ def _serves_snapshot(ctx: Context, want: str, snapshot: str, info: Any) -> Check
                                   f"snapshot's {info.revision}: that directory was not restored from "
                                   f"{snapshot} (an empty data directory starts a new, empty etcd)")
     stored = info.kv_latest()
+    failed = _state_at_snapshot(ctx, want, snapshot, info.revision, stored)
+    if failed is not None:
+        return failed
     kept = 0
     for key, modified in served:
         if modified > info.revision:
@@ -260,6 +263,46 @@ def _serves_snapshot(ctx: Context, want: str, snapshot: str, info: Any) -> Check
         return CheckResult(False, f"etcd runs on {want}, but serves none of the keys of {snapshot} as "
                                   "the snapshot wrote them: that directory was not restored from it")
     return None
+
+
+def _state_at_snapshot(ctx: Context, want: str, snapshot: str, revision: int,
+                       stored: dict[bytes, Any]) -> CheckResult | None:
+    """None when the served etcd's state at the snapshot's revision is the snapshot's, or
+    when etcd has compacted that revision away; else the failed result saying why.
+
+    A restore keeps the snapshot's history, so until the API server compacts it (every
+    five minutes) ``etcdctl get --rev`` at the snapshot's revision lists exactly the
+    snapshot's keys, written at the same revisions, even those deleted since. Data that
+    reached that revision another way (an older backup the API server has written on
+    since) lacks keys the snapshot holds, or holds others."""
+    done = kubeadm.etcdctl(ctx.node, "get", "", "--prefix", "--keys-only", "-w", "json",
+                           f"--rev={revision}", "--dial-timeout=2s", "--command-timeout=10s",
+                           timeout=30)
+    if not done.ok:
+        if "compacted" in (done.err + done.out):
+            return None  # that history is gone: the latest keys are all there is to judge
+        return CheckResult(False, f"etcd runs on {want} but does not answer yet: "
+                                  f"{_first_line(done.err or done.out)}")
+    try:
+        then = {base64.b64decode(kv["key"]): int(kv.get("mod_revision", 0))
+                for kv in json.loads(done.out).get("kvs", [])}
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return CheckResult(False, f"unexpected answer from etcdctl get: {done.out[:120]!r}")
+    missing = sorted(key for key in stored if key not in then)
+    extra = sorted(key for key, modified in then.items()
+                   if key not in stored or stored[key].mod_revision != modified)
+    if not missing and not extra:
+        return None
+    said = []
+    if missing:
+        said.append(f"lacks {len(missing)} key(s) the snapshot holds, such as "
+                    f"{missing[0].decode(errors='replace')}")
+    if extra:
+        said.append(f"holds {len(extra)} key(s) the snapshot does not hold as written, such as "
+                    f"{extra[0].decode(errors='replace')}")
+    return CheckResult(False, f"etcd runs on {want}, but that data is not a restore of {snapshot}: "
+                              f"at the snapshot's revision {revision} it {' and '.join(said)} "
+                              "(another backup restored there, or an empty data directory?)")
 
 
 @checker("etcd.members")

@@ -207,15 +207,28 @@ def test_an_empty_member_directory_is_no_restore(etcd_ctx):
                lambda: "serves its data from /var/lib/etcd-from-backup" in check(
                    ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup").detail, timeout=30)
     wait_until("etcd answers", lambda: etcd_answers(ctx), timeout=30)
-    ctx.run(["bash", "-c", climb, "climb", *tls], env={"N": "6"}, timeout=120).check()
+    # one key written again and again, as an API server renews its leases: every key etcd
+    # wrote at or below the snapshot's revision is then one the older backup shares with it
+    rewrite = ('for i in $(seq $N); do etcdctl "$@" put /registry/leases/kube-node-lease/n1 x >/dev/null '
+               '|| exit 1; done')
+    ctx.run(["bash", "-c", rewrite, "rewrite", *tls], env={"N": "6"}, timeout=120).check()
     older = check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
                   snapshot="/opt/backup/etcd-snapshot.db")
     assert not older.passed and "not a restore of /opt/backup/etcd-snapshot.db" in older.detail
-    # the same directory restored for real passes
+    assert "lacks 3 key(s) the snapshot holds" in older.detail
+    # the same directory restored for real passes, and still does once etcd has compacted
+    # the snapshot's revision away
     _restore_there(ctx, "/opt/backup/etcd-snapshot.db")
     wait_until("etcd serves the restored snapshot",
                lambda: check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
                              snapshot="/opt/backup/etcd-snapshot.db").passed, timeout=30)
+    ctx.run(["bash", "-c", rewrite, "rewrite", *tls], env={"N": "3"}, timeout=120).check()
+    now = int(json.loads(kubeadm.etcdctl(ctx.node, "endpoint", "status", "-w", "json").out)[0]
+              ["Status"]["header"]["revision"])
+    kubeadm.etcdctl(ctx.node, "compact", str(now)).check()
+    compacted = check(ctx, "etcd.data_dir", expected="/var/lib/etcd-from-backup",
+                      snapshot="/opt/backup/etcd-snapshot.db")
+    assert compacted.passed, compacted.detail
 
 
 def test_wrong_certificate_path_in_the_etcd_manifest(etcd_ctx):
