@@ -41,12 +41,16 @@ class Context:
 
     ``state`` is the attempt's scratch space, persisted with the session: a fault or
     setup step records facts there (``state["setup_revision"]``) for checkers to use.
+    ``seen``, given by a grading to all its checks, lives as long as that grading: what
+    one check learnt about the cluster that the next would wait for again (an API server
+    that does not answer). Without it (faults, setup steps) every call asks afresh.
     """
 
     cluster: Cluster
     node_name: str = "controlplane"
     vars: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seen: dict[Any, Any] | None = None
 
     @property
     def node(self) -> Node:

@@ -90,6 +90,24 @@ def test_stopped_api_server_is_a_quick_clear_verdict(ctx):
         ctx.run(["mv", "/root/kube-apiserver.yaml", "/etc/kubernetes/manifests/"]).check()
 
 
+def test_one_grading_asks_an_api_server_that_does_not_answer_once(ctx):
+    """Checks of one grading share a context's ``seen``: once kubectl could not reach the
+    API server, the later kube checks of that grading give the same verdict without
+    waiting out kubectl's retries again; the next grading asks afresh."""
+    fault(ctx, "manifest.move_out", component="kube-apiserver")
+    grading = dataclasses.replace(ctx, seen={})
+    try:
+        wait_until("kubectl sees the port closed",
+                   lambda: "refuses connections" in check(ctx, "kube.ready").detail, timeout=30)
+        assert "refuses connections" in check(grading, "kube.ready").detail
+    finally:
+        ctx.run(["mv", "/root/kube-apiserver.yaml", "/etc/kubernetes/manifests/"]).check()
+    wait_until("the API server is ready again", lambda: check(ctx, "kube.ready").passed, timeout=90)
+    same = check(grading, "kube.exists", kind="Namespace", name="default")
+    assert not same.passed and "refuses connections" in same.detail
+    assert check(dataclasses.replace(ctx, seen={}), "kube.exists", kind="Namespace", name="default").passed
+
+
 def test_api_server_without_etcd_is_not_ready_and_says_etcd(ctx):
     fault(ctx, "etcd.stop")
     try:
