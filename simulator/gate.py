@@ -105,12 +105,12 @@ def _make_template(scenario: Scenario, values: dict[str, Any],
     local, local_values = scenario.model_copy(deep=True), dict(values)
     cluster = _fresh(local, "local", local_values, state)
     try:
-        why = drv.checkpoint_diverged(cluster)
+        seen = drv.fingerprint(cluster)
+        why = drv.checkpoint_diverged(cluster, seen)
         if why is not None:
             progress(f"{scenario.id}: not kept as a checkpoint: {why}; fresh clusters for every attempt")
             drv.delete(cluster)
             return None
-        seen = drv.fingerprint(cluster)
         path = paths.data_dir() / "checkpoints" / cluster.name
         drv.checkpoint(cluster, path)
     except BaseException:
@@ -203,7 +203,7 @@ def gate_scenario(scenario: Scenario, *, driver: str = "local", seed: int = 0,
                 progress(f"{scenario.id}: {template.off}; fresh clusters from now on")
             return None
         deadline = time.monotonic() + 15  # the kubelet starts its static pods one by one
-        while (seen := drv.fingerprint(cluster)) != template.seen and time.monotonic() < deadline:
+        while (seen := drv.fingerprint(cluster, template.seen)) != template.seen and time.monotonic() < deadline:
             time.sleep(0.5)
         if seen != template.seen:
             drv.delete(cluster)

@@ -50,23 +50,36 @@ def why_not(spec: ClusterSpec) -> str | None:
     return None
 
 
-def _namespaces(control: list[Node]) -> list[str] | None:
+NO_ANSWER = "no answer"
+PATIENCE = 5.0
+"""Seconds the API server gets to list namespaces. One that resets connections (it cannot
+reach etcd) makes kubectl retry until then; where the cluster compared with did not answer
+either, a copy gets ``QUICK`` (answering at once is the difference that counts there)."""
+QUICK = 1.0
+
+
+def _namespaces(control: list[Node], patience: float = PATIENCE) -> list[str] | None:
     """The namespaces the API server of the first control plane lists, sorted; None when
-    there is none or it does not answer."""
+    there is none or it does not answer within ``patience`` seconds."""
     if not control:
         return None
     listed = control[0].run(["kubectl", "get", "namespaces", "-o", "name",
-                             "--request-timeout=5s"], timeout=30)
+                             f"--request-timeout={patience:g}s"], timeout=30)
     return sorted(n.split("/", 1)[-1] for n in listed.out.split()) if listed.ok else None
 
 
-def diverged(nodes: list[Node]) -> str | None:
+def diverged(nodes: list[Node], seen: dict[str, Any] | None = None) -> str | None:
     """Why a set-up cluster holds state a reboot would lose, or None: an API server kept
     running across an etcd swap lists namespaces the etcd it now uses does not hold (its
     watch caches, and its authorizer's, were filled from the old data); restarted on the
-    same files it would not."""
+    same files it would not. ``seen``, the cluster's :func:`fingerprint`, saves asking
+    the API server again."""
     control = [n for n in nodes if getattr(n, "role", "") == "control-plane"]
-    listed = _namespaces(control)
+    if seen is not None and "namespaces" in seen:
+        answer = seen["namespaces"]
+        listed = answer if isinstance(answer, list) else None
+    else:
+        listed = _namespaces(control)
     if listed is None:
         return None
     stored = kubeadm.etcdctl(control[0], "get", "/registry/namespaces/", "--prefix",
@@ -88,18 +101,21 @@ _TRANSIENT = {"ps", "sort", "bash", "sh", "nsenter", "timeout", "crictl", "pytho
               "etcd", "kube-apiserver", "kube-controller", "kube-scheduler"}
 
 
-def fingerprint(nodes: list[Node]) -> dict[str, Any]:
+def fingerprint(nodes: list[Node], like: dict[str, Any] | None = None) -> dict[str, Any]:
     """What runs on each node: the containers its runtime has started (by name), whether
     its kubelet is active and the names of its other processes; and the namespaces the
     API server lists. A booted copy of a checkpoint must show the same as the cluster it
     was saved from, or a reset would not restore it exactly: a process a setup started by
     hand does not come back at boot, and an API server kept running across an etcd swap
-    lists from a cache that a restarted one no longer has."""
+    lists from a cache that a restarted one no longer has. ``like`` is the fingerprint
+    this one is compared with: where its API server did not answer, this one's gets
+    ``QUICK`` seconds instead of ``PATIENCE``."""
     seen: dict[str, Any] = {}
     control = [n for n in nodes if getattr(n, "role", "") == "control-plane"]
     if control:
-        listed = _namespaces(control)
-        seen["namespaces"] = listed if listed is not None else "no answer"
+        quick = like is not None and like.get("namespaces") == NO_ANSWER
+        listed = _namespaces(control, QUICK if quick else PATIENCE)
+        seen["namespaces"] = listed if listed is not None else NO_ANSWER
     for node in nodes:
         containers = node.run(["crictl", "ps", "-a", "-o", "json"], timeout=30)
         names = sorted({c.get("metadata", {}).get("name", "") for c in

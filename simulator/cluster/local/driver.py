@@ -664,13 +664,16 @@ class LocalDriver:
         """Why a cluster of ``spec`` cannot be kept as a checkpoint, or None."""
         return checkpoint.why_not(spec)
 
-    def checkpoint_diverged(self, cluster: LocalCluster) -> str | None:
-        """Why the set-up ``cluster`` holds state a booted copy would not, or None."""
-        return checkpoint.diverged(list(cluster.nodes))
+    def checkpoint_diverged(self, cluster: LocalCluster, seen: dict | None = None) -> str | None:
+        """Why the set-up ``cluster`` holds state a booted copy would not, or None;
+        ``seen``, its :meth:`fingerprint`, spares asking again what that holds."""
+        return checkpoint.diverged(list(cluster.nodes), seen)
 
-    def fingerprint(self, cluster: LocalCluster) -> dict:
-        """What runs on the cluster's nodes, as a booted copy must show it too."""
-        return checkpoint.fingerprint(list(cluster.nodes))
+    def fingerprint(self, cluster: LocalCluster, like: dict | None = None) -> dict:
+        """What runs on the cluster's nodes, as a booted copy must show it too; ``like``
+        is the fingerprint it is compared with (what did not answer there is given less
+        time here)."""
+        return checkpoint.fingerprint(list(cluster.nodes), like)
 
     def checkpoint(self, cluster: LocalCluster, dest: Path) -> None:
         """Shut ``cluster`` down as a machine is shut down and keep its directory at
@@ -684,13 +687,15 @@ class LocalDriver:
         up = {"etcd": kubeadm.etcdctl(control[0], "endpoint", "health", "--command-timeout=3s",
                                       timeout=15).ok,
               "apiserver": "kube-apiserver" in components and control[0].run(
-                  ["kubectl", "get", "--raw", "/readyz"], timeout=15).out.strip() == "ok",
+                  ["kubectl", "get", "--raw", "/readyz", "--request-timeout=3s"],
+                  timeout=15).out.strip() == "ok",
               "leaders": [n.name for n in control if n.run(
                   ["crictl", "ps", "-q", "--name", kcm], timeout=15).out.strip()]}
         # a booted copy waits for the lease only where one was readable (a setup may leave
         # the API server on data where even the admin cannot read leases)
         up["lease"] = bool(up["leaders"]) and up["apiserver"] and control[0].run(
-            ["kubectl", "-n", "kube-system", "get", "lease", kcm], timeout=15).ok
+            ["kubectl", "-n", "kube-system", "get", "lease", kcm, "--request-timeout=5s"],
+            timeout=15).ok
         leaders = [n for n in control if n.name in up["leaders"]]
         for node in leaders:
             self._node_script(node, checkpoint.STOP_KCM, f"{kcm} did not stop for the checkpoint",
