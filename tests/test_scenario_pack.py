@@ -103,6 +103,7 @@ def test_list_json_shows_every_scenario_and_both_exams(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.gate
 @needs_namespaces
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("scenario_id", sorted(SCENARIO_IDS))
@@ -120,6 +121,7 @@ KIND_LANE = ["etcd-backup", "etcd-restore-deleted-namespace", "etcd-expired-cert
 
 @pytest.mark.slow
 @pytest.mark.kind
+@pytest.mark.gate
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("scenario_id", KIND_LANE)
 def test_quality_gate_on_real_kind(scenario_id: str) -> None:
