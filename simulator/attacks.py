@@ -112,8 +112,11 @@ def _point_etcd_at(cluster: Cluster, node_name: str, directory: str) -> None:
     registry.get_fault("manifest.set")(ctx, component="etcd", volume="etcd-data", host_path=directory)
 
     def moved() -> bool:
+        """The kubelet has started etcd on ``directory``: its newest container, running or
+        not (a member on an empty directory of a cluster of several exits at once)."""
         try:
-            return any(m.source == directory for c in staticpod.running(node, "etcd") for m in c.mounts)
+            newest = staticpod.listed(node, "etcd")[:1]
+            return any(m.source == directory for c in newest for m in staticpod.inspect(node, c).mounts)
         except Exception:  # the runtime may be between containers
             return False
     _wait_serving(node, moved)
