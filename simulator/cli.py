@@ -150,6 +150,10 @@ def start(obj: Obj, scenario_id: str, driver: str, seed: int | None, mode: str) 
         start_exam(obj, scenario_id, driver, seed)
         return
     scenario = obj.catalog.get(scenario_id)
+    from simulator.cluster import get_driver
+
+    for caveat in get_driver(driver).caveats(scenario.cluster.to_spec("caveats")):
+        click.secho(f"warning: {caveat}", fg="yellow", err=True)
     click.echo(f"Starting {scenario.id} on the {driver} driver ...", err=True)
     began = time.monotonic()
     session = Session.start(obj.catalog, scenario_id, driver=driver, seed=seed, mode=mode,

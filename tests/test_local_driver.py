@@ -697,3 +697,19 @@ def test_doctor_says_what_a_single_mapping_breaks_and_how_to_fix_it():
                              "useradd fail in the nodes; to fix it, ")
     assert "uidmap" in detail or "/etc/subuid" in detail
     assert detail.endswith("or run cka-sim as root")
+
+
+def test_a_cluster_of_several_nodes_without_sshd_is_a_caveat_before_it_starts(monkeypatch):
+    """`cka-sim start` and the TUI say before a multi-node task starts that `ssh` between
+    its nodes will be refused on a machine without OpenSSH's server, and what to install;
+    a one-node task, or a machine with the server, hears nothing."""
+    driver = LocalDriver()
+    several, one = ClusterSpec("c", control_planes=3), ClusterSpec("c")
+    monkeypatch.setattr(sshd_mod, "SSHD", "/nonexistent/sbin/sshd")
+    (caveat,) = driver.caveats(several)
+    assert "`ssh` between this task's nodes will be refused" in caveat
+    assert "sudo apt-get install openssh-server" in caveat
+    assert driver.caveats(one) == []
+    monkeypatch.undo()
+    if sshd_mod.installed() and idmap.choose().full:
+        assert driver.caveats(several) == []

@@ -192,6 +192,12 @@ class Driver(Protocol):
         of a failed check says what to install or change."""
         ...
 
+    def caveats(self, spec: ClusterSpec) -> list[str]:
+        """What a cluster of ``spec`` will lack on this machine that a task may need (``ssh``
+        between its nodes), each with what to do: said before it starts, not found out
+        halfway through a task."""
+        ...
+
     def clean(self, dry_run: bool = False, *,
               keep: Collection[str] | None = None) -> list[str]:
         """Find (and unless ``dry_run`` remove) what killed cka-sim processes left behind;

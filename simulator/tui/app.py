@@ -105,6 +105,12 @@ class CkaSimApp(App[None]):
         catalog = self.catalog
 
         def start(progress: Callable[[Step], None]) -> Session:
+            from simulator.cluster import get_driver
+
+            spec = catalog.get(scenario_id).cluster.to_spec("caveats")
+            for caveat in get_driver(driver).caveats(spec):  # in the provisioning thread
+                self.call_from_thread(self.notify, caveat, title="Before you start",
+                                      severity="warning", timeout=20)
             if replace is not None:
                 from simulator.cluster.node import Step
 

@@ -626,6 +626,15 @@ class KindDriver:
                                     "it has no SSH server, so `ssh NODE` between nodes does "
                                     "not work: the offline image has one)")
 
+    def caveats(self, spec: ClusterSpec) -> list[str]:
+        """``ssh`` between the nodes of a cluster of several when the node image has no SSH
+        server (the official kindest/node)."""
+        if len(spec.node_specs()) < 2 or spec.jump_host or jumphost.image_has_sshd(self.image):
+            return []  # a jump host without sshd is refused outright at create
+        return [f"`ssh` between this task's nodes will be refused: the node image {self.image} "
+                "has no SSH server (the offline image built by `.ci/kind/node-image.sh` has "
+                "one); `cka-sim shell --node NAME` opens a shell on any node"]
+
     def clean(self, dry_run: bool = False, *,
               keep: Collection[str] | None = None) -> list[str]:
         """Nothing: kind clusters live in Docker, where ``cka-sim stop`` or

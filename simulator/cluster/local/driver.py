@@ -909,6 +909,13 @@ class LocalDriver:
             names += binaries_mod.KUBERNETES_BINARIES
         return binaries_mod.ensure(names, progress=progress)
 
+    def caveats(self, spec: ClusterSpec) -> list[str]:
+        """``ssh`` between the nodes of a cluster of several when nodes get no SSH server."""
+        if len(spec.node_specs()) < 2:
+            return []
+        _, ok, detail = sshd.doctor_line()
+        return [] if ok else [f"`ssh` between this task's nodes will be refused (sshd: {detail})"]
+
     def doctor(self) -> list[tuple[str, bool, str]]:
         """(check, ok, detail) lines: what the embedded driver can use on this machine;
         the detail of a failed check says what to change."""
