@@ -463,6 +463,12 @@ def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, seed:
     if not ids and not all_:
         raise SimError("name scenarios to test, or --all", hint="cka-sim scenario test etcd-backup")
     targets = sorted(obj.catalog.scenarios) if all_ else list(ids)
+    from simulator.cluster import get_driver
+
+    drv = get_driver(driver)
+    for target in targets:  # a solution's ssh would fail without a word otherwise
+        for caveat in drv.caveats(obj.catalog.get(target).cluster.to_spec("caveats")):
+            click.secho(f"warning: {target}: {caveat}", fg="yellow", err=True)
     began = time.monotonic()
 
     def progress(line: str) -> None:  # the elapsed time shows which attempts are slow
