@@ -303,6 +303,10 @@ async def test_the_cluster_made_while_the_catalog_shows_serves_the_next_task(pac
         assert {session.cluster_name} == spare  # the task runs on the cluster made in advance
         assert "Back up a full cluster" in app.screen.query_one("#task-md").source
         assert node_run(session, "kubectl get --raw /readyz").stdout.strip() == "ok"
+        # made in advance, it holds nothing a fresh cluster would not: kubectl's caches
+        # were filled with a dry run that stored nothing
+        made = node_run(session, "kubectl get configmaps,deployments -n default -o name")
+        assert made.returncode == 0 and made.stdout.split() == ["configmap/kube-root-ca.crt"]
         name = session.values["backup"]
         assert node_run(session, SOLVE.format(name=name)).returncode == 0
         await pilot.press("c")
