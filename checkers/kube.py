@@ -32,10 +32,10 @@ _UNREACHABLE = ("unable to connect to the server", "was refused", "connection re
 def kubectl(ctx: Context, *args: str) -> Completed:
     """Run kubectl in the node as the cluster admin, giving up on the API after 5 s.
 
-    Within one grading (a context with ``seen``), once the API server could not be reached from this node, later
-    calls get that same failure at once: kubectl retries a connection the API server
-    resets until its timeout, and every check would wait those 5 s again for the same
-    verdict."""
+    Within one grading (a context with ``seen``), once the API server could not be
+    reached from this node, later calls get that same failure at once: kubectl retries a
+    connection the API server resets until its timeout, and every check would wait those
+    5 s again for the same verdict."""
     key = ("kubectl unreachable", ctx.node_name)
     if ctx.seen is not None and key in ctx.seen:
         return ctx.seen[key]

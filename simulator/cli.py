@@ -150,9 +150,9 @@ def start(obj: Obj, scenario_id: str, driver: str, seed: int | None, mode: str) 
         start_exam(obj, scenario_id, driver, seed)
         return
     scenario = obj.catalog.get(scenario_id)
-    from simulator.cluster import get_driver
+    from simulator.session import caveats
 
-    for caveat in get_driver(driver).caveats(scenario.cluster.to_spec("caveats")):
+    for caveat in caveats(scenario, driver):
         click.secho(f"warning: {caveat}", fg="yellow", err=True)
     click.echo(f"Starting {scenario.id} on the {driver} driver ...", err=True)
     began = time.monotonic()
@@ -463,11 +463,10 @@ def scenario_test(obj: Obj, ids: tuple[str, ...], all_: bool, driver: str, seed:
     if not ids and not all_:
         raise SimError("name scenarios to test, or --all", hint="cka-sim scenario test etcd-backup")
     targets = sorted(obj.catalog.scenarios) if all_ else list(ids)
-    from simulator.cluster import get_driver
+    from simulator.session import caveats
 
-    drv = get_driver(driver)
     for target in targets:  # a solution's ssh would fail without a word otherwise
-        for caveat in drv.caveats(obj.catalog.get(target).cluster.to_spec("caveats")):
+        for caveat in caveats(obj.catalog.get(target), driver):
             click.secho(f"warning: {target}: {caveat}", fg="yellow", err=True)
     began = time.monotonic()
 

@@ -40,12 +40,11 @@ def start_exam(obj, exam_id: str, driver: str, seed: int | None) -> None:
     from simulator.exam import ExamSession
 
     spec = obj.catalog.get_exam(exam_id)
-    from simulator.cluster import get_driver
+    from simulator.session import caveats
 
-    drv = get_driver(driver)
     for number, task_id in enumerate(spec.task_ids, 1):  # said now, not halfway through
         task = obj.catalog.scenarios.get(task_id)  # an unknown one: ExamSession says so
-        for caveat in drv.caveats(task.cluster.to_spec("caveats")) if task is not None else []:
+        for caveat in caveats(task, driver) if task is not None else []:
             click.secho(f"warning: task {number} ({task_id}): {caveat}", fg="yellow", err=True)
     click.echo(f"Starting the exam {spec.id} on the {driver} driver: task 1's cluster first ...", err=True)
     began = time.monotonic()

@@ -62,6 +62,12 @@ def session_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def caveats(scenario: Scenario, driver: str) -> list[str]:
+    """What ``scenario``'s cluster will lack on this machine with ``driver`` that the task
+    may need (``ssh`` between its nodes), each with what to do; told before it starts."""
+    return get_driver(driver).caveats(scenario.cluster.to_spec("caveats"))
+
+
 def run_setup(scenario: Scenario, cluster: Cluster, values: dict[str, Any],
               state: dict[str, Any], progress: Progress = _no_progress) -> None:
     """Read the vars that come from the cluster (node addresses) into ``values`` and the

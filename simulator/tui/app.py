@@ -105,10 +105,9 @@ class CkaSimApp(App[None]):
         catalog = self.catalog
 
         def start(progress: Callable[[Step], None]) -> Session:
-            from simulator.cluster import get_driver
+            from simulator.session import caveats
 
-            spec = catalog.get(scenario_id).cluster.to_spec("caveats")
-            for caveat in get_driver(driver).caveats(spec):  # in the provisioning thread
+            for caveat in caveats(catalog.get(scenario_id), driver):  # in the provisioning thread
                 self.call_from_thread(self.notify, caveat, title="Before you start",
                                       severity="warning", timeout=20)
             if replace is not None:
