@@ -226,18 +226,10 @@ def _serves_snapshot(ctx: Context, want: str, snapshot: str, info: Any) -> Check
     A revision alone proves nothing: an etcd started on an empty directory under a live
     API server climbs past any snapshot's revision in a minute or two, and one restored
     from an older backup does at once. Neither keeps the snapshot's keys' revisions."""
-    done = kubeadm.etcdctl(ctx.node, "get", "", "--prefix", "--keys-only", "-w", "json",
-                           "--dial-timeout=2s", "--command-timeout=10s", timeout=30)
-    if not done.ok:
-        return CheckResult(False, f"etcd runs on {want} but does not answer yet: "
-                                  f"{_first_line(done.err or done.out)}")
-    try:
-        answer = json.loads(done.out)
-        revision = int(answer["header"]["revision"])
-        served = [(base64.b64decode(kv["key"]), int(kv.get("mod_revision", 0)))
-                  for kv in answer.get("kvs", [])]
-    except (ValueError, LookupError, TypeError):
-        return CheckResult(False, f"unexpected answer from etcdctl get: {done.out[:120]!r}")
+    found = _keys(ctx, want)
+    if isinstance(found, CheckResult):
+        return found
+    revision, served = found
     if revision < info.revision:
         return CheckResult(False, f"etcd runs on {want}, but serves revision {revision}, below the "
                                   f"snapshot's {info.revision}: that directory was not restored from "
@@ -247,7 +239,7 @@ def _serves_snapshot(ctx: Context, want: str, snapshot: str, info: Any) -> Check
     if failed is not None:
         return failed
     kept = 0
-    for key, modified in served:
+    for key, modified in served.items():
         if modified > info.revision:
             continue  # written since the restore
         there = stored.get(key)
@@ -265,6 +257,29 @@ def _serves_snapshot(ctx: Context, want: str, snapshot: str, info: Any) -> Check
     return None
 
 
+def _keys(ctx: Context, want: str,
+          revision: int | None = None) -> tuple[int, dict[bytes, int]] | CheckResult | None:
+    """Every key the etcd at the default endpoint serves (at ``revision``, or now), each
+    with the revision that last wrote it, and etcd's revision: ``(revision, {key:
+    mod_revision})``. None when ``revision`` has been compacted away; the failed result
+    when etcd does not answer, or not as etcdctl should."""
+    at = [f"--rev={revision}"] if revision is not None else []
+    done = kubeadm.etcdctl(ctx.node, "get", "", "--prefix", "--keys-only", "-w", "json", *at,
+                           "--dial-timeout=2s", "--command-timeout=10s", timeout=30)
+    if not done.ok:
+        if revision is not None and "compacted" in (done.err + done.out):
+            return None
+        return CheckResult(False, f"etcd runs on {want} but does not answer yet: "
+                                  f"{_first_line(done.err or done.out)}")
+    try:
+        answer = json.loads(done.out)
+        return (int(answer["header"]["revision"]),
+                {base64.b64decode(kv["key"]): int(kv.get("mod_revision", 0))
+                 for kv in answer.get("kvs", [])})
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return CheckResult(False, f"unexpected answer from etcdctl get: {done.out[:120]!r}")
+
+
 def _state_at_snapshot(ctx: Context, want: str, snapshot: str, revision: int,
                        stored: dict[bytes, Any]) -> CheckResult | None:
     """None when the served etcd's state at the snapshot's revision is the snapshot's, or
@@ -275,19 +290,12 @@ def _state_at_snapshot(ctx: Context, want: str, snapshot: str, revision: int,
     snapshot's keys, written at the same revisions, even those deleted since. Data that
     reached that revision another way (an older backup the API server has written on
     since) lacks keys the snapshot holds, or holds others."""
-    done = kubeadm.etcdctl(ctx.node, "get", "", "--prefix", "--keys-only", "-w", "json",
-                           f"--rev={revision}", "--dial-timeout=2s", "--command-timeout=10s",
-                           timeout=30)
-    if not done.ok:
-        if "compacted" in (done.err + done.out):
-            return None  # that history is gone: the latest keys are all there is to judge
-        return CheckResult(False, f"etcd runs on {want} but does not answer yet: "
-                                  f"{_first_line(done.err or done.out)}")
-    try:
-        then = {base64.b64decode(kv["key"]): int(kv.get("mod_revision", 0))
-                for kv in json.loads(done.out).get("kvs", [])}
-    except (ValueError, LookupError, TypeError, AttributeError):
-        return CheckResult(False, f"unexpected answer from etcdctl get: {done.out[:120]!r}")
+    found = _keys(ctx, want, revision)
+    if found is None:
+        return None  # that history is gone: the latest keys are all there is to judge
+    if isinstance(found, CheckResult):
+        return found
+    _, then = found
     missing = sorted(key for key in stored if key not in then)
     extra = sorted(key for key, modified in then.items()
                    if key not in stored or stored[key].mod_revision != modified)
