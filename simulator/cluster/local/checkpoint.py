@@ -68,20 +68,16 @@ def _namespaces(control: list[Node], patience: float = PATIENCE) -> list[str] | 
     return sorted(n.split("/", 1)[-1] for n in listed.out.split()) if listed.ok else None
 
 
-def diverged(nodes: list[Node], seen: dict[str, Any] | None = None) -> str | None:
+def diverged(nodes: list[Node], seen: dict[str, Any]) -> str | None:
     """Why a set-up cluster holds state a reboot would lose, or None: an API server kept
     running across an etcd swap lists namespaces the etcd it now uses does not hold (its
     watch caches, and its authorizer's, were filled from the old data); restarted on the
-    same files it would not. ``seen``, the cluster's :func:`fingerprint`, saves asking
-    the API server again."""
+    same files it would not. ``seen`` is the cluster's :func:`fingerprint`, whose
+    namespace list is the API server's."""
     control = [n for n in nodes if getattr(n, "role", "") == "control-plane"]
-    if seen is not None and "namespaces" in seen:
-        answer = seen["namespaces"]
-        listed = answer if isinstance(answer, list) else None
-    else:
-        listed = _namespaces(control)
-    if listed is None:
-        return None
+    listed = seen.get("namespaces")
+    if not isinstance(listed, list):
+        return None  # no API server, or it did not answer: nothing cached to compare
     stored = kubeadm.etcdctl(control[0], "get", "/registry/namespaces/", "--prefix",
                              "--keys-only", timeout=30)
     if not stored.ok:

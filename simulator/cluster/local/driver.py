@@ -664,9 +664,9 @@ class LocalDriver:
         """Why a cluster of ``spec`` cannot be kept as a checkpoint, or None."""
         return checkpoint.why_not(spec)
 
-    def checkpoint_diverged(self, cluster: LocalCluster, seen: dict | None = None) -> str | None:
+    def checkpoint_diverged(self, cluster: LocalCluster, seen: dict) -> str | None:
         """Why the set-up ``cluster`` holds state a booted copy would not, or None;
-        ``seen``, its :meth:`fingerprint`, spares asking again what that holds."""
+        ``seen`` is its :meth:`fingerprint`."""
         return checkpoint.diverged(list(cluster.nodes), seen)
 
     def fingerprint(self, cluster: LocalCluster, like: dict | None = None) -> dict:
