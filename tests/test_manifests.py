@@ -204,15 +204,16 @@ def test_controller_manager_and_scheduler_manifests_match_kubeadm():
     assert f["kubeconfig"] == f["authentication-kubeconfig"] == "/etc/kubernetes/controller-manager.conf"
     assert f["cluster-signing-key-file"] == "/etc/kubernetes/pki/ca.key"
     assert f["controllers"] == "*,bootstrapsigner,tokencleaner"
-    assert f["cluster-name"] == "kubernetes" and "allocate-node-cidrs" not in f
+    # kubeadm init --pod-network-cidr, as the exam's clusters and kind's are made
+    assert f["cluster-name"] == "kubernetes" and f["allocate-node-cidrs"] == "true"
+    assert f["cluster-cidr"] == "10.244.0.0/16" and f["service-cluster-ip-range"] == "10.96.0.0/12"
     names = [v["name"] for v in cm.doc["spec"]["volumes"]]
     assert names == ["ca-certs", "etc-ca-certificates", "flexvolume-dir", "k8s-certs", "kubeconfig",
                      "usr-local-share-ca-certificates", "usr-share-ca-certificates"]
     (flex,) = [x for x in host_mounts(cm) if x.source == m.FLEXVOLUME_DIR]
     assert flex.read_only is False
-    with_pods = flags(argv_of(load(
-        m.kube_controller_manager_manifest(pod_subnet="10.244.0.0/16"))))
-    assert with_pods["cluster-cidr"] == "10.244.0.0/16" and with_pods["allocate-node-cidrs"] == "true"
+    without_pods = flags(argv_of(load(m.kube_controller_manager_manifest(pod_subnet=None))))
+    assert "allocate-node-cidrs" not in without_pods and "cluster-cidr" not in without_pods
 
     sched = load(m.kube_scheduler_manifest(NODE, IP))
     assert argv_of(sched) == [
@@ -451,7 +452,8 @@ def test_etcd_manifest_equals_real_kubeadm_output(tmp_path, image):
 
 
 def test_control_plane_manifests_equal_real_kubeadm_output(tmp_path):
-    out = kubeadm_dry_run(tmp_path, "control-plane all")
+    out = kubeadm_dry_run(tmp_path, "control-plane all",
+                          "networking:\n  podSubnet: 10.244.0.0/16\n")
     ca_paths = host_ca_paths()
     ours = {
         "kube-apiserver": m.kube_apiserver_manifest(NODE, IP, ca_paths=ca_paths),

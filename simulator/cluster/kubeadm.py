@@ -37,6 +37,8 @@ SCHEDULER_PORT = 10259
 # -- cluster-wide settings
 CLUSTER_NAME = "kubernetes"
 SERVICE_SUBNET = "10.96.0.0/12"
+POD_SUBNET = "10.244.0.0/16"
+"""``kubeadm init --pod-network-cidr``: the controller-manager gives each node a /24 of it (kind's default too)."""
 DNS_DOMAIN = "cluster.local"
 IMAGE_REPOSITORY = "registry.k8s.io"
 

@@ -63,6 +63,8 @@ class ContainerSpec:
     env: tuple[tuple[str, str], ...]
     workdir: str
     mounts: tuple[Mount, ...]
+    pulled: bool = False  # a workload's: argv is its command, run with the image's config
+    args: tuple[str, ...] = ()  # a workload's args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +80,7 @@ class PodSpec:
     grace: float
     restart_policy: str
     doc: Mapping[str, Any] = dataclasses.field(compare=False, repr=False, default_factory=dict)
+    host_network: bool = True  # False: a sandbox of its own with an IP of the node's pod CIDR
 
     def container(self, name: str | None = None) -> ContainerSpec | None:
         """The named container (the first when ``name`` is None), or None."""

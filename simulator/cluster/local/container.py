@@ -3,7 +3,9 @@
 Usage (run by the supervisor with the node's host view of the filesystem)::
 
     python -m simulator.cluster.local.container --rootfs R --id ID \\
-        [--bind SRC:DST[:OPTS]]... [--workdir D] [--env K=V]... -- argv...
+        [--bind SRC:DST[:OPTS]]... [--workdir D] [--env K=V]... \\
+        [--image DIR] [--join /proc/PID/ns/NS]... -- argv...
+    python container.py --pause HOSTNAME
 
 (the supervisor runs this file directly with ``python -I -S``: it needs nothing beyond
 the standard library, and skipping ``site`` and the package imports makes starts faster).
@@ -31,6 +33,12 @@ chroots into the container's root and execs the command.
 
 Exit codes follow container runtimes: 127 when the command is not found, 126 when it
 cannot be executed, 128 when the container could not be set up (a mount failed).
+A workload pod's container (``--image``) gets the image's root filesystem instead, read-only
+under a writable layer of its own (an overlay in its bundle directory), with the node's
+``dev``, ``proc`` and ``sys``, and joins its pod sandbox's network, uts and ipc namespaces
+(``--join``). The sandbox is held by ``--pause HOSTNAME``: a process in new network, uts
+and ipc namespaces that sleeps until killed, as the pause container does.
+
 This module uses the standard library only: it runs once per container start.
 """
 
@@ -45,6 +53,9 @@ import sys
 from collections.abc import Sequence
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -146,6 +157,8 @@ class Spec:
     binds: list[Bind] = dataclasses.field(default_factory=list)
     workdir: str = "/"
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    image: str = ""  # host path of an image's root filesystem (workload pods)
+    join: list[str] = dataclasses.field(default_factory=list)  # namespaces (host paths)
 
 
 def parse_args(args: Sequence[str]) -> Spec:
@@ -158,6 +171,8 @@ def parse_args(args: Sequence[str]) -> Spec:
     rootfs, container_id, workdir = "", "", "/"
     binds: list[Bind] = []
     env: dict[str, str] = {}
+    image = ""
+    join: list[str] = []
     i = 0
     while i < len(opts):
         name = opts[i]
@@ -179,6 +194,10 @@ def parse_args(args: Sequence[str]) -> Spec:
             binds.append(Bind.parse(value))
         elif name == "--workdir":
             workdir = value or "/"
+        elif name == "--image":
+            image = value
+        elif name == "--join":
+            join.append(value)
         elif name == "--env":
             key, sep, val = value.partition("=")
             if not sep or not key:
@@ -190,7 +209,8 @@ def parse_args(args: Sequence[str]) -> Spec:
         raise ValueError("--rootfs is required")
     if not container_id:
         raise ValueError("--id is required")
-    return Spec(rootfs=rootfs, container_id=container_id, argv=argv, binds=binds, workdir=workdir, env=env)
+    return Spec(rootfs=rootfs, container_id=container_id, argv=argv, binds=binds, workdir=workdir, env=env,
+                image=image, join=join)
 
 
 def bundle_dir(rootfs: str | os.PathLike[str], container_id: str) -> str:
@@ -447,14 +467,47 @@ def build_root(libc: ctypes.CDLL, root: str, read_only_mounts: Sequence[str]) ->
             _mount(libc, "/" + name, target, MS_BIND | MS_REC, f"mount /{name} on {target}")
 
 
+def image_root(libc: ctypes.CDLL, image: str, bundle: str) -> str:
+    """Mount the image's root filesystem read-only under a writable layer of the container's
+    own (``upper`` and ``work`` in its bundle), as containerd's overlay snapshotter does;
+    return the container's root. Paths are as this process sees them (before the chroot)."""
+    root = os.path.join(bundle, "rootfs")
+    try:
+        for sub in ("upper", "work", "rootfs"):
+            os.makedirs(os.path.join(bundle, sub), mode=0o755)
+    except OSError as exc:
+        raise SetupError(f"create container root {root}: {exc.strerror}") from None
+    options = f"lowerdir={image},upperdir={bundle}/upper,workdir={bundle}/work".encode()
+    _check(libc.mount(b"overlay", root.encode(), b"overlay", ctypes.c_ulong(0), options),
+           f"mount image {image} on {root}")
+    return root
+
+
+def join_namespaces(libc: ctypes.CDLL, paths: Sequence[str]) -> None:
+    """Enter the pod sandbox's namespaces (network, uts, ipc) given as ``/proc/PID/ns/*``."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SetupError(f"open namespace {path}: {exc.strerror}") from None
+        try:
+            _check(libc.setns(fd, 0), f"join namespace {path}")
+        finally:
+            os.close(fd)
+
+
 def setup(spec: Spec) -> None:
-    """Enter a private mount namespace, build the container's root inside the node, bind
-    every volume from the node into it, then chroot into it."""
+    """Enter a private mount namespace, build the container's root inside the node (from the
+    node's ``/usr``, or from an image), bind every volume from the node into it, then chroot
+    into it."""
     libc = _libc()
     libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    join_namespaces(libc, spec.join)
     _check(libc.unshare(CLONE_NEWNS), "unshare mount namespace")
     _mount(libc, None, "/", MS_REC | MS_PRIVATE, "make / private")
     node_root = os.path.realpath(spec.rootfs)
+    if spec.image:
+        image_root(libc, spec.image, bundle_dir(node_root, spec.container_id))
     try:
         below_usr = [p[len(node_root):] for p in _mount_points(os.path.join(node_root, "usr"))]
     except OSError:
@@ -465,7 +518,13 @@ def setup(spec: Spec) -> None:
     except OSError as exc:
         raise SetupError(f"chroot {spec.rootfs}: {exc.strerror}") from None
     root = container_root("/", spec.container_id)
-    build_root(libc, root, [p for p in below_usr if p != "/usr"])
+    if spec.image:
+        for name in _NODE_MOUNTS:
+            target = os.path.join(root, name)
+            os.makedirs(target, exist_ok=True)
+            _mount(libc, "/" + name, target, MS_BIND | MS_REC, f"mount /{name} on {target}")
+    else:
+        build_root(libc, root, [p for p in below_usr if p != "/usr"])
     for bind in spec.binds:
         _bind(libc, bind, root)
     try:
@@ -504,8 +563,27 @@ def exec_command(spec: Spec) -> int:
     return EXIT_NOT_EXECUTABLE  # unreachable: execvpe only returns by raising
 
 
+def pause(hostname: str) -> int:
+    """A pod sandbox: new network, uts and ipc namespaces with the pod's hostname, held by a
+    process that sleeps until killed (the pause container). Says ``ready`` on stdout."""
+    libc = _libc()
+    libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if libc.unshare(CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC) != 0:
+        print(f"unshare: {os.strerror(ctypes.get_errno())}", flush=True)
+        return EXIT_SETUP
+    name = hostname.encode()[:64]
+    libc.sethostname(name, len(name))
+    print("ready", flush=True)
+    os.close(1)
+    os.execv("/bin/sleep", ["sleep", "infinity"])
+    return EXIT_NOT_EXECUTABLE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: set the container up and exec its command; return an exit code on failure."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--pause"] and len(args) == 2:
+        return pause(args[1])
     try:
         spec = parse_args(sys.argv[1:] if argv is None else argv)
     except ValueError as exc:

@@ -819,7 +819,7 @@ def cmd_exec(args: list[str]) -> int:
               file=sys.stderr)
         return 1
     env = exec_env(record, bool(opts.get("tty")))
-    argv = ["nsenter", "--target", str(pid), "--mount", "--root", "--wd", "--", *command]
+    argv = ["nsenter", "--target", str(pid), "--mount", "--net", "--uts", "--ipc", "--root", "--wd", "--", *command]
     try:
         done = subprocess.run(argv, env=env, stdin=None if opts.get("stdin") else subprocess.DEVNULL)
     except FileNotFoundError:

@@ -38,6 +38,7 @@ from simulator.cluster import binaries as binaries_mod
 from simulator.cluster import candidate, kubeadm
 from simulator.cluster.local import checkpoint, sshd
 from simulator.cluster.local import idmap as idmap_mod
+from simulator.cluster.local import images as images_mod
 from simulator.cluster.local import nodes as nodes_mod
 from simulator.cluster.local.nodes import LocalNode, NodeProcess, alive, proc_start
 from simulator.cluster.node import (
@@ -434,9 +435,11 @@ class LocalDriver:
         (directory / "infra.pid").write_text(f"{infra.pid}\n")
         _write_state(directory, state)
         jump_tools = {k: v for k, v in tools.items() if k in JUMP_HOST_TOOLS}
+        store = image_store()
         starting = [NodeProcess(infra.pid, directory / "nodes" / node, node, ip,
                                 jump_tools if role == JUMP_HOST_ROLE else tools,
-                                directory, mapping, jump_host=role == JUMP_HOST_ROLE)
+                                directory, mapping, jump_host=role == JUMP_HOST_ROLE,
+                                images=store.path)
                     for node, ip, role in placed]
         self._children[name] += [p.proc for p in starting]
         deadline = time.monotonic() + NODE_TIMEOUT
@@ -615,6 +618,8 @@ class LocalDriver:
             self._node_script(first, kubeadm_init.WAIT_LEADER,
                               "kube-controller-manager did not start",
                               WAIT=str(int(APISERVER_TIMEOUT)), LEASE="kube-controller-manager")
+            self._node_script(first, kubeadm_init.DEFAULT_SERVICE_ACCOUNTS,
+                              "the default service accounts could not be made")
 
     def _kubeadm_phases(self, node: LocalNode, upload: bool) -> None:
         from simulator.cluster.local import kubeadm_init
@@ -938,6 +943,11 @@ class LocalDriver:
                 lines.append((name, True, str(binaries_mod.find(name))))
             except BinaryMissing as exc:
                 lines.append((name, False, f"{exc.message}; {exc.hint}"))
+        store = image_store()
+        missing_images = images_mod.prepare_builtin(store)
+        held = ", ".join(i.ref for i in store.images())
+        lines.append(("images", not missing_images, "; ".join(missing_images) if missing_images
+                      else f"workload pods can run {held} (from {store.path})"))
         return lines
 
     def _probe_namespaces(self) -> tuple[str, bool, str]:
@@ -975,6 +985,22 @@ class LocalDriver:
             hints.append("user namespaces seem disabled (container or seccomp policy); run "
                          "cka-sim on the host, or use `--driver kind`")
         return "enable them: " + "; ".join(hints) + " (add to /etc/sysctl.d/ to keep it)"
+
+
+_PREPARED: list[images_mod.Store] = []
+
+
+def image_store() -> images_mod.Store:
+    """The image store of workload pods, with the built-in images this machine can make
+    (once per process; a missing one shows as ErrImagePull and in ``cka-sim doctor``)."""
+    if not _PREPARED:
+        store = images_mod.Store(cache_dir() / "images")
+        try:
+            images_mod.prepare_builtin(store)
+        except (OSError, subprocess.SubprocessError):
+            pass
+        _PREPARED.append(store)
+    return _PREPARED[0]
 
 
 __all__ = ["LocalCluster", "LocalDriver", "NamespacesUnavailable"]

@@ -51,6 +51,17 @@ until kubectl -n kube-system get lease "$LEASE" >/dev/null 2>&1; do
 done
 """
 
+DEFAULT_SERVICE_ACCOUNTS = """
+for ns in default kube-system; do
+    kubectl -n "$ns" get serviceaccount default >/dev/null 2>&1 ||
+        kubectl -n "$ns" create serviceaccount default --field-manager=kube-controller-manager \
+            >/dev/null 2>&1 || kubectl -n "$ns" get serviceaccount default >/dev/null
+done
+"""
+"""The ``default`` service accounts the controller manager's service account controller
+makes: it starts some 5 s after the manager leads, and until then every pod is refused
+(``serviceaccount "default" not found``). Made here as that controller would make them
+(it adopts an existing one), so a task's first ``kubectl run`` works."""
 
 INSTANCE_CONFIG = f"""apiVersion: kubelet.config.k8s.io/v1beta1
 containerRuntimeEndpoint: {CRI_SOCKET}
@@ -91,6 +102,7 @@ def init_config(node_name: str, node_ip: str, *,
         "apiServer": {},
         "etcd": {"local": {"dataDir": kubeadm.ETCD_DATA_DIR}},
         "networking": {"dnsDomain": kubeadm.DNS_DOMAIN,
+                       "podSubnet": kubeadm.POD_SUBNET,
                        "serviceSubnet": kubeadm.SERVICE_SUBNET},
     }
     return yaml.safe_dump_all([init, cluster], sort_keys=False)

@@ -23,7 +23,6 @@ server is down it retries every second, silently.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -38,6 +37,7 @@ from typing import Any
 import yaml
 
 from simulator.cluster import kubeadm
+from simulator.cluster.local import workloads
 from simulator.cluster.local.apiclient import (
     ApiClient,
     ApiError,
@@ -45,6 +45,7 @@ from simulator.cluster.local.apiclient import (
     Unreachable,
 )
 from simulator.cluster.local.kubelet_server import CERT_DIR, KubeletServer
+from simulator.cluster.local.podstatus import iso, micro, mirror_status, workload_status
 from simulator.versions import KUBERNETES_VERSION
 
 log = logging.getLogger("cka_sim.kubelet")
@@ -57,27 +58,13 @@ LEASE_DURATION = 40
 LEASE_PERIOD = 10.0
 STATUS_PERIOD = 10.0
 STATE_DIR = "run/cka-sim"
-RESYNC_PERIOD = 10.0
+RESYNC_PERIOD = 1.0  # the pods bound to the node are listed this often
 RETRY = 1.0
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 HASH_ANNOTATION = "kubernetes.io/config.hash"
 SOURCE_ANNOTATION = "kubernetes.io/config.source"
 SEEN_ANNOTATION = "kubernetes.io/config.seen"
 _ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
-
-
-def _iso(seconds: float | None = None) -> str:
-    moment = dt.datetime.fromtimestamp(time.time() if seconds is None else seconds, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _micro(seconds: float | None = None) -> str:
-    moment = dt.datetime.fromtimestamp(time.time() if seconds is None else seconds, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _from_ns(ns: int | None) -> str | None:
-    return _iso(ns / 1e9) if ns else None
 
 
 def _read(path: str, default: str = "") -> str:
@@ -111,8 +98,8 @@ def node_labels(node: str) -> dict[str, str]:
 
 def node_status(node: str, ip: str, rootfs: Path, started: float) -> dict[str, Any]:
     """The Node status a healthy kubelet posts: Ready, no pressure, addresses, node info."""
-    now = _iso()
-    since = _iso(started)
+    now = iso()
+    since = iso(started)
     resources = {"cpu": str(os.cpu_count() or 1), "ephemeral-storage": "20Gi",
                  "hugepages-1Gi": "0", "hugepages-2Mi": "0",
                  "memory": f"{_memory_kib()}Ki", "pods": "110"}
@@ -150,69 +137,6 @@ def node_status(node: str, ip: str, rootfs: Path, started: float) -> dict[str, A
     }
 
 
-def _container_status(c: dict[str, Any], started_ns: int | None) -> dict[str, Any]:
-    image = str(c.get("image", ""))
-    out: dict[str, Any] = {
-        "name": c["name"],
-        "image": image,
-        "imageID": f"{image.rsplit(':', 1)[0]}@sha256:{hashlib.sha256(image.encode()).hexdigest()}",
-        "ready": bool(c.get("ready")),
-        "restartCount": int(c.get("restartCount", 0)),
-        "started": c.get("state") == "running",
-    }
-    if c.get("containerID"):
-        out["containerID"] = f"containerd://{c['containerID']}"
-    state = c.get("state")
-    if state == "running":
-        out["state"] = {"running": {"startedAt": _from_ns(c.get("startedAt")) or _iso()}}
-    elif state == "waiting":
-        waiting = {"reason": c.get("reason") or "ContainerCreating"}
-        if c.get("message"):
-            waiting["message"] = c["message"]
-        out["state"] = {"waiting": waiting}
-        if "exitCode" in c:
-            out["lastState"] = {"terminated": {
-                "exitCode": int(c["exitCode"]), "reason": "Error" if c["exitCode"] else "Completed",
-                "finishedAt": _from_ns(c.get("finishedAt")) or _iso(),
-                "startedAt": _from_ns(started_ns) or _iso(),
-                **({"containerID": out["containerID"]} if "containerID" in out else {})}}
-    else:
-        out["state"] = {"terminated": {
-            "exitCode": int(c.get("exitCode", 0)), "reason": c.get("reason") or "Error",
-            "finishedAt": _from_ns(c.get("finishedAt")) or _iso(),
-            "startedAt": _from_ns(started_ns) or _iso(),
-            **({"containerID": out["containerID"]} if "containerID" in out else {})}}
-    return out
-
-
-def mirror_status(pod: dict[str, Any], ip: str, ready_since: str) -> dict[str, Any]:
-    """The status of a mirror pod from the supervisor's summary of its static pod."""
-    created = _from_ns(pod.get("createdAt")) or _iso()
-    ready = "True" if pod.get("ready") else "False"
-
-    def condition(type_: str, status: str, since: str) -> dict[str, Any]:
-        return {"type": type_, "status": status, "lastProbeTime": None,
-                "lastTransitionTime": since}
-
-    containers = [_container_status(c, pod.get("createdAt")) for c in pod.get("containers", [])]
-    return {
-        "phase": pod.get("phase", "Pending"),
-        "conditions": [
-            condition("PodReadyToStartContainers", "True", created),
-            condition("Initialized", "True", created),
-            condition("Ready", ready, ready_since),
-            condition("ContainersReady", ready, ready_since),
-            condition("PodScheduled", "True", created),
-        ],
-        "hostIP": ip,
-        "hostIPs": [{"ip": ip}],
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "startTime": created,
-        "containerStatuses": containers,
-    }
-
-
 def mirror_pod(manifest: dict[str, Any], pod: dict[str, Any], node: str,
                node_uid: str) -> dict[str, Any]:
     """The mirror pod object of a static pod, as the kubelet creates it."""
@@ -224,7 +148,7 @@ def mirror_pod(manifest: dict[str, Any], pod: dict[str, Any], node: str,
     meta["namespace"] = pod["namespace"]
     annotations = dict(meta.get("annotations") or {})
     annotations.update({HASH_ANNOTATION: pod["uid"], MIRROR_ANNOTATION: pod["uid"],
-                        SEEN_ANNOTATION: _micro(pod.get("createdAt", 0) / 1e9 or None),
+                        SEEN_ANNOTATION: micro(pod.get("createdAt", 0) / 1e9 or None),
                         SOURCE_ANNOTATION: "file"})
     meta["annotations"] = annotations
     meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node,
@@ -274,6 +198,11 @@ class Kubelet:
         self._connected = False
         self._last_error = ""
         self._thread: threading.Thread | None = None
+        self.runtime: Any = None  # the supervisor: set_api_pods, set_network
+        self._pod_cidr = ""
+        self._specs: dict[str, tuple[str, Any]] = {}  # workload pod uid -> (spec key, PodSpec)
+        self._waiting: dict[str, str] = {}  # workload pod uid -> why it cannot start yet
+        self._services: dict[str, str] | None = None
 
     # supervisor side ----------------------------------------------------------------
 
@@ -374,7 +303,8 @@ class Kubelet:
             now = time.monotonic()
             if self._node_uid is None or now >= self._next_status:
                 self._sync_node(api)
-                self._next_status = now + STATUS_PERIOD
+                # until the controller-manager gives the node its pod CIDR, ask again soon
+                self._next_status = now + (STATUS_PERIOD if self._pod_cidr else RETRY / 2)
             if now >= self._next_lease:
                 self._next_lease = now + LEASE_PERIOD  # a conflict brings it forward
                 self._renew_lease(api)
@@ -425,12 +355,23 @@ class Kubelet:
         api.patch(f"{path}/status",
                   {"status": node_status(self.node_name, self.node_ip, self.rootfs,
                                          self._started)}, kind="strategic-merge")
+        self._sync_network(api, node)
+
+    def _sync_network(self, api: ApiClient, node: dict[str, Any]) -> None:
+        """Hand the node's pod CIDR to the runtime, as a CNI plugin reads it."""
+        del api
+        cidr = str((node.get("spec") or {}).get("podCIDR") or "")
+        if not cidr or self.runtime is None:
+            return
+        if cidr != self._pod_cidr:
+            self.runtime.set_network(cidr)
+        self._pod_cidr = cidr
 
     def _renew_lease(self, api: ApiClient) -> None:
         path = (f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/"
                 f"{self.node_name}")
         spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_DURATION,
-                "renewTime": _micro()}
+                "renewTime": micro()}
         try:
             lease = api.get(path)
         except ApiError as exc:
@@ -482,7 +423,7 @@ class Kubelet:
     def _sync_mirrors(self, api: ApiClient, pods: list[dict[str, Any]]) -> None:
         desired: dict[tuple[str, str], dict[str, Any]] = {}
         for pod in pods:
-            if pod.get("status") == "Terminating":
+            if pod.get("status") == "Terminating" or not pod.get("manifest"):
                 continue
             desired.setdefault((pod["namespace"], pod["name"]), pod)
         self._manifests = {uid: m for uid, m in self._manifests.items()
@@ -490,10 +431,13 @@ class Kubelet:
         listed = api.get("/api/v1/pods?fieldSelector=" +
                          urllib.parse.quote(f"spec.nodeName={self.node_name}"))
         existing: dict[tuple[str, str], dict[str, Any]] = {}
+        bound: list[dict[str, Any]] = []
         for item in listed.get("items") or []:
             meta = item.get("metadata") or {}
             if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
                 existing[(meta.get("namespace", ""), meta.get("name", ""))] = item
+            else:
+                bound.append(item)
         for key, item in existing.items():
             pod = desired.get(key)
             meta = item["metadata"]
@@ -524,16 +468,17 @@ class Kubelet:
                 log.info("kubelet: created mirror pod %s/%s", pod["namespace"], pod["name"])
             live.add(item["metadata"]["uid"])
             self._post_status(api, pod, item)
+        live |= self._sync_workloads(api, bound, pods)
         self._posted = {uid: text for uid, text in self._posted.items() if uid in live}
         self._ready_since = {uid: v for uid, v in self._ready_since.items()
-                             if any(p["uid"] == uid for p in desired.values())}
+                             if uid in live or any(p["uid"] == uid for p in desired.values())}
 
     def _post_status(self, api: ApiClient, pod: dict[str, Any], item: dict[str, Any]) -> None:
         uid = item["metadata"]["uid"]
         ready = bool(pod.get("ready"))
         previous = self._ready_since.get(pod["uid"])
         if previous is None or previous[0] != ready:
-            previous = (ready, _iso())
+            previous = (ready, iso())
             self._ready_since[pod["uid"]] = previous
         status = mirror_status(pod, self.node_ip, previous[1])
         text = json.dumps(status, sort_keys=True)
@@ -548,6 +493,101 @@ class Kubelet:
                 return
             raise
         self._posted[uid] = text
+
+    # workload pods -----------------------------------------------------------------
+
+    def _sync_workloads(self, api: ApiClient, bound: list[dict[str, Any]],
+                        summary: list[dict[str, Any]]) -> set[str]:
+        """Run the pods the scheduler bound here, post their status, and finish the deletion
+        of those whose containers have stopped. Returns their uids."""
+        if self.runtime is None:
+            return set()
+        running = {p["uid"]: p for p in summary if not p.get("manifest")}
+        wanted, live = [], set()
+        for item in bound:
+            meta, status = item.get("metadata") or {}, item.get("status") or {}
+            uid = str(meta.get("uid", ""))
+            live.add(uid)
+            if meta.get("deletionTimestamp"):
+                if uid not in running:
+                    self._finish_deletion(api, item)
+                continue
+            if status.get("phase") in ("Succeeded", "Failed") and uid not in running:
+                continue  # a finished pod is not run again
+            spec = self._workload_spec(api, item)
+            if spec is not None:
+                wanted.append(spec)
+            self._post_workload(api, item, running.get(uid))
+        self.runtime.set_api_pods(wanted)
+        self._specs = {uid: v for uid, v in self._specs.items() if uid in live}
+        self._waiting = {uid: v for uid, v in self._waiting.items() if uid in live}
+        return live
+
+    def _workload_spec(self, api: ApiClient, item: dict[str, Any]) -> Any:
+        uid = item["metadata"]["uid"]
+        spec = item.get("spec") or {}
+        key = json.dumps([spec.get("containers"), spec.get("volumes")], sort_keys=True)
+        cached = self._specs.get(uid)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if self._services is None:
+            self._services = workloads.service_env(api)
+        try:
+            made = workloads.pod_spec(api, self.rootfs, item, self.node_ip, self._services)
+        except workloads.NotReady as exc:
+            if self._waiting.get(uid) != str(exc):
+                log.warning('kubelet: MountVolume.SetUp failed for pod %s/%s: %s',
+                            item["metadata"].get("namespace"), item["metadata"].get("name"), exc)
+            self._waiting[uid] = str(exc)
+            return cached[1] if cached is not None else None
+        except OSError as exc:
+            log.warning("kubelet: cannot prepare pod %s: %s", item["metadata"].get("name"), exc)
+            return None
+        self._waiting.pop(uid, None)
+        self._specs[uid] = (key, made)
+        return made
+
+    def _post_workload(self, api: ApiClient, item: dict[str, Any],
+                       pod: dict[str, Any] | None) -> None:
+        meta = item["metadata"]
+        uid = str(meta["uid"])
+        if pod is None:  # not started yet: the kubelet says ContainerCreating
+            pod = {"uid": uid, "phase": "Pending", "ready": False,
+                   "createdAt": None, "ip": "",
+                   "containers": [{"name": c.get("name"), "image": c.get("image"), "ready": False,
+                                   "restartCount": 0, "state": "waiting",
+                                   "reason": "ContainerCreating",
+                                   "message": self._waiting.get(uid, "")}
+                                  for c in (item.get("spec") or {}).get("containers") or []]}
+        ready = bool(pod.get("ready"))
+        previous = self._ready_since.get(uid)
+        if previous is None or previous[0] != ready:
+            previous = (ready, iso())
+            self._ready_since[uid] = previous
+        status = workload_status(pod, self.node_ip, previous[1],
+                                 str((item.get("status") or {}).get("startTime") or ""))
+        text = json.dumps(status, sort_keys=True)
+        if self._posted.get(uid) == text:
+            return
+        try:
+            api.patch(f"{_pod_path(meta['namespace'], meta['name'])}/status",
+                      {"metadata": {"uid": uid}, "status": status})
+        except ApiError as exc:
+            if exc.status in (404, 409):
+                return
+            raise
+        self._posted[uid] = text
+
+    def _finish_deletion(self, api: ApiClient, item: dict[str, Any]) -> None:
+        """The pod's containers have stopped: remove it from the API, as the kubelet does."""
+        meta = item["metadata"]
+        try:
+            api.delete(_pod_path(meta["namespace"], meta["name"]),
+                       {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                        "preconditions": {"uid": meta["uid"]}})
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                raise
 
     def _delete_mirror(self, api: ApiClient, item: dict[str, Any]) -> None:
         meta = item["metadata"]

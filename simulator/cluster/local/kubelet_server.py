@@ -136,6 +136,16 @@ def _since_ok(line: bytes, since: float | None) -> bool:
     return when >= since
 
 
+def _pod_ip(state_dir: Path, uid: str) -> str:
+    """A workload pod's own IP (its network namespace), or 127.0.0.1 for the node's network."""
+    try:
+        pods = json.loads((Path(state_dir) / "pods.json").read_text()).get("pods") or []
+    except (OSError, ValueError, AttributeError):
+        pods = []
+    pod = next((p for p in pods if p.get("uid") == uid), {})
+    return str(pod.get("ip")) if pod.get("ip") and not pod.get("hostNetwork", True) else "127.0.0.1"
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: KubeletServer
     protocol_version = "HTTP/1.0"
@@ -219,7 +229,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             if kind == "portForward":
                 kubelet_stream.serve_port_forward(self.connection, parts[2],
-                                                  str(record.get("podUid", "")))
+                                                  str(record.get("podUid", "")),
+                                                  _pod_ip(state_dir, str(record.get("podUid", ""))))
             else:
                 kubelet_stream.serve_exec(self.connection, protocol, options, record, command,
                                           rootfs, state_dir, attach=kind == "attach")

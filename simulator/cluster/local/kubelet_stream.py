@@ -81,7 +81,7 @@ def _nonblocking(fd: int) -> int:
     return fd
 
 
-_EXEC_SCRIPT = 'p=$1; shift; $WRAP nsenter --target "$p" --mount --root --wd -- "$@" 3>&-; echo $? >&3'
+_EXEC_SCRIPT = 'p=$1; shift; $WRAP nsenter --target "$p" --mount --net --uts --ipc --root --wd -- "$@" 3>&-; echo $? >&3'
 
 
 class _Exec:
@@ -359,8 +359,8 @@ def serve_exec(sock: socket.socket, protocol: str, options: dict[str, bool],
 class _Forward:
     """The stream pairs of one ``kubectl port-forward`` connection."""
 
-    def __init__(self, session: Session, pod: str, uid: str) -> None:
-        self.session, self.pod, self.uid = session, pod, uid
+    def __init__(self, session: Session, pod: str, uid: str, host: str = "127.0.0.1") -> None:
+        self.session, self.pod, self.uid, self.host = session, pod, uid, host
         self.pairs: dict[str, dict[str, Stream]] = {}
         session.on_stream = self._stream
 
@@ -381,7 +381,7 @@ class _Forward:
     def _connect(self, pair: dict[str, Stream], port: int) -> None:
         data, error = pair["data"], pair["error"]
         try:
-            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conn = socket.create_connection((self.host, port), timeout=5)
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             reason = {errno.ECONNREFUSED: "connection refused"}.get(exc.errno or 0,
@@ -434,8 +434,9 @@ class _Forward:
         data.listen(lambda chunk: self.session.write(fd, chunk), client_done)
 
 
-def serve_port_forward(sock: socket.socket, pod: str, uid: str) -> None:
-    """Serve an upgraded port-forward connection until the client closes it."""
+def serve_port_forward(sock: socket.socket, pod: str, uid: str, host: str = "127.0.0.1") -> None:
+    """Serve an upgraded port-forward connection until the client closes it; ``host`` is
+    where the pod's ports are seen from the node (a workload pod's own IP)."""
     session = Session(sock)
-    _Forward(session, pod, uid)
+    _Forward(session, pod, uid, host)
     session.run()

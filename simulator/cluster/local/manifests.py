@@ -30,6 +30,7 @@ from simulator.cluster.kubeadm import (
     ETCD_PEER_PORT,
     IMAGE_REPOSITORY,
     KUBERNETES_DIR,
+    POD_SUBNET,
     SCHEDULER_PORT,
     SERVICE_SUBNET,
 )
@@ -362,7 +363,7 @@ def kube_controller_manager_command(
     *,
     pki_dir: str = PKI_DIR,
     cluster_name: str = "kubernetes",
-    pod_subnet: str | None = None,
+    pod_subnet: str | None = POD_SUBNET,
     service_subnet: str = SERVICE_SUBNET,
     extra_args: Mapping[str, str] | None = None,
 ) -> list[str]:
@@ -399,7 +400,7 @@ def kube_controller_manager_manifest(
     kubernetes_version: str = KUBERNETES_VERSION,
     pki_dir: str = PKI_DIR,
     cluster_name: str = "kubernetes",
-    pod_subnet: str | None = None,
+    pod_subnet: str | None = POD_SUBNET,
     service_subnet: str = SERVICE_SUBNET,
     ca_paths: Sequence[str] = DEBIAN_CA_PATHS,
     extra_args: Mapping[str, str] | None = None,

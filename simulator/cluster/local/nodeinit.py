@@ -233,7 +233,8 @@ def drop_kept_caps() -> None:
         _libc.capset(header, data)
 
 
-def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") -> None:
+def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "",
+                   images: str = "") -> None:
     """Run the static-pod supervisor in this process (PID 1) until SIGTERM, with the
     kubelet's API duties (:mod:`simulator.cluster.local.kubelet`) in a thread beside it."""
     import logging
@@ -248,8 +249,11 @@ def run_supervisor(rootfs: str, name: str, state_dir: str, address: str = "") ->
                         format="%(asctime)s %(levelname)s %(message)s")
     journal = Journal(Path(state_dir))
     logging.getLogger().addHandler(JournalHandler(journal))
-    kubelet = Kubelet(Path(rootfs), name, address.split("/", 1)[0], Path(state_dir))
-    supervisor = Supervisor(Path(rootfs), name, Path(state_dir), pod_hooks=kubelet.pods_changed)
+    node_ip = address.split("/", 1)[0]
+    kubelet = Kubelet(Path(rootfs), name, node_ip, Path(state_dir))
+    supervisor = Supervisor(Path(rootfs), name, Path(state_dir), pod_hooks=kubelet.pods_changed,
+                            images=Path(images) if images else None, node_ip=node_ip)
+    kubelet.runtime = supervisor
     # the node's cron service: a process of its own, so that it waits for its jobs itself
     cron = subprocess.Popen([sys.executable, "-m", "simulator.cluster.local.crond", "--rootfs", rootfs,
                              "--hostname", name], stdin=subprocess.DEVNULL, start_new_session=True)
@@ -304,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bin", action="append", default=[])
     parser.add_argument("--ro-bind", action="append", default=[])
     parser.add_argument("--jump-host", action="store_true")
+    parser.add_argument("--images", default="", help="the image store of workload pods")
     args = parser.parse_args(argv)
     ready = os.fdopen(args.ready_fd, "w", buffering=1)
     started = time.monotonic()
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jump_host:
         run_jump_host(args.rootfs, args.hostname)
     else:
-        run_supervisor(args.rootfs, args.hostname, args.state_dir, args.address)
+        run_supervisor(args.rootfs, args.hostname, args.state_dir, args.address, args.images)
     return 0
 
 

@@ -336,7 +336,7 @@ class NodeProcess:
 
     def __init__(self, infra_pid: int, node_dir: Path, name: str, ip: str,
                  binaries: dict[str, Path], marker: Path, mapping: idmap.IdMapping, *,
-                 jump_host: bool = False) -> None:
+                 jump_host: bool = False, images: Path | None = None) -> None:
         self.name, self.ip, self.node_dir = name, ip, node_dir
         self.rootfs = node_dir / "rootfs"
         self.log = node_dir / "supervisor.log"
@@ -357,6 +357,8 @@ class NodeProcess:
                 "--go-fd", str(go_r), "--ready-fd", str(ready_w),
                 "--state-dir", str(self.rootfs / "run/cka-sim")]
         scripts = NODE_SCRIPTS
+        if images is not None and not jump_host:
+            argv += ["--images", str(images)]
         if jump_host:
             argv.append("--jump-host")
             scripts = {k: v for k, v in NODE_SCRIPTS.items() if k in JUMP_HOST_SCRIPTS}

@@ -47,11 +47,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import secrets
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,6 +65,7 @@ from typing import Any
 
 from simulator.cluster import staticpod
 from simulator.cluster.local import container as container_launcher
+from simulator.cluster.local import images as image_store
 from simulator.cluster.local import services, units
 from simulator.cluster.local.container import TASKS_DIR, Bind, remove_bundle
 from simulator.cluster.staticpod import ContainerSpec, ManifestError, PodSpec
@@ -76,6 +79,9 @@ STATE_DIR = "run/cka-sim"
 POLL_INTERVAL = 0.3
 TICK = 0.1
 GRACE_CAP = 1.0
+ROUTES_PERIOD = 2.0
+POD_CIDR_FILE = "pod-cidr.json"
+PULL_ERROR_SHOWN = 1.0  # ErrImagePull this long after a failed pull, then ImagePullBackOff
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 40.0
 BACKOFF_RESET_AFTER = 2 * BACKOFF_CAP
@@ -91,8 +97,18 @@ EXITED = "CONTAINER_EXITED"
 # site module, a container starts some 20 ms sooner than with ``-m``.
 _LAUNCHER = (sys.executable, "-I", "-S", str(Path(container_launcher.__file__).resolve()))
 
+BRIDGE = "cni0"
+NETWORK_NOT_READY = ("network is not ready: container runtime network not ready: NetworkReady=false "
+                     "reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin "
+                     "not initialized")
+HOSTS_HEADER = "# Kubernetes-managed hosts file.\n"
+
 PodHook = Callable[[list[dict[str, Any]]], None]
 """Called with the full pod summary (as in ``pods.json``) each time it changes."""
+
+
+def _tool(name: str) -> str:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin") or name
 
 
 def parse_manifest(data: bytes, file: str, node_name: str) -> PodSpec:
@@ -185,6 +201,9 @@ class _Slot:
     failures: int = 0
     next_start: float = 0.0  # monotonic
     done: bool = False  # restartPolicy says do not start again
+    pull_error: str = ""  # the image could not be had: ErrImagePull, then ImagePullBackOff
+    pulls: int = 0  # failed pulls in a row
+    pull_failed_at: float = 0.0  # monotonic
 
     def backoff_delay(self) -> float:
         if self.failures <= 1:
@@ -202,6 +221,8 @@ class _Pod:
     ever_started: bool = False
     blocked_message: str = ""
     attempt: int = 0  # the sandbox's: a pod whose sandbox was stopped gets a new one, +1
+    sandbox: subprocess.Popen[bytes] | None = None  # a workload's pause process (own network)
+    ip: str = ""
 
 
 class Supervisor:
@@ -213,11 +234,15 @@ class Supervisor:
         node_name: str,
         state_dir: Path | None = None,
         pod_hooks: PodHook | None = None,
+        images: Path | None = None,
+        node_ip: str = "",
     ) -> None:
         self.rootfs = Path(rootfs)
         self.node_name = node_name
         self.state_dir = Path(state_dir) if state_dir is not None else self.rootfs / STATE_DIR
         self.pod_hooks = pod_hooks
+        self.images = image_store.Store(images) if images is not None else None
+        self.node_ip = node_ip
         self._stop = threading.Event()
         self._stopping = False  # set by signal handlers, which must not take locks
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -226,6 +251,14 @@ class Supervisor:
         self._by_pid: dict[int, _Container] = {}
         self._parsed: dict[str, tuple[bytes, PodSpec | ManifestError]] = {}  # file name -> (digest, pod)
         self._desired: dict[str, PodSpec] = {}  # by uid
+        self._file_desired: dict[str, PodSpec] = {}  # static pods, by uid
+        self._api_desired: dict[str, PodSpec] = {}  # workload pods the kubelet asks for
+        self._net_request: str | None = None
+        self._next_routes = 0.0
+        self._pod_net: ipaddress.IPv4Network | None = None
+        self._routes: dict[str, str] = {}
+        self._ips: dict[str, str] = {}  # pod uid -> IP
+        self._sandbox_pids: set[int] = set()
         self._summary: list[dict[str, Any]] = []
         self._summary_json = ""
         self._gone_since: dict[str, float] = {}  # pod uid -> monotonic time it stopped
@@ -261,6 +294,9 @@ class Supervisor:
                     if now >= next_scan:
                         self._scan()
                         next_scan = now + POLL_INTERVAL
+                    self._apply_network()
+                    with self._lock:
+                        self._desired = {**self._file_desired, **self._api_desired}
                     self._reconcile()
                 self._publish()
                 self._sleep(TICK)
@@ -321,6 +357,22 @@ class Supervisor:
         self._agent_done.set()
         return resumed
 
+    def set_api_pods(self, pods: Sequence[PodSpec]) -> None:
+        """The workload pods bound to this node that should run (from the kubelet's sync);
+        a pod left out is stopped."""
+        with self._lock:
+            self._api_desired = {p.uid: p for p in pods}
+        self._poke()
+
+    def set_network(self, pod_cidr: str) -> None:
+        """The node's pod CIDR: its bridge ``cni0`` takes the first address, pods the next
+        ones. The CIDR is published beside the node's directory (``pod-cidr``), where the
+        other nodes of the cluster read it to route to this node's pods, as kind's network
+        daemon does with the Node objects."""
+        with self._lock:
+            self._net_request = pod_cidr
+        self._poke()
+
     def pod_status(self) -> list[dict[str, Any]]:
         """The pods as ``pods.json`` lists them: name, namespace, uid, phase, status, ready,
         restartCount, reason, message and per-container details."""
@@ -341,6 +393,8 @@ class Supervisor:
         for c in self._live():
             self._signal(c, signal.SIGKILL)
         self._reap(block_for=0.5)
+        for pod in self._pods.values():
+            self._end_sandbox(pod, release=True)
         for c in list(self._history.values()):
             if c.logs is not None:
                 c.logs.join(0.5)
@@ -459,7 +513,7 @@ class Supervisor:
         for file, why in chosen.skipped:
             if why.startswith("duplicate pod name"):
                 log.error('Pod failed validation, ignoring file="%s": %s', file, why)
-        self._desired = {pod.uid: pod for pod in chosen.pods}
+        self._file_desired = {pod.uid: pod for pod in chosen.pods}
 
     # crictl stopp / rmp -------------------------------------------------------------
 
@@ -504,10 +558,161 @@ class Supervisor:
             if c is not None and c.running:
                 self._signal(c, signal.SIGKILL)
             slot.failures, slot.next_start = 0, 0.0
+        self._end_sandbox(pod, release=False)
         pod.sandbox_id, pod.created = secrets.token_hex(32), _now_ns()
         pod.attempt += 1
         log.info("sandbox %s of %s stopped; its pod gets sandbox %s", old[:13],
                  pod.spec.full_name, pod.sandbox_id[:13])
+
+    # the pod network ----------------------------------------------------------------
+
+    def _ip(self, batch: str, netns: str = "") -> str:
+        """Run ``ip -batch`` (in the sandbox's network namespace with ``netns``); return its
+        error output, empty on success. Called from the loop's thread only, so the wait
+        never races with PID 1's reaping."""
+        argv = [_tool("ip"), "-batch", "-"]
+        if netns:
+            argv = [_tool("nsenter"), f"--net={netns}", "--", *argv]
+        try:
+            done = subprocess.run(argv, input=batch.encode(), capture_output=True, timeout=10,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        return done.stderr.decode(errors="replace").strip() if done.returncode else ""
+
+    def _apply_network(self) -> None:
+        with self._lock:
+            cidr, self._net_request = self._net_request, None
+        if cidr is not None:
+            self._set_pod_net(cidr)
+        if self._pod_net is not None and time.monotonic() >= self._next_routes:
+            self._next_routes = time.monotonic() + ROUTES_PERIOD
+            self._sync_routes()
+
+    def _set_pod_net(self, cidr: str) -> None:
+        try:
+            net = ipaddress.IPv4Network(cidr, strict=False)
+        except ValueError:
+            log.warning("pod CIDR %r is not an IPv4 network", cidr)
+            return
+        if net == self._pod_net:
+            return
+        batch = "" if (self.rootfs / "sys/class/net" / BRIDGE).exists() else f"link add {BRIDGE} type bridge\n"
+        err = self._ip(batch + f"addr replace {net[1]}/{net.prefixlen} dev {BRIDGE}\nlink set {BRIDGE} up\n")
+        if err:
+            log.warning("pod network %s: %s", net, err)
+            return
+        self._pod_net = net
+        try:
+            _write_json(self.rootfs.parent / POD_CIDR_FILE, {"cidr": str(net), "ip": self.node_ip})
+        except OSError as exc:
+            log.warning("cannot publish the pod CIDR: %s", exc)
+        self._next_routes = 0.0
+        log.info("pod network %s on bridge %s", net, BRIDGE)
+
+    def _sync_routes(self) -> None:
+        """Route the other nodes' pod CIDRs through their addresses."""
+        routes: dict[str, str] = {}
+        for path in self.rootfs.parent.parent.glob(f"*/{POD_CIDR_FILE}"):
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(entry, dict) and entry.get("ip") and entry.get("cidr") != str(self._pod_net):
+                routes[str(entry.get("cidr"))] = str(entry["ip"])
+        batch = "".join(f"route replace {cidr} via {ip}\n" for cidr, ip in sorted(routes.items())
+                        if self._routes.get(cidr) != ip)
+        if not batch:
+            return
+        err = self._ip(batch)
+        if err:
+            log.warning("pod routes: %s", err)
+            return
+        self._routes = routes
+
+    def _allocate_ip(self, uid: str) -> str:
+        assert self._pod_net is not None
+        used = set(self._ips.values())
+        for host in list(self._pod_net.hosts())[1:]:
+            if str(host) not in used:
+                self._ips[uid] = str(host)
+                return str(host)
+        raise OSError(f"no IP address left in {self._pod_net}")
+
+    def _write_hosts(self, pod: _Pod, ip: str, hostname: str) -> None:
+        path = self.rootfs / "var/lib/kubelet/pods" / pod.spec.uid / "etc-hosts"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if pod.spec.host_network:
+            try:
+                text = (self.rootfs / "etc/hosts").read_text()
+            except OSError:
+                text = ""
+        else:
+            text = (f"{HOSTS_HEADER}127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                    "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\n"
+                    f"fe00::2\tip6-allrouters\n{ip}\t{hostname}\n")
+        path.write_text(text)
+
+    def _ensure_sandbox(self, pod: _Pod) -> bool:
+        """Give a workload pod its sandbox: a pause process in network, uts and ipc namespaces
+        of its own, a veth pair to ``cni0`` and an IP of the node's pod CIDR. False (with the
+        kubelet's message on the pod) while that cannot be done."""
+        hostname = str((pod.spec.doc.get("spec") or {}).get("hostname") or pod.spec.name)
+        if pod.spec.host_network or not pod.spec.containers or not pod.spec.containers[0].pulled:
+            if pod.spec.containers and pod.spec.containers[0].pulled and not pod.ip:
+                pod.ip = self.node_ip
+                self._write_hosts(pod, pod.ip, hostname)
+            return True
+        if pod.sandbox is not None:
+            return True
+        if self._pod_net is None:
+            pod.blocked_message = NETWORK_NOT_READY
+            return False
+        try:
+            ip = self._ips.get(pod.spec.uid) or self._allocate_ip(pod.spec.uid)
+            proc = subprocess.Popen([*_LAUNCHER, "--pause", hostname[:63]], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, start_new_session=True, cwd="/",
+                                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        except OSError as exc:
+            pod.blocked_message = f"failed to create pod sandbox: {exc}"
+            return False
+        line = proc.stdout.readline().strip() if proc.stdout else b""
+        if proc.stdout:
+            proc.stdout.close()
+        self._sandbox_pids.add(proc.pid)
+        veth = f"veth{pod.sandbox_id[:8]}"
+        err = "" if line == b"ready" else (line.decode(errors="replace") or "pause exited")
+        err = err or self._ip(f"link add {veth} type veth peer name eth0 netns {proc.pid}\n"
+                              f"link set {veth} master {BRIDGE}\nlink set {veth} up\n")
+        err = err or self._ip(f"link set lo up\naddr add {ip}/{self._pod_net.prefixlen} dev eth0\n"
+                              f"link set eth0 up\nroute add default via {self._pod_net[1]}\n",
+                              netns=f"{self.rootfs}/proc/{proc.pid}/ns/net")
+        if err:
+            proc.kill()
+            pod.blocked_message = (f'failed to setup network for sandbox "{pod.sandbox_id[:13]}": {err}')
+            log.warning("pod %s/%s: %s", pod.spec.namespace, pod.spec.name, pod.blocked_message)
+            return False
+        self._write_hosts(pod, ip, hostname)
+        pod.sandbox, pod.ip = proc, ip
+        log.info("sandbox %s of %s/%s: %s on %s", pod.sandbox_id[:13], pod.spec.namespace,
+                 pod.spec.name, ip, veth)
+        return True
+
+    def _end_sandbox(self, pod: _Pod, release: bool) -> None:
+        if pod.sandbox is not None:
+            try:
+                pod.sandbox.kill()
+            except OSError:
+                pass
+            pod.sandbox = None
+        if release:
+            self._ips.pop(pod.spec.uid, None)
+            pod.ip = ""
+
+    def _sandbox_joins(self, pod: _Pod) -> list[str]:
+        if pod.sandbox is None:
+            return []
+        return [f"{self.rootfs}/proc/{pod.sandbox.pid}/ns/{ns}" for ns in ("net", "uts", "ipc")]
 
     # reconciling --------------------------------------------------------------------
 
@@ -520,6 +725,7 @@ class Supervisor:
         self._enforce_kills()
         for uid, pod in list(self._pods.items()):
             if pod.terminating and not any(s.current and s.current.running for s in pod.slots.values()):
+                self._end_sandbox(pod, release=True)
                 del self._pods[uid]
                 self._gone_since[uid] = now
         for uid, spec in self._desired.items():
@@ -537,6 +743,9 @@ class Supervisor:
                 pod.blocked_message = "waiting for the previous instance of the pod to terminate"
                 continue
             pod.blocked_message = ""
+            if not all(slot.done or (slot.current and slot.current.running) or now < slot.next_start
+                       for slot in pod.slots.values()) and not self._ensure_sandbox(pod):
+                continue
             for slot in pod.slots.values():
                 if slot.done or (slot.current and slot.current.running) or now < slot.next_start:
                     continue
@@ -553,8 +762,30 @@ class Supervisor:
                 slot.restarts = max(slot.restarts, int(r.get("attempt", 0)) + 1)
         return _Pod(spec, secrets.token_hex(32), _now_ns(), slots)
 
+    def _pull(self, pod: _Pod, slot: _Slot) -> image_store.Image | None:
+        """The container's image from the node's store; on a miss, the kubelet's ErrImagePull
+        and a back-off before the next try (ImagePullBackOff meanwhile)."""
+        image = self.images.get(slot.spec.image) if self.images is not None else None
+        if image is not None:
+            slot.pull_error, slot.pulls = "", 0
+            return image
+        slot.pulls += 1
+        slot.pull_failed_at = time.monotonic()
+        slot.pull_error = (self.images.pull_error(slot.spec.image) if self.images is not None
+                           else f'failed to pull image "{slot.spec.image}": this node has no image store')
+        delay = min(BACKOFF_CAP, 2 * BACKOFF_BASE * 2 ** (slot.pulls - 1))
+        slot.next_start = time.monotonic() + delay
+        log.warning('Failed to pull image "%s" for %s/%s: %s; back-off %.0fs', slot.spec.image,
+                    pod.spec.namespace, pod.spec.name, slot.pull_error, delay)
+        return None
+
     def _start(self, pod: _Pod, slot: _Slot) -> None:
         spec = slot.spec
+        image = None
+        if spec.pulled:
+            image = self._pull(pod, slot)
+            if image is None:
+                return
         cid = secrets.token_hex(32)
         attempt = slot.restarts
         pod_dir = f"/var/log/pods/{pod.spec.namespace}_{pod.spec.full_name}_{pod.spec.uid}"
@@ -568,10 +799,21 @@ class Supervisor:
         argv = [*_LAUNCHER, "--rootfs", str(self.rootfs), "--id", cid]
         for m in spec.mounts:
             argv += ["--bind", Bind(m.source, m.target, m.read_only, m.type).to_arg()]
-        argv += ["--workdir", spec.workdir, "--env", f"HOSTNAME={self.node_name}"]
-        for k, v in spec.env:
+        command, env, workdir = list(spec.argv), list(spec.env), spec.workdir
+        hostname = self.node_name
+        if image is not None:
+            command = image.argv(list(spec.argv), list(spec.args))
+            env = [tuple(e.split("=", 1)) for e in image.env if "=" in e] + env  # type: ignore[misc]
+            workdir = spec.workdir or image.workdir
+            argv += ["--image", str(image.rootfs)]
+            for ns in self._sandbox_joins(pod):
+                argv += ["--join", ns]
+            if not pod.spec.host_network:
+                hostname = str((pod.spec.doc.get("spec") or {}).get("hostname") or pod.spec.name)
+        argv += ["--workdir", workdir, "--env", f"HOSTNAME={hostname}"]
+        for k, v in env:
             argv += ["--env", f"{k}={v}"]
-        argv += ["--", *spec.argv]
+        argv += ["--", *command]
         now = _now_ns()
         record: dict[str, Any] = {
             "id": cid,
@@ -581,8 +823,8 @@ class Supervisor:
             "podUid": pod.spec.uid,
             "manifest": pod.spec.file,
             "name": spec.name,
-            "image": spec.image,
-            "imageRef": "sha256:" + hashlib.sha256(spec.image.encode()).hexdigest(),
+            "image": image.ref if image is not None else spec.image,
+            "imageRef": image.id if image is not None else "sha256:" + hashlib.sha256(spec.image.encode()).hexdigest(),
             "attempt": attempt,
             "state": RUNNING,
             "createdAt": now,
@@ -593,9 +835,9 @@ class Supervisor:
             "message": "",
             "pid": 0,
             "logPath": log_path,
-            "command": list(spec.argv),
-            "env": [f"{k}={v}" for k, v in spec.env],
-            "workingDir": spec.workdir,
+            "command": command,
+            "env": [f"{k}={v}" for k, v in env],
+            "workingDir": workdir,
             "mounts": [
                 {"containerPath": m.target, "hostPath": m.source, "readonly": m.read_only} for m in spec.mounts
             ],
@@ -679,6 +921,8 @@ class Supervisor:
                 found = True
                 if pid in self._by_pid:
                     self._exited(self._by_pid.pop(pid), status)
+                elif pid in self._sandbox_pids:
+                    self._sandbox_pids.discard(pid)
                 else:  # a service's process (etcd.service): its unit waits for the status
                     units.child_exited(pid, status)
             return found
@@ -804,7 +1048,12 @@ class Supervisor:
                 "containerID": c.id if c else "",
                 "ready": bool(c and c.running and not pod.terminating),
             }
-            if c is None:
+            if c is None and slot.pull_error:
+                backing_off = now - slot.pull_failed_at >= PULL_ERROR_SHOWN
+                entry.update(state="waiting", reason="ImagePullBackOff" if backing_off else "ErrImagePull",
+                             message=(f'Back-off pulling image "{slot.spec.image}": ErrImagePull: '
+                                      f"{slot.pull_error}") if backing_off else slot.pull_error)
+            elif c is None:
                 entry.update(state="waiting", reason="ContainerCreating", message=pod.blocked_message)
             elif c.running:
                 entry.update(state="running", reason="", startedAt=c.record["startedAt"])
@@ -851,6 +1100,8 @@ class Supervisor:
             "reason": reason,
             "message": next((c.get("message", "") for c in not_running if c.get("message")), ""),
             "containers": containers,
+            "ip": pod.ip,
+            "hostNetwork": pod.spec.host_network,
         }
 
     def _publish(self) -> None:
