@@ -368,9 +368,12 @@ def test_a_node_address_is_substituted_once_the_cluster_gives_it():
 
 
 def test_node_ip_names_a_node_of_the_cluster(tmp_path):
-    text = MINIMAL.replace("task: Do it.", "vars:\n  ip: {node_ip: node01}\ntask: Reach {{ ip }}.")
+    text = MINIMAL.replace("task: Do it.", "vars:\n  ip: {node_ip: node02}\ntask: Reach {{ ip }}.")
     p = only(problems_of(tmp_path, text))
     assert (p.line, p.field_path) == (7, "vars.ip.node_ip")
+    assert "no node 'node02' in this cluster; nodes: controlplane, node01" in p.message
+    alone = text.replace("task: Reach", "cluster: {workers: 0}\ntask: Reach").replace("node02", "node01")
+    p = only(problems_of(tmp_path, alone))
     assert "no node 'node01' in this cluster; nodes: controlplane" in p.message
     text = MINIMAL.replace("task: Do it.", "vars:\n  ip: {node_ip: controlplane, value: x}\ntask: Do it.")
     p = only(problems_of(tmp_path, text))
@@ -386,7 +389,7 @@ def test_the_jump_host_is_a_node_only_where_the_cluster_asks_for_it(tmp_path):
     assert "`# on node student`: no node 'student' in this cluster: the jump host needs " \
            "`jump_host: true` under cluster" in p.message
     p = only(problems_of(tmp_path, text.replace("# on node student", "# on node node1")))
-    assert "no node 'node1' in this cluster; nodes: controlplane" in p.message
+    assert "no node 'node1' in this cluster; nodes: controlplane, node01" in p.message
     jump = text.replace("task: Do it.", "cluster: {jump_host: true}\ntask: Do it.")
     assert problems_of(tmp_path, jump) == []
     student = jump.replace("    use: files.exists", "    node: student\n    use: files.exists")
@@ -399,7 +402,7 @@ def test_the_jump_host_is_a_node_only_where_the_cluster_asks_for_it(tmp_path):
     loaded = sc.loads(textwrap.dedent(jump), "s.yaml")
     spec = loaded.cluster.to_spec("c1")
     assert spec.jump_host and [(n.name, n.role) for n in spec.node_specs()] == [
-        ("controlplane", "control-plane"), ("student", "jump-host")]
+        ("controlplane", "control-plane"), ("node01", "worker"), ("student", "jump-host")]
 
 
 def test_values_reach_scripts_cka_sim_runs_through_env_only(tmp_path):

@@ -103,8 +103,10 @@ def _schema_version(value: int) -> int:
 class ClusterReq(_Model):
     """The practice cluster the scenario needs."""
 
-    control_planes: int = Field(1, ge=1, le=5, description="Number of control-plane nodes (1-5): controlplane, controlplane2, ...")
-    workers: int = Field(0, ge=0, le=5, description="Number of worker nodes (0-5): node01, node02, ...")
+    control_planes: int = Field(1, ge=1, le=3, description="Number of control-plane nodes (1-3): controlplane, controlplane2, ...")
+    workers: int = Field(1, ge=0, le=3, description=(
+        "Number of worker nodes (0-3): node01, node02, ...; one by default, as the exam's "
+        "clusters have"))
     components: list[Component] = Field(
         default_factory=lambda: list(FULL_CONTROL_PLANE),
         description="Control-plane components to run as static pods, as kubeadm does: by "

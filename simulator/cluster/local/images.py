@@ -16,7 +16,8 @@ reported as a kubelet reports an image it cannot pull: ``ErrImagePull``, then
 
 :func:`prepare_builtin` fills the store with the images built-in tasks use, made from what
 the machine has: ``busybox`` from Debian's statically linked BusyBox (``busybox-static``),
-laid out as the official image (one binary, a link per applet, ``sh`` as command).
+laid out as the official image (one binary, a link per applet, ``sh`` as command), tagged
+``latest``, ``stable`` (the tag built-in tasks use) and its version.
 
 Only the standard library is used: the node's supervisor reads the store.
 """
@@ -181,13 +182,15 @@ _ETC_GROUP = "root:x:0:\ndaemon:x:1:\nnogroup:x:65534:\n"
 def build_busybox(store: Store, binary: str) -> list[Image]:
     """Make the busybox image from a static BusyBox: ``/bin/busybox``, one link per applet
     where the applet list puts it, ``/etc/passwd`` and ``group``, command ``sh``. It is
-    stored as ``busybox:latest`` and under the binary's own version (``busybox:1.35.0``)."""
+    stored as ``busybox:latest``, ``busybox:stable`` (what built-in tasks use: a tag other
+    than ``latest`` is not pulled again when present, so it runs on offline kind nodes too)
+    and under the binary's own version (``busybox:1.35.0``)."""
     listed = subprocess.run([binary, "--list-full"], capture_output=True, text=True,
                             check=True, timeout=10).stdout.split()
     banner = subprocess.run([binary], capture_output=True, text=True, timeout=10).stdout
     version = banner.split()[1].lstrip("v") if banner.startswith("BusyBox v") else ""
     made = []
-    for tag in ["latest", *([version] if version else [])]:
+    for tag in ["latest", "stable", *([version] if version else [])]:
         root = Path(tempfile.mkdtemp(prefix=".busybox-", dir=store.path))
         for sub in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "tmp", "var/tmp",
                     "home", "proc", "sys", "dev"):
@@ -212,7 +215,7 @@ def prepare_builtin(store: Store) -> list[str]:
     how to get it (empty when every built-in image is there)."""
     store.path.mkdir(parents=True, exist_ok=True)
     missing = []
-    if store.get("busybox") is None:
+    if store.get("busybox:stable") is None:
         binary = find_busybox()
         if binary is None:
             missing.append(f"busybox: no statically linked BusyBox on this machine; {BUSYBOX_HINT}")
