@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import yaml
@@ -272,3 +273,82 @@ def nodes_ready(ctx: Context, count: int | None = None) -> CheckResult:
     expected = "all" if count is None else f"at least {count}"
     return CheckResult(False, f"{len(ready_names)} of {len(names)} node(s) Ready, expected {expected}"
                               + (f": {'; '.join(problems)}" if problems else ""))
+
+
+RUNTIME_GRACE = 15.0
+"""How long :func:`pods_running` waits for the nodes' runtimes to start pods the API already
+lists as Running (restored from a backup with their old status): a kubelet needs a moment."""
+
+
+def _running_uids(node: Any) -> set[str] | None:
+    """Pod uids with a running container on ``node``, as its runtime lists them (``crictl``)."""
+    done = node.run(["crictl", "ps", "-o", "json"], timeout=20)
+    if not done.ok:
+        return None
+    try:
+        listed = json.loads(done.out).get("containers") or []
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return {str((c.get("labels") or {}).get("io.kubernetes.pod.uid", "")) for c in listed
+            if c.get("state") == "CONTAINER_RUNNING"}
+
+
+@checker("kube.pods_running")
+def pods_running(ctx: Context, kind: str, name: str, namespace: str = "default",
+                 count: int | None = None) -> CheckResult:
+    """The pods of a Deployment, ReplicaSet, StatefulSet or DaemonSet run: at least ``count``
+    (default: its ``spec.replicas``, 1 for a DaemonSet) are Running and Ready through the API
+    and have a running container in their node's runtime (``crictl ps``), so a status that
+    only says Running does not pass."""
+    obj, why = get_object(ctx, kind, name, namespace)
+    what = _object_name(kind, name, namespace)
+    if obj is None:
+        return CheckResult(False, why or f"{what} does not exist")
+    spec = obj.get("spec") or {}
+    labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    if not labels:
+        return CheckResult(False, f"{what} has no spec.selector.matchLabels to find its pods by")
+    wanted = count if count is not None else int(spec.get("replicas", 1) if "replicas" in spec else 1)
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    deadline = time.monotonic() + RUNTIME_GRACE
+    while True:
+        done = kubectl(ctx, "get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+        if not done.ok:
+            return CheckResult(False, f"could not list the pods of {what}: {explain_failure(ctx, done)}")
+        try:
+            items = json.loads(done.out).get("items") or []
+        except (json.JSONDecodeError, AttributeError):
+            return CheckResult(False, f"kubectl printed something that is not JSON: {done.out[:200]!r}")
+        listed = [p for p in items if not (p.get("metadata") or {}).get("deletionTimestamp")
+                  and (p.get("status") or {}).get("phase") == "Running"
+                  and any(c.get("type") == "Ready" and c.get("status") == "True"
+                          for c in (p.get("status") or {}).get("conditions") or [])]
+        runtimes: dict[str, set[str] | None] = {}
+        confirmed = []
+        for p in listed:
+            node = str((p.get("spec") or {}).get("nodeName") or "")
+            if node not in runtimes:
+                member = next((n for n in kube_nodes(ctx.cluster) if n.name == node), None)
+                runtimes[node] = _running_uids(member) if member is not None else None
+            if p["metadata"].get("uid") in (runtimes[node] or set()):
+                confirmed.append(p["metadata"]["name"])
+        if len(confirmed) >= wanted:
+            return CheckResult(True, f"{len(confirmed)} pod(s) of {what} run: {', '.join(sorted(confirmed))}")
+        if len(listed) <= len(confirmed) or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    states = sorted({_pod_state(p) for p in items}) or ["none"]
+    unconfirmed = len(listed) - len(confirmed)
+    extra = (f"; {unconfirmed} listed as Running have no running container on their node"
+             if unconfirmed else "")
+    return CheckResult(False, f"{len(confirmed)} of {wanted} pod(s) of {what} run "
+                              f"(pods: {len(items)}, states: {', '.join(states)}){extra}")
+
+
+def _pod_state(pod: dict[str, Any]) -> str:
+    status = pod.get("status") or {}
+    for c in status.get("containerStatuses") or []:
+        waiting = (c.get("state") or {}).get("waiting")
+        if waiting:
+            return str(waiting.get("reason") or "Waiting")
+    return str(status.get("phase") or "Unknown")

@@ -182,3 +182,32 @@ def test_the_busybox_image_is_the_static_binary_with_a_link_per_applet(tmp_path)
     assert images.normalize("busybox") == "docker.io/library/busybox:latest"
     assert images.normalize("registry.k8s.io/pause:3.10") == "registry.k8s.io/pause:3.10"
     assert image_store().get("busybox") is not None
+
+
+def test_pods_running_judges_the_runtime_not_a_status_that_says_running(cp, cluster):
+    from clusterkit import check
+
+    from simulator import registry
+
+    ctx = registry.Context(cluster)
+    ready = wait_until("web pods", lambda: running(pods(cp, "app=web"), 2), 60)
+    result = check(ctx, "kube.pods_running", kind="deployment", name="web")
+    assert result.passed, result.detail
+    assert all(p["metadata"]["name"] in result.detail for p in ready)
+    kubectl(cp, "create", "deployment", "fake", "--image=nginx:1.27").check()
+    victim = wait_until("fake's pod", lambda: pods(cp, "app=fake"), 30)[0]["metadata"]["name"]
+    status = {"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]}}
+    worker = cluster.node("node01")
+    worker.run(["systemctl", "stop", "kubelet"]).check()  # nothing posts the real status now
+    try:
+        kubectl(cp, "patch", "pod", victim, "--subresource=status", "--type=merge", "-p",
+                json.dumps(status)).check()
+        result = check(ctx, "kube.pods_running", kind="deployment", name="fake")
+    finally:
+        worker.run(["systemctl", "start", "kubelet"]).check()
+    assert not result.passed
+    assert "0 of 1 pod(s) of deployment default/fake run" in result.detail
+    assert "have no running container on their node" in result.detail
+    missing = check(ctx, "kube.pods_running", kind="deployment", name="nothing")
+    assert not missing.passed and "does not exist" in missing.detail

@@ -14,7 +14,8 @@
 #   - the images kubeadm v1.35 runs (`kubeadm config images list`), built locally and
 #     pre-imported into containerd's k8s.io namespace: kube-apiserver,
 #     kube-controller-manager, kube-scheduler, kube-proxy, etcd (with etcdctl and etcdutl),
-#     coredns and pause;
+#     coredns and pause; and busybox:stable, the built-in tasks' workload image, made from
+#     the machine's static BusyBox as the embedded driver's image store makes it;
 #   - /kind/manifests/default-cni.yaml: cka-sim's pod network (podroutes), and a default
 #     StorageClass.
 # Beside it, for clusters with several control planes, the load balancer image kind runs
@@ -43,6 +44,7 @@ ETCD_DIR="$BIN_ROOT/etcd-$ETCD_VERSION"
 
 # The cache key: the versions and every file that shapes the image.
 hash=$(cat "$HERE/node-image.sh" "$HERE"/node/* "$ROOT/simulator/versions.toml" \
+    "$ROOT/simulator/cluster/local/images.py" \
     "$ROOT/.ci/build-binaries.sh" | sha256sum | cut -c1-12)
 IMAGE="cka-sim/node:$KUBE_VERSION-$hash"
 PODROUTES_IMAGE="cka-sim.local/podroutes:$hash"
@@ -159,6 +161,24 @@ printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]
 docker build -q -t "registry.k8s.io/pause:$PAUSE_VERSION" "$WORK/ctx-pause" >/dev/null
 log "image registry.k8s.io/pause:$PAUSE_VERSION"
 
+# busybox:stable, the image of the built-in tasks' workloads, made from the machine's static
+# BusyBox exactly as the embedded driver's image store makes it (Debian's busybox-static)
+PYTHONPATH="$ROOT" python3 -c '
+import sys
+from pathlib import Path
+from simulator.cluster.local import images
+store = images.Store(Path(sys.argv[1]))
+missing = images.prepare_builtin(store)
+if missing:
+    sys.exit("; ".join(missing))
+print(store.get("busybox:stable").rootfs)' "$WORK/image-store" >"$WORK/busybox-root" ||
+    die "no busybox image: install Debian's busybox-static"
+mkdir -p "$WORK/ctx-busybox"
+cp -a "$(cat "$WORK/busybox-root")" "$WORK/ctx-busybox/rootfs"
+printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["sh"]\n' >"$WORK/ctx-busybox/Dockerfile"
+docker build -q -t "docker.io/library/busybox:stable" "$WORK/ctx-busybox" >/dev/null
+log "image docker.io/library/busybox:stable"
+
 # Every image kubeadm asks for must be among them.
 images=("registry.k8s.io/kube-apiserver:$KUBE_VERSION" "registry.k8s.io/kube-controller-manager:$KUBE_VERSION"
         "registry.k8s.io/kube-scheduler:$KUBE_VERSION" "registry.k8s.io/kube-proxy:$KUBE_VERSION"
@@ -215,6 +235,7 @@ DOCKERFILE
 log "node base image"
 docker build -q -t "cka-sim/build-node-base:$hash" "$ctx" >/dev/null
 
+images+=("docker.io/library/busybox:stable")
 log "pre-importing ${#images[@]} images into the node's containerd"
 docker save "${images[@]}" -o "$WORK/images.tar"
 cid=$(docker run -d --privileged --entrypoint=sleep "cka-sim/build-node-base:$hash" infinity)
