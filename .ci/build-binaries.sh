@@ -4,15 +4,15 @@
 # searches:
 #
 #   $CACHE_DIR/bin/kubernetes-<KUBE_VERSION>/{kube-apiserver,kube-controller-manager,
-#                                             kube-scheduler,kubectl,kubeadm}
+#                                             kube-scheduler,kubectl,kubeadm,kube-proxy}
 #   $CACHE_DIR/bin/etcd-<ETCD_VERSION>/{etcd,etcdctl,etcdutl}
+#   $CACHE_DIR/bin/coredns-<COREDNS_VERSION>/coredns    (the kubeadm add-ons' images)
 #
 # With --kind it also builds what a kind node image needs (.ci/kind/node-image.sh):
 #
-#   $CACHE_DIR/bin/kubernetes-<KUBE_VERSION>/{kubelet,kube-proxy}
+#   $CACHE_DIR/bin/kubernetes-<KUBE_VERSION>/kubelet
 #   $CACHE_DIR/bin/kind-<KIND_VERSION>/kind
 #   $CACHE_DIR/bin/cri-tools-<CRI_TOOLS_VERSION>/crictl
-#   $CACHE_DIR/bin/coredns-<COREDNS_VERSION>/coredns
 #
 # Usage: .ci/build-binaries.sh [--kind] [CACHE_DIR]
 #        .ci/build-binaries.sh --print-versions
@@ -46,7 +46,7 @@ KIND_VERSION="${KIND_VERSION:-$(pinned kind)}"
 CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-$(pinned cri_tools)}"
 COREDNS_VERSION="${COREDNS_VERSION:-$(pinned coredns)}"
 PAUSE_VERSION="${PAUSE_VERSION:-$(pinned pause)}"
-KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm)
+KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm kube-proxy)
 ETCD_BINARIES=(etcd etcdctl etcdutl)
 
 if [[ "${1:-}" == "--print-versions" ]]; then
@@ -57,7 +57,7 @@ fi
 WITH_KIND=0
 if [[ "${1:-}" == "--kind" ]]; then
     WITH_KIND=1
-    KUBE_BINARIES+=(kubelet kube-proxy)
+    KUBE_BINARIES+=(kubelet)
     shift
 fi
 
@@ -273,8 +273,6 @@ build_kind_tools() {
     build_tool crictl sigs.k8s.io/cri-tools "$CRI_TOOLS_VERSION" sigs.k8s.io/cri-tools/cmd/crictl \
         "$BIN_ROOT/cri-tools-$CRI_TOOLS_VERSION" \
         "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
-    build_tool coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns \
-        "$BIN_ROOT/coredns-$COREDNS_VERSION" "-s -w"
 }
 
 mkdir -p "$BIN_ROOT"
@@ -290,12 +288,14 @@ rm -rf "$KUBE_DIR"/.build-* "$ETCD_DIR"/.build-*
 log "cache: $CACHE_DIR ($(go version))"
 build_etcd
 build_kubernetes
+build_tool coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns \
+    "$BIN_ROOT/coredns-$COREDNS_VERSION" "-s -w"
 [[ $WITH_KIND -eq 0 ]] || build_kind_tools
 log "done in $(( $(date +%s) - started ))s"
 for name in "${ETCD_BINARIES[@]}"; do echo "  $ETCD_DIR/$name"; done
 for name in "${KUBE_BINARIES[@]}"; do echo "  $KUBE_DIR/$name"; done
+echo "  $BIN_ROOT/coredns-$COREDNS_VERSION/coredns"
 if [[ $WITH_KIND -eq 1 ]]; then
     echo "  $BIN_ROOT/kind-$KIND_VERSION/kind"
     echo "  $BIN_ROOT/cri-tools-$CRI_TOOLS_VERSION/crictl"
-    echo "  $BIN_ROOT/coredns-$COREDNS_VERSION/coredns"
 fi

@@ -211,3 +211,54 @@ def test_pods_running_judges_the_runtime_not_a_status_that_says_running(cp, clus
     assert "have no running container on their node" in result.detail
     missing = check(ctx, "kube.pods_running", kind="deployment", name="nothing")
     assert not missing.passed and "does not exist" in missing.detail
+
+
+def test_the_kubeadm_add_ons_run_on_every_node(cp):
+    def system_pods():
+        done = kubectl(cp, "-n", "kube-system", "get", "pods", "-o", "json")
+        items = json.loads(done.out)["items"] if done.ok else []
+        ok = running(items, len(items)) or []
+        return ok if len(ok) == 8 else None
+
+    ready = wait_until("eight Running kube-system pods", system_pods, 90)
+    by_app: dict[str, list[str]] = {}
+    for item in ready:
+        app = (item["metadata"].get("labels") or {}).get("k8s-app") or item["metadata"]["name"]
+        by_app.setdefault(app, []).append(item["spec"]["nodeName"])
+    assert sorted(by_app["kube-proxy"]) == ["controlplane", "node01"]  # a DaemonSet: every node
+    assert len(by_app["kube-dns"]) == 2
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        assert by_app[f"{name}-controlplane"] == ["controlplane"]
+    proxy = kubectl(cp, "-n", "kube-system", "get", "configmap", "kube-proxy", "-o",
+                    "jsonpath={.data.config\\.conf}").check().out
+    assert "mode: iptables" in proxy
+    dns = json.loads(kubectl(cp, "-n", "kube-system", "get", "service", "kube-dns", "-o", "json").out)
+    assert dns["spec"]["clusterIP"] == "10.96.0.10"
+
+
+def test_a_service_answers_on_its_cluster_ip_and_its_name_from_pods_and_nodes(cp):
+    kubectl(cp, "create", "deployment", "hello", "--image=busybox:stable", "--replicas=2", "--",
+            "sh", "-c", 'echo "hello from $(hostname)" > /index.html; exec httpd -f -p 8080 -h /').check()
+    kubectl(cp, "expose", "deployment", "hello", "--port=80", "--target-port=8080").check()
+    kubectl(cp, "run", "asker", "--image=busybox:stable", "--", "sleep", "3600").check()
+    backends = wait_until("hello's pods", lambda: running(pods(cp, "app=hello"), 2), 60)
+    names = {p["metadata"]["name"] for p in backends}
+    wait_until("asker Running", lambda: running([pod(cp, "asker")], 1), 60)
+    ip = json.loads(kubectl(cp, "get", "service", "hello", "-o", "json").out)["spec"]["clusterIP"]
+
+    def ask(url):
+        done = kubectl(cp, "exec", "asker", "--", "wget", "-qO-", url)
+        return done.out.strip() if done.ok else None
+
+    answers = set()
+    deadline = time.monotonic() + 30
+    while len(answers) < 2 and time.monotonic() < deadline:  # kube-proxy spreads the load
+        got = ask("http://hello/") or ""  # the search list of the pod's resolv.conf
+        answers.add(got.removeprefix("hello from "))
+    assert names <= answers, answers
+    assert (ask(f"http://{ip}/") or "").startswith("hello from hello-")
+    lookup = kubectl(cp, "exec", "asker", "--", "nslookup", "hello.default.svc.cluster.local").check().out
+    assert "10.96.0.10" in lookup and ip in lookup
+    from_node = cp.run(["bash", "-c", 'exec 3<>"/dev/tcp/$IP/80" && printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 '
+                        '&& timeout 5 cat <&3'], env={"IP": ip}, timeout=15)
+    assert "hello from hello-" in from_node.out

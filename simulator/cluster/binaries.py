@@ -35,7 +35,7 @@ from simulator.errors import BinaryMissing
 from simulator.paths import cache_dir
 from simulator.versions import ETCD_VERSION, KUBERNETES_VERSION
 
-KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler",
+KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",
                        "kubectl", "kubeadm")
 ETCD_BINARIES = ("etcd", "etcdctl", "etcdutl")
 ALL_BINARIES = KUBERNETES_BINARIES + ETCD_BINARIES

@@ -158,6 +158,7 @@ class Spec:
     workdir: str = "/"
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     image: str = ""  # host path of an image's root filesystem (workload pods)
+    node_image: str = ""  # host path of an image laid over the node's /usr (its usr/local/bin)
     join: list[str] = dataclasses.field(default_factory=list)  # namespaces (host paths)
 
 
@@ -172,6 +173,7 @@ def parse_args(args: Sequence[str]) -> Spec:
     binds: list[Bind] = []
     env: dict[str, str] = {}
     image = ""
+    node_image = ""
     join: list[str] = []
     i = 0
     while i < len(opts):
@@ -196,6 +198,8 @@ def parse_args(args: Sequence[str]) -> Spec:
             workdir = value or "/"
         elif name == "--image":
             image = value
+        elif name == "--node-image":
+            node_image = value
         elif name == "--join":
             join.append(value)
         elif name == "--env":
@@ -210,7 +214,7 @@ def parse_args(args: Sequence[str]) -> Spec:
     if not container_id:
         raise ValueError("--id is required")
     return Spec(rootfs=rootfs, container_id=container_id, argv=argv, binds=binds, workdir=workdir, env=env,
-                image=image, join=join)
+                image=image, node_image=node_image, join=join)
 
 
 def bundle_dir(rootfs: str | os.PathLike[str], container_id: str) -> str:
@@ -483,6 +487,23 @@ def image_root(libc: ctypes.CDLL, image: str, bundle: str) -> str:
     return root
 
 
+def _image_programs(libc: ctypes.CDLL, image: str, root: str) -> None:
+    """Lay an image's ``/usr/local/bin`` over the node's: a fresh tmpfs (the node's cluster
+    programs are not in the image) holding the image's programs, read-only."""
+    source = os.path.join(image, "usr/local/bin")
+    target = os.path.join(root, "usr/local/bin")
+    _check(libc.mount(b"tmpfs", target.encode(), b"tmpfs", ctypes.c_ulong(MS_NOSUID | MS_NODEV),
+                      b"mode=755,size=64k"), f"mount tmpfs on {target}")
+    for name in sorted(os.listdir(source)):
+        path = os.path.join(target, name)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o755))
+        _mount(libc, os.path.join(source, name), path, MS_BIND, f"mount {name} on {path}")
+    if os.path.isdir("/etc/alternatives"):  # the node's iptables is a link through it
+        alternatives = os.path.join(root, "etc/alternatives")
+        os.makedirs(alternatives, exist_ok=True)
+        _mount(libc, "/etc/alternatives", alternatives, MS_BIND | MS_REC, "mount /etc/alternatives")
+
+
 def join_namespaces(libc: ctypes.CDLL, paths: Sequence[str]) -> None:
     """Enter the pod sandbox's namespaces (network, uts, ipc) given as ``/proc/PID/ns/*``."""
     for path in paths:
@@ -508,6 +529,10 @@ def setup(spec: Spec) -> None:
     node_root = os.path.realpath(spec.rootfs)
     if spec.image:
         image_root(libc, spec.image, bundle_dir(node_root, spec.container_id))
+    elif spec.node_image:  # seen from inside the node, below, at <bundle>/image
+        staging = os.path.join(bundle_dir(node_root, spec.container_id), "image")
+        os.makedirs(staging, exist_ok=True)
+        _mount(libc, spec.node_image, staging, MS_BIND | MS_REC, f"mount image {spec.node_image}")
     try:
         below_usr = [p[len(node_root):] for p in _mount_points(os.path.join(node_root, "usr"))]
     except OSError:
@@ -525,6 +550,8 @@ def setup(spec: Spec) -> None:
             _mount(libc, "/" + name, target, MS_BIND | MS_REC, f"mount /{name} on {target}")
     else:
         build_root(libc, root, [p for p in below_usr if p != "/usr"])
+    if spec.node_image:
+        _image_programs(libc, os.path.join(bundle_dir("/", spec.container_id), "image"), root)
     for bind in spec.binds:
         _bind(libc, bind, root)
     try:

@@ -54,6 +54,7 @@ from simulator.cluster.node import (
 from simulator.cluster.sshkeys import ClusterKeys
 from simulator.errors import BinaryMissing, ClusterError, NamespacesUnavailable, SimError
 from simulator.paths import cache_dir, clusters_dir
+from simulator.versions import COREDNS_VERSION, KUBERNETES_VERSION
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 ETCD_TIMEOUT = 60.0
@@ -944,7 +945,8 @@ class LocalDriver:
             except BinaryMissing as exc:
                 lines.append((name, False, f"{exc.message}; {exc.hint}"))
         store = image_store()
-        missing_images = images_mod.prepare_builtin(store)
+        missing_images = images_mod.prepare_builtin(store) + images_mod.prepare_addons(
+            store, _addon_programs(), KUBERNETES_VERSION, COREDNS_VERSION)
         held = ", ".join(i.ref for i in store.images())
         lines.append(("images", not missing_images, "; ".join(missing_images) if missing_images
                       else f"workload pods can run {held} (from {store.path})"))
@@ -990,6 +992,20 @@ class LocalDriver:
 _PREPARED: list[images_mod.Store] = []
 
 
+def _addon_programs() -> dict[str, Path | None]:
+    """kube-proxy (the pinned release, as :func:`binaries.find` accepts it) and CoreDNS
+    (the build cache, else PATH) as this machine has them."""
+    found: dict[str, Path | None] = {}
+    try:
+        found["kube-proxy"] = binaries_mod.find("kube-proxy")
+    except BinaryMissing:
+        found["kube-proxy"] = None
+    cached = cache_dir() / "bin" / f"coredns-{COREDNS_VERSION}" / "coredns"
+    on_path = shutil.which("coredns")
+    found["coredns"] = cached if cached.is_file() else Path(on_path) if on_path else None
+    return found
+
+
 def image_store() -> images_mod.Store:
     """The image store of workload pods, with the built-in images this machine can make
     (once per process; a missing one shows as ErrImagePull and in ``cka-sim doctor``)."""
@@ -997,6 +1013,7 @@ def image_store() -> images_mod.Store:
         store = images_mod.Store(cache_dir() / "images")
         try:
             images_mod.prepare_builtin(store)
+            images_mod.prepare_addons(store, _addon_programs(), KUBERNETES_VERSION, COREDNS_VERSION)
         except (OSError, subprocess.SubprocessError):
             pass
         _PREPARED.append(store)

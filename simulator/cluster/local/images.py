@@ -74,6 +74,7 @@ class Image:
     workdir: str
     id: str  # sha256:<hex>, as ``crictl images`` shows
     size: int
+    base: str = "rootfs"  # "node": the node's /usr with the image's /usr/local/bin on top
 
     def argv(self, command: list[str] | None, args: list[str] | None) -> list[str]:
         """The process a container runs, as the kubelet combines the pod's ``command`` and
@@ -106,7 +107,7 @@ class Store:
                      entrypoint=tuple(meta.get("entrypoint") or ()),
                      cmd=tuple(meta.get("cmd") or ()), env=tuple(meta.get("env") or ()),
                      workdir=str(meta.get("workdir") or "/"), id=str(meta.get("id", "")),
-                     size=int(meta.get("size", 0)))
+                     size=int(meta.get("size", 0)), base=str(meta.get("base") or "rootfs"))
 
     def images(self) -> list[Image]:
         """Every image of the store, by reference."""
@@ -119,7 +120,7 @@ class Store:
 
     def add(self, ref: str, rootfs: Path, *, entrypoint: list[str] | None = None,
             cmd: list[str] | None = None, env: list[str] | None = None,
-            workdir: str = "/") -> Image:
+            workdir: str = "/", base: str = "rootfs") -> Image:
         """Move the directory ``rootfs`` into the store as image ``ref``. An image already
         stored under that reference (made meanwhile by another cluster) is kept: running
         containers may use it."""
@@ -128,6 +129,8 @@ class Store:
         size = sum(f.stat().st_size for f in rootfs.rglob("*") if f.is_file() and not f.is_symlink())
         meta = {"ref": ref, "entrypoint": entrypoint or [], "cmd": cmd or [],
                 "env": env or [f"PATH={DEFAULT_PATH}"], "workdir": workdir, "size": size}
+        if base != "rootfs":
+            meta["base"] = base
         meta["id"] = "sha256:" + hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
         staging = Path(tempfile.mkdtemp(prefix=".add-", dir=self.path))
         os.rename(rootfs, staging / "rootfs")
@@ -208,6 +211,51 @@ def build_busybox(store: Store, binary: str) -> list[Image]:
         (root / "etc/group").write_text(_ETC_GROUP)
         made.append(store.add(f"busybox:{tag}", root, cmd=["sh"]))
     return made
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def add_program_image(store: Store, ref: str, program: Path, path: str, *,
+                      base: str = "rootfs", args: list[str] | None = None) -> Image:
+    """An image of one static program at ``path`` (its entrypoint), linked from ``program``:
+    on an empty root (``base="rootfs"``, as CoreDNS's image is), or on the node's ``/usr``
+    (``base="node"``: kube-proxy's image, whose iptables tools come from the node, as the
+    control-plane images of embedded nodes do)."""
+    root = Path(tempfile.mkdtemp(prefix=".program-", dir=store.path))
+    for sub in ("etc", "tmp", "proc", "sys", "dev"):
+        (root / sub).mkdir(exist_ok=True)
+    _link_or_copy(program, root / path.lstrip("/"))
+    os.chmod(root / path.lstrip("/"), 0o755)
+    return store.add(ref, root, entrypoint=[path, *(args or [])], base=base)
+
+
+def prepare_addons(store: Store, programs: dict[str, Path | None], kubernetes_version: str,
+                   coredns_version: str) -> list[str]:
+    """Add the images of kubeadm's add-ons (``registry.k8s.io/kube-proxy``,
+    ``registry.k8s.io/coredns/coredns``) from the cluster's own builds of the programs
+    (``programs``: name -> path or None); return what is missing, with how to get it."""
+    store.path.mkdir(parents=True, exist_ok=True)
+    wanted = {
+        "kube-proxy": (f"registry.k8s.io/kube-proxy:{kubernetes_version}", "/usr/local/bin/kube-proxy", "node"),
+        "coredns": (f"registry.k8s.io/coredns/coredns:{coredns_version}", "/coredns", "rootfs"),
+    }
+    missing = []
+    for name, (ref, path, base) in wanted.items():
+        if store.get(ref) is not None:
+            continue
+        program = programs.get(name)
+        if program is None:
+            missing.append(f"{ref}: no {name} binary; build it with `bash .ci/build-binaries.sh` "
+                           "(from the Go module proxy) or put it on PATH")
+            continue
+        add_program_image(store, ref, Path(program), path, base=base)
+    return missing
 
 
 def prepare_builtin(store: Store) -> list[str]:

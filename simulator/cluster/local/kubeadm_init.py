@@ -37,11 +37,16 @@ fi
 kubectl -n kube-system get configmap kubelet-config -o jsonpath='{.data.kubelet}' \
     > /var/lib/kubelet/config.yaml
 kubeadm init phase mark-control-plane --config "$CONFIG" >/dev/null
+if [ -n "$UPLOAD" ]; then
+    kubeadm init phase addon all --config "$CONFIG" >/dev/null
+fi
 rm -f "$CONFIG"
 """
 """Run on each control plane with its own configuration at ``$CONFIG``: the first uploads
 the configuration (``UPLOAD=1``), each writes the kubelet's ``config.yaml`` from it and
-marks its Node as ``kubeadm init`` and ``kubeadm join --control-plane`` do."""
+marks its Node as ``kubeadm init`` and ``kubeadm join --control-plane`` do; the first then
+creates the add-ons (the CoreDNS Deployment and Service, the kube-proxy DaemonSet, their
+ConfigMaps and RBAC) as ``kubeadm init phase addon all`` does."""
 
 WAIT_LEADER = """
 end=$((SECONDS + WAIT))
@@ -105,4 +110,15 @@ def init_config(node_name: str, node_ip: str, *,
                        "podSubnet": kubeadm.POD_SUBNET,
                        "serviceSubnet": kubeadm.SERVICE_SUBNET},
     }
-    return yaml.safe_dump_all([init, cluster], sort_keys=False)
+    return yaml.safe_dump_all([init, cluster, KUBE_PROXY], sort_keys=False)
+
+
+KUBE_PROXY = {
+    "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+    "kind": "KubeProxyConfiguration",
+    "mode": "iptables",
+    "conntrack": {"maxPerCore": 0},
+    "iptables": {"minSyncPeriod": "1s"},
+}
+"""kube-proxy's settings in ``kube-system/kube-proxy``, as kind sets them: a node's network
+namespace cannot change the machine-wide conntrack table size, so kube-proxy must leave it."""

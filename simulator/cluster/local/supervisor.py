@@ -805,7 +805,7 @@ class Supervisor:
             command = image.argv(list(spec.argv), list(spec.args))
             env = [tuple(e.split("=", 1)) for e in image.env if "=" in e] + env  # type: ignore[misc]
             workdir = spec.workdir or image.workdir
-            argv += ["--image", str(image.rootfs)]
+            argv += ["--node-image" if image.base == "node" else "--image", str(image.rootfs)]
             for ns in self._sandbox_joins(pod):
                 argv += ["--join", ns]
             if not pod.spec.host_network:

@@ -240,11 +240,14 @@ class _Builder:
                                    f'{self.namespace}/{ref.get("name")}')
         return env
 
-    def resolv_conf(self) -> str | None:
+    def resolv_conf(self) -> str:
         spec = self.pod.get("spec") or {}
         policy = spec.get("dnsPolicy") or "ClusterFirst"
         if policy == "Default" or (policy == "ClusterFirst" and spec.get("hostNetwork")):
-            return None
+            try:  # the kubelet's --resolv-conf: the node's own
+                return (self.rootfs / "etc/resolv.conf").read_text()
+            except OSError:
+                return ""
         lines = []
         if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
             search = [f"{self.namespace}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN]
@@ -282,10 +285,8 @@ def pod_spec(api: ApiClient, rootfs: Path, pod: dict[str, Any], node_ip: str,
     base = rootfs / pod_dir(b.uid).lstrip("/")
     base.mkdir(parents=True, exist_ok=True)
     extra: list[Mount] = [Mount(f"{pod_dir(b.uid)}/etc-hosts", "/etc/hosts", False, "FileOrCreate")]
-    resolv = b.resolv_conf()
-    if resolv is not None:
-        (base / "resolv.conf").write_text(resolv)
-        extra.append(Mount(f"{pod_dir(b.uid)}/resolv.conf", "/etc/resolv.conf", False, "File"))
+    (base / "resolv.conf").write_text(b.resolv_conf())
+    extra.append(Mount(f"{pod_dir(b.uid)}/resolv.conf", "/etc/resolv.conf", False, "File"))
     containers = []
     for c in spec.get("containers") or []:
         env = b.env(c, services if spec.get("enableServiceLinks", True) is not False else {})
