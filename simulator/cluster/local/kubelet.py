@@ -163,6 +163,14 @@ def mirror_pod(manifest: dict[str, Any], pod: dict[str, Any], node: str,
     return doc
 
 
+def _rv(obj: dict[str, Any]) -> int:
+    """An object's (or a list's) resourceVersion: etcd's revision of its last change."""
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def _pod_path(namespace: str, name: str = "") -> str:
     path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods"
     return f"{path}/{urllib.parse.quote(name)}" if name else path
@@ -203,6 +211,9 @@ class Kubelet:
         self._specs: dict[str, tuple[str, Any]] = {}  # workload pod uid -> (spec key, PodSpec)
         self._waiting: dict[str, str] = {}  # workload pod uid -> why it cannot start yet
         self._services: dict[str, str] | None = None
+        self._newest_rv = 0  # the highest resourceVersion of the pod lists seen
+        self._view: dict[str, dict[str, Any]] = {}  # the bound pods as a watch delivered them
+        self._went_back = False  # a list came back older than one seen: etcd was restored
 
     # supervisor side ----------------------------------------------------------------
 
@@ -224,6 +235,7 @@ class Kubelet:
         self._server, self._server_tried, self._connected = None, False, False
         self._synced_version = -1
         self._started = time.time()
+        self._newest_rv, self._view, self._went_back = 0, {}, False
         self._thread = threading.Thread(target=self.run, args=(self._stop,), name="kubelet",
                                         daemon=True)
         self._thread.start()
@@ -468,7 +480,7 @@ class Kubelet:
                 log.info("kubelet: created mirror pod %s/%s", pod["namespace"], pod["name"])
             live.add(item["metadata"]["uid"])
             self._post_status(api, pod, item)
-        live |= self._sync_workloads(api, bound, pods)
+        live |= self._sync_workloads(api, bound, pods, _rv(listed))
         self._posted = {uid: text for uid, text in self._posted.items() if uid in live}
         self._ready_since = {uid: v for uid, v in self._ready_since.items()
                              if uid in live or any(p["uid"] == uid for p in desired.values())}
@@ -497,11 +509,14 @@ class Kubelet:
     # workload pods -----------------------------------------------------------------
 
     def _sync_workloads(self, api: ApiClient, bound: list[dict[str, Any]],
-                        summary: list[dict[str, Any]]) -> set[str]:
+                        summary: list[dict[str, Any]], rv: int) -> set[str]:
         """Run the pods the scheduler bound here, post their status, and finish the deletion
-        of those whose containers have stopped. Returns their uids."""
+        of those whose containers have stopped. Returns their uids.
+
+        The pods are those a watch would have delivered (:meth:`_watched`)."""
         if self.runtime is None:
             return set()
+        bound = self._watched(bound, rv)
         running = {p["uid"]: p for p in summary if not p.get("manifest")}
         wanted, live = [], set()
         for item in bound:
@@ -522,6 +537,32 @@ class Kubelet:
         self._specs = {uid: v for uid, v in self._specs.items() if uid in live}
         self._waiting = {uid: v for uid, v in self._waiting.items() if uid in live}
         return live
+
+    def _watched(self, bound: list[dict[str, Any]], rv: int) -> list[dict[str, Any]]:
+        """The bound pods as the kubelet's watch knows them, from this list (at ``rv``).
+
+        A kubelet lists its pods once, at start, then watches for changes newer than the
+        resourceVersion it last saw. When etcd is restored from a snapshot, the API
+        server's history goes back: a restored pod, last changed before that
+        resourceVersion, is never delivered, nor are the pods the restore removed, so the
+        kubelet runs what it ran until it is restarted (``systemctl restart kubelet``, as
+        the Kubernetes documentation says to do after a restore). So does this view."""
+        if not self._newest_rv:  # a fresh start lists everything
+            self._view = {str(p["metadata"]["uid"]): p for p in bound}
+        else:
+            if rv < self._newest_rv and not self._went_back:
+                self._went_back = True
+                log.warning('kubelet: watch of the pods of node %s: "too large resource version: %d, '
+                            'current: %d" (was etcd restored?); pods changed before that are not '
+                            'seen until the kubelet restarts', self.node_name, self._newest_rv, rv)
+            listed = {str(p["metadata"]["uid"]): p for p in bound}
+            for uid, item in listed.items():
+                if _rv(item) > self._newest_rv:  # an event the watch delivers
+                    self._view[uid] = item
+            if not self._went_back:
+                self._view = {uid: item for uid, item in self._view.items() if uid in listed}
+        self._newest_rv = max(self._newest_rv, rv)
+        return list(self._view.values())
 
     def _workload_spec(self, api: ApiClient, item: dict[str, Any]) -> Any:
         uid = item["metadata"]["uid"]
