@@ -101,10 +101,18 @@ def cluster_processes(cluster) -> dict[str, str]:
     return found
 
 
-def idle_memory(idle: float, spec: ClusterSpec | None = None) -> tuple[float, float, dict[str, int]]:
+def idle_memory(idle: float, spec: ClusterSpec | None = None,
+                ready=None) -> tuple[float, float, dict[str, int]]:
+    """RSS and PSS (MB) of every process of a new cluster of ``spec``, ``idle`` seconds
+    after ``ready(cluster)`` (polled up to 120 s) held, and RSS per process (kB)."""
     drv = LocalDriver()
     cluster = drv.create(spec or ClusterSpec("idle"), lambda step: None)
     try:
+        deadline = time.monotonic() + 120
+        while ready is not None and not ready(cluster):
+            if time.monotonic() > deadline:
+                raise SystemExit("the cluster's pods did not all run within 120 s")
+            time.sleep(1)
         _wait_refill()
         time.sleep(idle)
         procs = cluster_processes(cluster)

@@ -19,7 +19,7 @@ time_limit: 8m               # 90s, 8m, 1h30m ...
 
 cluster:
   control_planes: 1
-  workers: 0
+  workers: 1                 # node01, as the exam's clusters have (0-3)
   # components: [etcd]       # default: etcd, kube-apiserver, kube-controller-manager and
                              # kube-scheduler, as kubeadm runs them; [etcd] alone: no API server
   jump_host: false           # true: the shell starts on node student as user candidate, who must
