@@ -121,7 +121,7 @@ def test_missing_control_plane_binaries_offline_name_the_files(tmp_path, monkeyp
 def test_create_returns_once_the_api_server_is_ready(created):
     _, steps, elapsed, ready = created
     names = [s.name for s in steps]
-    assert names[:5] == ["nodes", "certificates", "etcd", "apiserver", "controller-manager"]
+    assert names[:5] == ["nodes", "certificates", "etcd", "apiserver", "service-accounts"]
     assert ready.ok and ready.out.strip() == "ok", ready.err
     assert elapsed < 60
 

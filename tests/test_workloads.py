@@ -262,3 +262,25 @@ def test_a_service_answers_on_its_cluster_ip_and_its_name_from_pods_and_nodes(cp
     from_node = cp.run(["bash", "-c", 'exec 3<>"/dev/tcp/$IP/80" && printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 '
                         '&& timeout 5 cat <&3'], env={"IP": ip}, timeout=15)
     assert "hello from hello-" in from_node.out
+
+
+def test_a_job_completes_and_a_stateful_set_runs_its_pods_in_order(cp):
+    kubectl(cp, "create", "job", "count", "--image=busybox:stable", "--", "sh", "-c", "echo 1 2 3").check()
+    headless = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+                "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 8080}]}}
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+           "spec": {"serviceName": "db", "replicas": 2, "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+                        {"name": "db", "image": "busybox:stable", "command": ["sleep", "3600"]}]}}}}
+    kubectl(cp, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                      "items": [headless, sts]})).check()
+
+    def complete():
+        done = kubectl(cp, "get", "job", "count", "-o", "jsonpath={.status.succeeded}")
+        return done.ok and done.out.strip() == "1"
+
+    wait_until("job count succeeded", complete, 60)
+    assert kubectl(cp, "logs", "job/count").check().out.strip() == "1 2 3"
+    ready = wait_until("db-0 and db-1 Running", lambda: running(pods(cp, "app=db"), 2), 90)
+    assert sorted(p["metadata"]["name"] for p in ready) == ["db-0", "db-1"]
+    assert kubectl(cp, "exec", "db-1", "--", "hostname").check().out.strip() == "db-1"

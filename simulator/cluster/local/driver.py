@@ -597,8 +597,9 @@ class LocalDriver:
     def _start_control_plane(self, control: Sequence[LocalNode], kube: Sequence[str],
                              progress: Progress, total: int) -> None:
         """Wait for the API server's /readyz on every control plane, run kubeadm's API phases
-        (the first uploads the configuration, each marks its Node), then wait for the
-        controller manager to take its leader lease."""
+        (the first uploads the configuration and creates the add-ons, each marks its Node),
+        then make the default service accounts; the controller manager takes its lease
+        meanwhile, as after ``kubeadm init``, which does not wait for it either."""
         from simulator.cluster.local import kubeadm_init
 
         if "kube-apiserver" not in kube:
@@ -613,12 +614,11 @@ class LocalDriver:
                             for n in control[1:]]:
                     job.result()
         if "kube-controller-manager" in kube:
+            # The controller manager starts its controllers some 5 s after it leads; the
+            # learner's first commands need only the default service accounts, made now.
+            # kind does not wait for it either.
             done += 1
-            progress(Step("controller-manager", done, total,
-                          "waiting for kube-controller-manager to lead"))
-            self._node_script(first, kubeadm_init.WAIT_LEADER,
-                              "kube-controller-manager did not start",
-                              WAIT=str(int(APISERVER_TIMEOUT)), LEASE="kube-controller-manager")
+            progress(Step("service-accounts", done, total, "making the default service accounts"))
             self._node_script(first, kubeadm_init.DEFAULT_SERVICE_ACCOUNTS,
                               "the default service accounts could not be made")
 

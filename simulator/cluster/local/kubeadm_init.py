@@ -36,10 +36,12 @@ if [ -n "$UPLOAD" ]; then
 fi
 kubectl -n kube-system get configmap kubelet-config -o jsonpath='{.data.kubelet}' \
     > /var/lib/kubelet/config.yaml
-kubeadm init phase mark-control-plane --config "$CONFIG" >/dev/null
-if [ -n "$UPLOAD" ]; then
-    kubeadm init phase addon all --config "$CONFIG" >/dev/null
+addons=
+if [ -n "$UPLOAD" ]; then  # beside mark-control-plane, which waits for the Node
+    kubeadm init phase addon all --config "$CONFIG" >/dev/null & addons=$!
 fi
+kubeadm init phase mark-control-plane --config "$CONFIG" >/dev/null
+if [ -n "$addons" ]; then wait "$addons"; fi
 rm -f "$CONFIG"
 """
 """Run on each control plane with its own configuration at ``$CONFIG``: the first uploads

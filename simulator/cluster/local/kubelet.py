@@ -619,8 +619,9 @@ class Kubelet:
             raise
         self._posted[uid] = text
 
-    def _finish_deletion(self, api: ApiClient, item: dict[str, Any]) -> None:
-        """The pod's containers have stopped: remove it from the API, as the kubelet does."""
+    def _finish_deletion(self, api: ApiClient, item: dict[str, Any]) -> bool:
+        """Remove the pod from the API now (its containers have stopped, or it is a stale
+        mirror pod), as the kubelet does; True when this call deleted it."""
         meta = item["metadata"]
         try:
             api.delete(_pod_path(meta["namespace"], meta["name"]),
@@ -629,16 +630,12 @@ class Kubelet:
         except ApiError as exc:
             if exc.status not in (404, 409):
                 raise
+            return False
+        return True
 
     def _delete_mirror(self, api: ApiClient, item: dict[str, Any]) -> None:
         meta = item["metadata"]
-        try:
-            api.delete(_pod_path(meta["namespace"], meta["name"]),
-                       {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                        "preconditions": {"uid": meta["uid"]}})
-        except ApiError as exc:
-            if exc.status not in (404, 409):
-                raise
+        if not self._finish_deletion(api, item):
             return
         self._posted.pop(meta["uid"], None)
         log.info("kubelet: deleted mirror pod %s/%s", meta["namespace"], meta["name"])

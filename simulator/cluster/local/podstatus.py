@@ -63,42 +63,9 @@ def container_status(c: dict[str, Any], started_ns: int | None) -> dict[str, Any
     return out
 
 
-def mirror_status(pod: dict[str, Any], ip: str, ready_since: str) -> dict[str, Any]:
-    """The status of a mirror pod from the supervisor's summary of its static pod."""
-    created = from_ns(pod.get("createdAt")) or iso()
+def _status(pod: dict[str, Any], host_ip: str, pod_ip: str, ready_since: str, started: str,
+            sandbox: bool) -> dict[str, Any]:
     ready = "True" if pod.get("ready") else "False"
-
-    def condition(type_: str, status: str, since: str) -> dict[str, Any]:
-        return {"type": type_, "status": status, "lastProbeTime": None,
-                "lastTransitionTime": since}
-
-    containers = [container_status(c, pod.get("createdAt")) for c in pod.get("containers", [])]
-    return {
-        "phase": pod.get("phase", "Pending"),
-        "conditions": [
-            condition("PodReadyToStartContainers", "True", created),
-            condition("Initialized", "True", created),
-            condition("Ready", ready, ready_since),
-            condition("ContainersReady", ready, ready_since),
-            condition("PodScheduled", "True", created),
-        ],
-        "hostIP": ip,
-        "hostIPs": [{"ip": ip}],
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "startTime": created,
-        "containerStatuses": containers,
-    }
-
-
-def workload_status(pod: dict[str, Any], node_ip: str, ready_since: str,
-                    start_time: str) -> dict[str, Any]:
-    """The status of a workload pod from the supervisor's summary (or a not yet started
-    stand-in): phase, conditions, container statuses and the pod's own IP."""
-    now = iso()
-    started = start_time or now
-    ready = "True" if pod.get("ready") else "False"
-    sandbox = "True" if pod.get("ip") else "False"
 
     def condition(type_: str, status: str, since: str) -> dict[str, Any]:
         return {"type": type_, "status": status, "lastProbeTime": None,
@@ -107,19 +74,33 @@ def workload_status(pod: dict[str, Any], node_ip: str, ready_since: str,
     out: dict[str, Any] = {
         "phase": pod.get("phase", "Pending"),
         "conditions": [
-            condition("PodReadyToStartContainers", sandbox, started),
+            condition("PodReadyToStartContainers", "True" if sandbox else "False", started),
             condition("Initialized", "True", started),
             condition("Ready", ready, ready_since),
             condition("ContainersReady", ready, ready_since),
             condition("PodScheduled", "True", started),
         ],
-        "hostIP": node_ip,
-        "hostIPs": [{"ip": node_ip}],
-        "startTime": started,
-        "containerStatuses": [container_status(c, pod.get("createdAt"))
-                              for c in pod.get("containers", [])],
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
     }
-    if pod.get("ip"):
-        out["podIP"] = pod["ip"]
-        out["podIPs"] = [{"ip": pod["ip"]}]
+    if pod_ip:
+        out["podIP"] = pod_ip
+        out["podIPs"] = [{"ip": pod_ip}]
+    out["startTime"] = started
+    out["containerStatuses"] = [container_status(c, pod.get("createdAt"))
+                                for c in pod.get("containers", [])]
     return out
+
+
+def mirror_status(pod: dict[str, Any], ip: str, ready_since: str) -> dict[str, Any]:
+    """The status of a mirror pod from the supervisor's summary of its static pod: the
+    node's network, so the node's IP is the pod's."""
+    return _status(pod, ip, ip, ready_since, from_ns(pod.get("createdAt")) or iso(), True)
+
+
+def workload_status(pod: dict[str, Any], node_ip: str, ready_since: str,
+                    start_time: str) -> dict[str, Any]:
+    """The status of a workload pod from the supervisor's summary (or a not yet started
+    stand-in): phase, conditions, container statuses and the pod's own IP."""
+    return _status(pod, node_ip, str(pod.get("ip") or ""), ready_since, start_time or iso(),
+                   bool(pod.get("ip")))
