@@ -737,10 +737,16 @@ class KindDriver:
         argv = [kind, "delete", "cluster", "--name", name]
         if record is not None:
             argv += ["--kubeconfig", record["kubeconfig"]]
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=300, check=False)
-        except subprocess.TimeoutExpired:
-            done = None
+        done = None
+        for attempt in range(2):  # under load the engine may refuse a removal once
+            if attempt:
+                time.sleep(2)
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=300, check=False)
+            except subprocess.TimeoutExpired:
+                done = None
+            if done is not None and done.returncode == 0:
+                break
         if (done is None or done.returncode != 0) and record is not None:
             said = done.stdout + done.stderr if done is not None else b"timed out"
             raise ClusterError(f"kind could not delete cluster {name}",
