@@ -111,6 +111,11 @@ def _tool(name: str) -> str:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin") or name
 
 
+def _pod_hostname(spec: PodSpec) -> str:
+    """A workload pod's hostname: ``spec.hostname`` (a StatefulSet's pods), else its name."""
+    return str((spec.doc.get("spec") or {}).get("hostname") or spec.name)
+
+
 def parse_manifest(data: bytes, file: str, node_name: str) -> PodSpec:
     """Read a static pod manifest as the kubelet would (:func:`staticpod.parse`); log what is not run."""
     return staticpod.parse(data, file, node_name, warn=log.warning)
@@ -657,7 +662,7 @@ class Supervisor:
         """Give a workload pod its sandbox: a pause process in network, uts and ipc namespaces
         of its own, a veth pair to ``cni0`` and an IP of the node's pod CIDR. False (with the
         kubelet's message on the pod) while that cannot be done."""
-        hostname = str((pod.spec.doc.get("spec") or {}).get("hostname") or pod.spec.name)
+        hostname = _pod_hostname(pod.spec)
         if pod.spec.host_network or not pod.spec.containers or not pod.spec.containers[0].pulled:
             if pod.spec.containers and pod.spec.containers[0].pulled and not pod.ip:
                 pod.ip = self.node_ip
@@ -809,7 +814,7 @@ class Supervisor:
             for ns in self._sandbox_joins(pod):
                 argv += ["--join", ns]
             if not pod.spec.host_network:
-                hostname = str((pod.spec.doc.get("spec") or {}).get("hostname") or pod.spec.name)
+                hostname = _pod_hostname(pod.spec)
         argv += ["--workdir", workdir, "--env", f"HOSTNAME={hostname}"]
         for k, v in env:
             argv += ["--env", f"{k}={v}"]
